@@ -1,0 +1,167 @@
+"""Command line: `python -m sft.cli COMMAND`. Each command parses its arguments and calls one library
+function. Nothing heavy (torch, transformers, trl, peft) is imported here, so `--help` is instant."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sft.config import ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Few-shot fine-tuning and evaluation of decoder-only LLMs, from one config or a JSONNET grid.",
+)
+
+DEFAULT_SEED = 42
+ConfigArg = Annotated[Path, typer.Argument(help="A JSON config (one experiment) or a JSONNET file with one.")]
+GridArg = Annotated[
+    Path, typer.Argument(help="A JSONNET grid ({'configs': {name: config}} or a list) or a JSON config.")
+]
+ResultsOpt = Annotated[Path, typer.Option("--results-path", help="Folder of the results.")]
+SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed for shots, in-context examples and training.")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Experiment name (default: the config's file name).")]
+ExtVarOpt = Annotated[
+    list[str] | None, typer.Option("--ext-var", help="JSONNET external variable key=value; repeatable.")
+]
+DataCheckOpt = Annotated[bool, typer.Option("--check-data/--no-check-data", help="Also load and check each dataset.")]
+
+
+def _fail(error: ConfigError) -> None:
+    typer.echo(str(error), err=True)
+    raise typer.Exit(2)
+
+
+def _single(path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int):
+    """(config, run) for a single-experiment command; config errors exit with status 2."""
+    from sft.experiment import Run
+    from sft.grid import load_single, parse_ext_vars
+    from sft.storage import check_name
+
+    try:
+        file_name, config = load_single(path, command, parse_ext_vars(ext_vars))
+    except ConfigError as error:
+        _fail(error)
+    problem = check_name(name or file_name)
+    if problem:
+        _fail(ConfigError([f"--name: {problem}"]))
+    return config, Run(name or file_name, seed, results)
+
+
+def _guard(function, *args):
+    """Call a library function; a ConfigError (bad config or data) becomes a clear message and exit 2."""
+    try:
+        return function(*args)
+    except ConfigError as error:
+        _fail(error)
+
+
+@app.command()
+def train(
+    config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
+    name: NameOpt = None, ext_var: ExtVarOpt = None,
+) -> None:  # fmt: skip
+    """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
+    from sft.experiment import train as train_experiment
+
+    experiment, run = _single(config, "train", name, ext_var, results_path, random_seed)
+    typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
+
+
+@app.command()
+def predict(
+    config: ConfigArg, results_path: ResultsOpt = Path("predictions"), random_seed: SeedOpt = DEFAULT_SEED,
+    name: NameOpt = None, ext_var: ExtVarOpt = None,
+) -> None:  # fmt: skip
+    """Predict the test split; write predictions.jsonl (inputs, reference, prediction, label probabilities)."""
+    from sft.experiment import predict as predict_experiment
+
+    experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed)
+    typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
+    name: NameOpt = None, ext_var: ExtVarOpt = None,
+) -> None:  # fmt: skip
+    """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
+    from sft.experiment import evaluate as evaluate_experiment
+
+    experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed)
+    _guard(evaluate_experiment, experiment, run)
+    typer.echo(f"Results written to {run.folder / 'results.json'}")
+
+
+@app.command("run-experiment")
+def run_experiment(
+    config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
+    name: NameOpt = None, ext_var: ExtVarOpt = None,
+) -> None:  # fmt: skip
+    """Train (when shots > 0) and evaluate one experiment in this process."""
+    from sft.experiment import run_experiment as run_one
+
+    experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed)
+    _guard(run_one, experiment, run)
+    typer.echo(f"Results written to {run.folder / 'results.json'}")
+
+
+@app.command("run-experiments")
+def run_experiments(
+    grid: GridArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
+    ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True,
+) -> None:  # fmt: skip
+    """Validate every experiment of a grid, run each in a fresh process, then aggregate the results."""
+    from sft.grid import parse_ext_vars
+    from sft.runner import run_experiments as run_grid
+    from sft.validation import validate_grid
+
+    configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
+    raise typer.Exit(run_grid(configs, results_path, [random_seed]))
+
+
+@app.command()
+def aggregate(results: Annotated[Path, typer.Argument(help="A results folder.")]) -> None:
+    """Rebuild aggregated_results.json and aggregated_results.md from the result files."""
+    from sft.report import aggregate as aggregate_results
+
+    try:
+        json_path, markdown_path = aggregate_results(results)
+    except FileNotFoundError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Wrote {json_path} and {markdown_path}")
+
+
+@app.command()
+def validate(grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True) -> None:
+    """Expand and validate a grid; print the experiment names, or every problem found."""
+    from sft.grid import parse_ext_vars
+    from sft.validation import validate_grid
+
+    configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
+    for name in configs:
+        typer.echo(name)
+    typer.echo(f"{len(configs)} experiment(s), all valid.")
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The experiment config: one pydantic model per section, validated once, every error reported at once.
+
+Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig` and reads
+its fields; it never looks keys up in raw dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sft.registry import did_you_mean
+
+TaskType = Literal["classification", "generation"]
+SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation")
+
+# PEFT's built-in initializations; `pissa_niter_<n>` is matched separately.
+PEFT_INITIALIZATIONS = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal")
+
+
+class ConfigError(Exception):
+    """A config (or a grid of configs) is invalid. Holds every problem found, one message each."""
+
+    def __init__(self, messages: list[str]):
+        self.messages = list(messages)
+        count = len(self.messages)
+        header = f"{count} problem{'s' if count != 1 else ''} found in the config:"
+        super().__init__("\n".join([header, *(f"  - {m}" for m in self.messages)]))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Section):
+    path: str = Field(description="Hub dataset id, a save_to_disk folder, a data folder or a data file.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Extra arguments for datasets.load_dataset.")
+    task_type: TaskType = "classification"
+    shots: int = Field(0, ge=0, description="Training examples per label (classification) or in all (generation).")
+    max_n_test: int | None = Field(None, ge=1, description="Evaluate on at most this many test examples.")
+    train_split: str = "train"
+    test_split: str = "test"
+    validation_split: str | None = None
+    labels: list[str] | None = Field(None, description="The label set in this order; default: sorted from the data.")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None:
+            if len(labels) < 2:
+                raise ValueError("give at least two labels")
+            duplicates = sorted({label for label in labels if labels.count(label) > 1})
+            if duplicates:
+                raise ValueError(f"labels must be unique; repeated: {duplicates}")
+        return labels
+
+
+class QuantizationConfig(Section):
+    config_class: str = Field(description="A transformers quantization config class, e.g. BitsAndBytesConfig.")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(Section):
+    name: str = Field(description="Hub model id or local folder.")
+    revision: str | None = None
+    trust_remote_code: bool = Field(False, description="Run code shipped with the model; only when you trust it.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto': the checkpoint's dtype on GPU, float32 on CPU."
+    )
+    device: str | None = Field(None, description="e.g. 'cpu' or 'cuda:1'; default: cuda when available, else cpu.")
+    model_args: dict[str, Any] = Field(default_factory=dict, description="Extra arguments for from_pretrained.")
+    quantization: QuantizationConfig | None = None
+    chat_template: str | None = Field(None, description="A Jinja chat template, or a path to a .jinja file.")
+    chat_template_from: str | None = Field(None, description="Take the chat template of this other model.")
+    adapter: str | None = Field(None, description="A trained adapter folder to load for predict/evaluate.")
+
+    @model_validator(mode="after")
+    def _one_template_source(self) -> ModelConfig:
+        if self.chat_template is not None and self.chat_template_from is not None:
+            raise ValueError("can't provide both chat_template and chat_template_from. Choose one.")
+        return self
+
+
+class LoraSection(BaseModel):
+    """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted
+    and checked against peft by `sft.validation` (it costs a peft import, so it is not done here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task_type: Literal["CAUSAL_LM"] = "CAUSAL_LM"
+    r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | str | None = "all-linear"
+    bias: Literal["none", "all", "lora_only"] = "none"
+    init_lora_weights: bool | str = Field(True, description="True, False or a PEFT initialization name.")
+    use_rslora: bool = False
+    use_dora: bool = False
+    modules_to_save: list[str] | None = None
+
+    @field_validator("init_lora_weights")
+    @classmethod
+    def _known_initialization(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value not in PEFT_INITIALIZATIONS and not re.fullmatch(r"pissa_niter_\d+", value):
+            choices = ", ".join([*PEFT_INITIALIZATIONS, "pissa_niter_<n>", "true", "false"])
+            hint = did_you_mean(value, PEFT_INITIALIZATIONS)
+            raise ValueError(f"unknown initialization {value!r}{hint}; choose from {choices}")
+        return value
+
+    def peft_kwargs(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class PromptingConfig(Section):
+    instruction: str = Field("", description="The task instruction, sent as the system turn.")
+    input_columns: list[str] = Field(min_length=1)
+    output_column: str
+    input_template: str | None = Field(
+        None, description="How input columns form the user turn, e.g. 'Premise: {premise}\\nHypothesis: {hypothesis}'."
+    )
+    max_input_length: int | None = Field(None, ge=1, description="Truncate each input text to this many tokens.")
+    max_output_length: int | None = Field(None, ge=1, description="Truncate training targets to this many tokens.")
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> PromptingConfig:
+        if self.output_column in self.input_columns:
+            raise ValueError(f"output_column {self.output_column!r} is also an input column; the answer would leak")
+        if self.input_template is not None:
+            names = {field for _, field, _, _ in string.Formatter().parse(self.input_template) if field}
+            unknown = sorted(names - set(self.input_columns))
+            if unknown:
+                raise ValueError(f"input_template uses {unknown}, which are not in input_columns {self.input_columns}")
+        return self
+
+
+class TrainingConfig(Section):
+    icl_examples: int = Field(0, ge=0, description="In-context examples in each training prompt (per label).")
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description="Arguments for trl.SFTConfig.")
+
+
+class InferenceConfig(Section):
+    icl_examples: int = Field(0, ge=0, description="In-context examples in each test prompt (per label).")
+    icl_fixed: bool = Field(False, description="Use the same in-context examples for every test prompt.")
+    batch_size: int = Field(8, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, description="Longest prompt in tokens.")
+    generation_args: dict[str, Any] = Field(
+        default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
+    )
+
+
+class EvaluationConfig(Section):
+    metrics: list[str] | None = Field(None, description="Metric names; default: every metric of the task type.")
+    tokenizer_name: str | None = Field(None, description="A HF tokenizer that splits words for BLEU and ROUGE.")
+    bleu_tokenize: str = Field("13a", description="sacrebleu tokenizer when tokenizer_name is not set.")
+    ece_bins: int = Field(10, ge=1)
+
+
+class ExperimentConfig(Section):
+    dataset: DatasetConfig
+    model: ModelConfig
+    prompting: PromptingConfig
+    lora: LoraSection | None = None
+    training: TrainingConfig | None = None
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @property
+    def trains(self) -> bool:
+        """Few-shot experiments train an adapter; zero-shot ones use the model as it is."""
+        return self.dataset.shots > 0
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in, as plain JSON data."""
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        return config_hash(self.resolved())
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+COMMAND_SECTIONS = {
+    # sections a command needs beyond dataset, model and prompting (which every config has)
+    "train": ("lora", "training"),
+    "run-experiment": (),
+    "predict": (),
+    "evaluate": (),
+}
+
+SECTION_EXAMPLES = {
+    "lora": '"lora": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"}',
+    "training": '"training": {"trainer_args": {"num_train_epochs": 3, "learning_rate": 1e-4}}',
+}
+
+
+def check_command(config: ExperimentConfig, command: str) -> list[str]:
+    """Problems that make `config` unusable for `command` (e.g. training without a lora section)."""
+    problems = []
+    needed = list(COMMAND_SECTIONS.get(command, ()))
+    if command == "train" and not config.trains:
+        problems.append("dataset.shots: `train` needs shots > 0; with shots = 0 there is nothing to train")
+    if command == "run-experiment" and config.trains:
+        needed += ["lora", "training"]
+    for section in needed:
+        if getattr(config, section) is None:
+            problems.append(
+                f"{section}: this section is required by `{command}` when dataset.shots > 0; "
+                f"add for instance {SECTION_EXAMPLES[section]}"
+            )
+    return problems
+
+
+def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
+    """Validate one raw config; raise ConfigError listing every problem, each prefixed by `source`."""
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: a config must be an object with sections {', '.join(SECTIONS)}"])
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([f"{source}: {message}" for message in describe_errors(error)]) from None
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """Turn pydantic's errors into messages that name the key path and say how to fix it."""
+    messages = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        path = ".".join(loc) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            known = _fields_at(ExperimentConfig, item["loc"][:-1])
+            hint = did_you_mean(loc[-1], known)
+            listing = f" Known keys here: {', '.join(known)}." if known else ""
+            messages.append(f"{path}: unknown key {loc[-1]!r}{hint}.{listing}")
+        elif kind == "missing":
+            messages.append(f"{path}: required key is missing")
+        else:
+            shown = json.dumps(item.get("input"), default=str)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            text = item["msg"].removeprefix("Value error, ")
+            messages.append(f"{path}: {text} (got {shown})")
+    return messages
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the section found by walking `loc` from `model` (empty when it is not a section)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        current = _section_type(current.model_fields[part].annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _section_type(annotation: Any) -> Any:
+    if get_origin(annotation) is None:
+        return annotation
+    models = [arg for arg in get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    return models[0] if models else None

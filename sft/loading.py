@@ -1,0 +1,118 @@
+"""Loading tokenizers and models as a config asks: device, dtype, quantization, chat template, adapter.
+
+Hub ids and local folders go through the same `from_pretrained` calls. Remote code runs only when the
+config sets `model.trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sft.config import ConfigError, ModelConfig
+from sft.registry import did_you_mean
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(config: ModelConfig) -> str:
+    import torch
+
+    if config.device:
+        return config.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(config: ModelConfig, device: str) -> Any:
+    """float32 on CPU (bf16 matmuls are slow there); the checkpoint's own dtype on accelerators."""
+    import torch
+
+    if config.dtype != "auto":
+        return getattr(torch, config.dtype)
+    return torch.float32 if device == "cpu" else "auto"
+
+
+def quantization_config(config: ModelConfig) -> Any:
+    """Instantiate the transformers quantization config class named in `model.quantization`."""
+    if config.quantization is None:
+        return None
+    import transformers
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    known = sorted(
+        name
+        for name in dir(transformers)
+        if isinstance(getattr(transformers, name, None), type)
+        and issubclass(getattr(transformers, name), QuantizationConfigMixin)
+    )
+    name = config.quantization.config_class
+    if name not in known:
+        hint = did_you_mean(name, known)
+        raise ConfigError([f"model.quantization.config_class: unknown class {name!r}{hint}; known: {', '.join(known)}"])
+    cls = getattr(transformers, name)
+    try:
+        return cls(**config.quantization.args)
+    except (TypeError, ValueError, ImportError) as error:
+        raise ConfigError([f"model.quantization.args: {name} rejected them: {error}"]) from None
+
+
+def _read_template(value: str) -> str:
+    path = Path(value)
+    if value.endswith((".jinja", ".j2")) and path.is_file():
+        return path.read_text(encoding="utf-8")
+    return value
+
+
+def load_tokenizer(config: ModelConfig, path: str | None = None) -> Any:
+    """The tokenizer with a pad token and a chat template, ready for batched prompts."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path or config.name, revision=None if path else config.revision, trust_remote_code=config.trust_remote_code
+    )
+    if config.chat_template is not None:
+        tokenizer.chat_template = _read_template(config.chat_template)
+    elif config.chat_template_from is not None:
+        donor = AutoTokenizer.from_pretrained(config.chat_template_from, trust_remote_code=config.trust_remote_code)
+        if not donor.chat_template:
+            raise ConfigError([f"model.chat_template_from: {config.chat_template_from!r} has no chat template either"])
+        tokenizer.chat_template = donor.chat_template
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            [
+                f"model: the tokenizer of {config.name!r} has no chat template; set model.chat_template "
+                "(a Jinja string or .jinja file) or model.chat_template_from (a model whose template fits)"
+            ]
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool = False) -> Any:
+    """The causal LM on its device, with the trained adapter `adapter` applied when given."""
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(config)
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "revision": config.revision}
+    kwargs["dtype"] = resolve_dtype(config, device)
+    quantization = quantization_config(config)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    kwargs.update(config.model_args)
+    placed = "device_map" in kwargs or quantization is not None
+    if quantization is not None and "device_map" not in kwargs:
+        kwargs["device_map"] = {"": device}
+    log.info("Loading model %s on %s", config.name, kwargs.get("device_map", device))
+    model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+    if not placed:
+        model.to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        log.info("Loading adapter %s", adapter)
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model
