@@ -1,0 +1,40 @@
+"""Raw-config builders shared by the tests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+INSTRUCTION = "Classify the sentiment of the product review as negative, neutral or positive."
+
+
+def classification_config(data: Path, model: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A raw config for the sentiment data; `sections` are merged into the defaults, one level deep."""
+    config = {
+        "dataset": {"path": str(data), "task_type": "classification", "shots": 0},
+        "model": {"name": str(model)},
+        "prompting": {"instruction": INSTRUCTION, "input_columns": ["text"], "output_column": "label"},
+        "inference": {"batch_size": 8},
+    }
+    return merge(config, sections)
+
+
+def training_sections(shots: int = 2, epochs: int = 1) -> dict[str, Any]:
+    return {
+        "dataset": {"shots": shots},
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"},
+        "training": {
+            "trainer_args": {"num_train_epochs": epochs, "per_device_train_batch_size": 4, "learning_rate": 1e-3}
+        },
+    }
+
+
+def merge(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    return config
