@@ -61,7 +61,14 @@ def raw_experiments(value: Any, source: str) -> dict[str, Any]:
     if isinstance(value, list):
         if not value:
             raise ConfigError([f"{source}: the list of configs is empty"])
-        return {derived_name(raw, index): raw for index, raw in enumerate(value)}
+        named: dict[str, Any] = {}
+        for index, raw in enumerate(value):
+            name = derived_name(raw, index)
+            if name in named:
+                first = list(named).index(name)
+                raise ConfigError([f"{source}: the configs at positions {first} and {index} are identical"])
+            named[name] = raw
+        return named
     if isinstance(value, dict):
         return {Path(source).stem: value}
     raise ConfigError([f"{source}: expected a config object, a list of configs or {{'configs': {{...}}}}"])
@@ -84,7 +91,8 @@ def derived_name(raw: Any, index: int) -> str:
 
 def _slug(text: str) -> str:
     last = [piece for piece in re.split(r"[/\\]", text) if piece not in ("", ".", "..")]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", last[-1] if last else text)[:40].strip("._-")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", last[-1] if last else text)
+    return re.sub(r"\.{2,}", ".", slug)[:40].strip("._-")
 
 
 def load_experiments(

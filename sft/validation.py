@@ -48,10 +48,15 @@ def _generation_fields() -> frozenset[str]:
     return frozenset(GenerationConfig().to_dict()) - {"transformers_version", "_from_model_config"}
 
 
+# Names people write from memory that string similarity cannot map to the real argument.
+ALIASES = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "epochs": "num_train_epochs"}
+
+
 def _unknown_keys(keys, known: frozenset[str], where: str, library: str) -> list[str]:
-    return [
-        f"{where}.{key}: not an argument of {library}{did_you_mean(key, known)}" for key in keys if key not in known
-    ]
+    def hint(key: str) -> str:
+        return f" (did you mean {ALIASES[key]!r}?)" if ALIASES.get(key) in known else did_you_mean(key, known)
+
+    return [f"{where}.{key}: not an argument of {library}{hint(key)}" for key in keys if key not in known]
 
 
 def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 # Nothing may be downloaded: fail fast instead of waiting on the network.
 for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[variable] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
 INSTRUCTION = "Classify the sentiment of the product review as negative, neutral or positive."
 
 

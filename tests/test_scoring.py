@@ -1,0 +1,176 @@
+"""sft.scoring: label log-likelihoods must equal a brute-force, one-sequence-at-a-time computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sft.scoring import common_prefix_length, label_logprobs, split_continuation
+
+# Single-token and multi-token labels, with shared text prefixes ("neg"/"negative", "positive"/"positively great").
+LABELS = ["positive", "positively great", "neutral", "negative", "neg"]
+REVIEWS = [
+    "awful",
+    "the phone was excellent.",
+    "honestly, my new battery is dreadful and the charger arrived broken after a week of ordinary use",
+]
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def chat_prompts(loaded):
+    _, tokenizer = loaded
+    instruction = "Classify the sentiment of the product review as negative, neutral or positive."
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": instruction}, {"role": "user", "content": review}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for review in REVIEWS
+    ]
+    lengths = {len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts}
+    assert len(lengths) == len(prompts), "the prompts must differ in length so that padding matters"
+    return prompts
+
+
+def brute_force(model, tokenizer, prompt: str, label: str) -> float:
+    """One full forward pass over prompt + label, unpadded, in float64 afterwards."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+    start = 0
+    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
+        start += 1
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([full_ids])).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return float(sum(logprobs[t - 1, full_ids[t]] for t in range(start, len(full_ids))))
+
+
+def brute_force_matrix(model, tokenizer, prompts, labels) -> torch.Tensor:
+    return torch.tensor(
+        [[brute_force(model, tokenizer, prompt, label) for label in labels] for prompt in prompts], dtype=torch.float64
+    )
+
+
+@pytest.fixture(scope="module")
+def expected(loaded, chat_prompts):
+    model, tokenizer = loaded
+    return brute_force_matrix(model, tokenizer, chat_prompts, LABELS)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_label_logprobs_equal_brute_force(loaded, chat_prompts, expected, batch_size):
+    model, tokenizer = loaded
+    scores = label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=batch_size)
+    assert scores.shape == (len(chat_prompts), len(LABELS))
+    assert scores.dtype == torch.float32
+    assert torch.isfinite(scores).all()
+    assert (scores < 0).all()
+    difference = (scores.double() - expected).abs().max().item()
+    assert difference <= TOLERANCE, f"batch_size={batch_size}: max |difference| {difference}"
+
+
+def test_scores_identical_across_batch_sizes(loaded, chat_prompts):
+    model, tokenizer = loaded
+    pairs = len(chat_prompts) * len(LABELS)
+    results = [label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=size) for size in (1, 3, pairs + 5)]
+    for other in results[1:]:
+        assert torch.allclose(results[0], other, atol=TOLERANCE, rtol=0)
+
+
+def test_scores_do_not_depend_on_the_other_prompts_and_labels(loaded, chat_prompts):
+    """Each cell is a property of its own (prompt, label) pair: order and company must not matter."""
+    model, tokenizer = loaded
+    full = label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=4)
+    reversed_prompts = chat_prompts[::-1]
+    reversed_labels = LABELS[::-1]
+    shuffled = label_logprobs(model, tokenizer, reversed_prompts, reversed_labels, batch_size=4)
+    assert torch.allclose(full, shuffled.flip(0).flip(1), atol=TOLERANCE, rtol=0)
+    single = label_logprobs(model, tokenizer, chat_prompts[1:2], ["neg"], batch_size=4)
+    assert single.shape == (1, 1)
+    assert abs(single.item() - full[1, LABELS.index("neg")].item()) <= TOLERANCE
+
+
+def test_multi_token_labels_score_lower_than_their_first_token(loaded, chat_prompts):
+    """A multi-token label's log-probability sums several negative terms, so it cannot exceed the log-probability
+    of its first token alone (a label scored only on its first token would break this)."""
+    model, tokenizer = loaded
+    prompt = chat_prompts[0]
+    context, continuation = split_continuation(tokenizer, prompt, "positively great")
+    assert len(continuation) > 1
+    first_token = tokenizer.decode(continuation[:1])
+    scores = label_logprobs(model, tokenizer, [prompt], ["positively great", first_token])
+    assert scores[0, 0] < scores[0, 1]
+    assert brute_force(model, tokenizer, prompt, first_token) == pytest.approx(scores[0, 1].item(), abs=TOLERANCE)
+
+
+def test_softmax_over_labels_sums_to_one(loaded, chat_prompts):
+    model, tokenizer = loaded
+    scores = label_logprobs(model, tokenizer, chat_prompts, LABELS)
+    probabilities = torch.softmax(scores.double(), dim=-1)
+    assert torch.allclose(probabilities.sum(dim=-1), torch.ones(len(chat_prompts), dtype=torch.float64))
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_split_continuation_reassembles_the_full_tokenization(loaded, chat_prompts, label):
+    _, tokenizer = loaded
+    for prompt in chat_prompts:
+        context, continuation = split_continuation(tokenizer, prompt, label)
+        assert context + continuation == tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+        assert continuation, "a label must have at least one token"
+        # the chat prompt ends on a token boundary, so the whole prompt is context and the label decodes back
+        assert context == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(continuation) == label
+
+
+def test_label_merging_with_the_last_prompt_token(loaded):
+    """'excel' + 'lent' tokenizes as one ' excellent' token: the label starts where the tokenizations diverge."""
+    model, tokenizer = loaded
+    prompt, label = "the phone was excel", "lent"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+    assert full_ids[: len(prompt_ids)] != prompt_ids, "the test needs a label that merges across the boundary"
+
+    context, continuation = split_continuation(tokenizer, prompt, label)
+    assert context + continuation == full_ids
+    assert len(context) == common_prefix_length(prompt_ids, full_ids) < len(prompt_ids)
+    assert tokenizer.decode(context) + tokenizer.decode(continuation) == prompt + label
+    assert tokenizer.decode(continuation).endswith(label)
+
+    scores = label_logprobs(model, tokenizer, [prompt, "the phone was"], [label, " excellent"], batch_size=2)
+    assert scores[0, 0].item() == pytest.approx(brute_force(model, tokenizer, prompt, label), abs=TOLERANCE)
+    # the merged label is scored as the token the model actually sees: ' excellent' after 'the phone was'
+    assert scores[0, 0].item() == pytest.approx(scores[1, 1].item(), abs=TOLERANCE)
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
+    assert common_prefix_length([], [1]) == 0
+    assert common_prefix_length([7], [8]) == 0
+
+
+def test_label_adding_no_tokens_raises(loaded, chat_prompts):
+    model, tokenizer = loaded
+    with pytest.raises(ValueError, match="adds no tokens"):
+        split_continuation(tokenizer, chat_prompts[0], "")
+    with pytest.raises(ValueError, match="adds no tokens"):
+        label_logprobs(model, tokenizer, chat_prompts, ["positive", ""])
+
+
+def test_empty_prompt_raises(loaded):
+    model, tokenizer = loaded
+    with pytest.raises(ValueError, match="context token"):
+        label_logprobs(model, tokenizer, [""], ["positive", "negative"])
