@@ -77,10 +77,13 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
     if dataset.validation_split:
         wanted["dataset.validation_split"] = dataset.validation_split
     columns = [*prompting.input_columns, prompting.output_column]
+    labelled = {}  # the wanted splits whose labels can be checked
     for key, split in wanted.items():
         if split not in splits:
             problems.append(f"{key}: split {split!r} not found in {dataset.path!r}; it has {sorted(splits)}")
             continue
+        if prompting.output_column in splits[split].column_names:
+            labelled[key] = split
         if len(splits[split]) == 0:
             problems.append(f"{key}: split {split!r} of {dataset.path!r} is empty")
         missing = [column for column in columns if column not in splits[split].column_names]
@@ -88,10 +91,11 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
             problems.append(
                 f"prompting: column(s) {missing} not in split {split!r}; its columns are {splits[split].column_names}"
             )
-    if problems or dataset.task_type != "classification":
+    if dataset.task_type != "classification" or not labelled:
         return problems
 
-    seen = {key: set(label_strings(splits[split], prompting.output_column)) for key, split in wanted.items()}
+    # Label checks run even when other problems were found, so one pass reports everything.
+    seen = {key: set(label_strings(splits[split], prompting.output_column)) for key, split in labelled.items()}
     if dataset.labels is not None:
         for key, values in seen.items():
             unknown = sorted(values - set(dataset.labels))
@@ -100,7 +104,7 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
                     f"dataset.labels: split {wanted[key]!r} has labels {unknown} that are not in {dataset.labels}"
                 )
     labels = dataset.labels or sorted(set().union(*seen.values()))
-    if len(labels) < 2:
+    if len(labels) < 2 and len(labelled) == len(wanted):
         problems.append(f"dataset: classification needs at least two labels; found {labels}")
     if "dataset.train_split" in seen:
         empty = [label for label in labels if label not in seen["dataset.train_split"]]

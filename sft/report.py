@@ -54,16 +54,22 @@ def collect(results_path: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
         if results_file.exists():
             try:
                 rows.append(_row(read_json(results_file)))
-            except (OSError, ValueError, KeyError, TypeError) as error:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
                 problems.append(f"{results_file}: unreadable result file ({type(error).__name__}: {error})")
             continue
         if status_file.exists():
             try:
                 status = read_json(status_file)
+                if not isinstance(status, dict):
+                    raise ValueError("not a JSON object")
             except (OSError, ValueError) as error:
                 problems.append(f"{status_file}: unreadable status file ({type(error).__name__}: {error})")
                 continue
             if status.get("state") == "failed":
+                # the folder names say which run it was, whatever the file lacks
+                status.setdefault("experiment", folder.parent.name)
+                seed = folder.name.removeprefix("seed-")
+                status.setdefault("seed", int(seed) if seed.lstrip("-").isdigit() else seed)
                 failures.append(status)
     rows.sort(key=lambda row: (row["experiment"], row["seed"]))
     return rows, failures, problems

@@ -103,6 +103,15 @@ def test_ece_by_hand():
     )
 
 
+def test_ece_bins_are_closed_on_the_right():
+    # 2 bins, (0, 0.5] and (0.5, 1]: confidence exactly 0.5 belongs to the first one
+    probabilities = [[0.5, 0.3, 0.2], [0.2, 0.4, 0.4], [0.9, 0.05, 0.05], [0.1, 0.7, 0.2]]
+    references = ["a", "c", "a", "a"]  # right, wrong (argmax takes the first "b"), right, wrong
+    # first bin: 0.5 and 0.4, accuracy 0.5, confidence 0.45; second: 0.9 and 0.7, accuracy 0.5, confidence 0.8
+    expected = 0.5 * abs(0.5 - 0.45) + 0.5 * abs(0.5 - 0.8)
+    assert ece(references, probabilities, ["a", "b", "c"], bins=2) == pytest.approx(expected)
+
+
 def test_ece_is_zero_when_perfectly_calibrated():
     certain = np.tile([1.0, 0.0, 0.0], (20, 1))
     assert ece(["x"] * 20, certain, ["x", "y", "z"], bins=10) == pytest.approx(0.0, abs=1e-12)
