@@ -85,6 +85,23 @@ class ModelConfig(Section):
             raise ValueError("can't provide both chat_template and chat_template_from. Choose one.")
         return self
 
+    @field_validator("model_args")
+    @classmethod
+    def _no_shadowed_fields(cls, model_args: dict[str, Any]) -> dict[str, Any]:
+        # These have their own fields; accepting them here too would let model_args silently win
+        # (e.g. run remote code while model.trust_remote_code says false).
+        owned = {
+            "trust_remote_code": "model.trust_remote_code",
+            "revision": "model.revision",
+            "dtype": "model.dtype",
+            "torch_dtype": "model.dtype",
+            "quantization_config": "model.quantization",
+        }
+        clashes = [f"{key} (use {owned[key]})" for key in model_args if key in owned]
+        if clashes:
+            raise ValueError(f"model_args must not set {', '.join(clashes)}")
+        return model_args
+
 
 class LoraSection(BaseModel):
     """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted

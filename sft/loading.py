@@ -37,20 +37,21 @@ def quantization_config(config: ModelConfig) -> Any:
     """Instantiate the transformers quantization config class named in `model.quantization`."""
     if config.quantization is None:
         return None
-    import transformers
-    from transformers.utils.quantization_config import QuantizationConfigMixin
+    from transformers.utils import quantization_config as module
 
-    known = sorted(
-        name
-        for name in dir(transformers)
-        if isinstance(getattr(transformers, name, None), type)
-        and issubclass(getattr(transformers, name), QuantizationConfigMixin)
-    )
+    # The classes defined in transformers' quantization module (walking all of `transformers` would
+    # import every model family).
+    known = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, module.QuantizationConfigMixin) and name.endswith("Config")
+    }
     name = config.quantization.config_class
     if name not in known:
         hint = did_you_mean(name, known)
-        raise ConfigError([f"model.quantization.config_class: unknown class {name!r}{hint}; known: {', '.join(known)}"])
-    cls = getattr(transformers, name)
+        listing = ", ".join(sorted(known))
+        raise ConfigError([f"model.quantization.config_class: unknown class {name!r}{hint}; known: {listing}"])
+    cls = known[name]
     try:
         return cls(**config.quantization.args)
     except (TypeError, ValueError, ImportError) as error:
@@ -58,10 +59,14 @@ def quantization_config(config: ModelConfig) -> Any:
 
 
 def _read_template(value: str) -> str:
+    """A template string as is, or the text of a .jinja/.j2 file (which must exist: a mistyped path
+    must not silently become a constant template)."""
+    if not value.endswith((".jinja", ".j2")):
+        return value
     path = Path(value)
-    if value.endswith((".jinja", ".j2")) and path.is_file():
-        return path.read_text(encoding="utf-8")
-    return value
+    if not path.is_file():
+        raise ConfigError([f"model.chat_template: template file {value!r} does not exist"])
+    return path.read_text(encoding="utf-8")
 
 
 def load_tokenizer(config: ModelConfig, path: str | None = None) -> Any:

@@ -250,6 +250,16 @@ def test_labels_must_be_unique_and_at_least_two(raw, labels):
 # --- cross-field rules --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [("trust_remote_code", "model.trust_remote_code"), ("torch_dtype", "model.dtype"), ("revision", "model.revision")],
+)
+def test_model_args_cannot_shadow_a_model_field(raw, key, field):
+    raw["model"]["model_args"] = {key: True, "attn_implementation": "eager"}
+    message = only_problem(raw)
+    assert "model.model_args" in message and key in message and field in message
+
+
 def test_chat_template_and_chat_template_from_together_are_rejected(raw):
     raw["model"]["chat_template"] = "{{ messages }}"
     raw["model"]["chat_template_from"] = "models/other"

@@ -93,13 +93,14 @@ def test_output_never_contains_the_prompt(loaded, prompts):
         assert prompt not in output
         assert source not in output
         assert "Translate English to German." not in output
-        assert len(tokenizer(output, add_special_tokens=False)["input_ids"]) <= GREEDY["max_new_tokens"] + 1
         assert output == output.strip()
 
 
 def test_stop_token_ids_include_the_end_of_turn_token(loaded):
     model, tokenizer = loaded
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|eot_id|>" if "<|eot_id|>" in tokenizer.get_vocab() else "<|im_end|>")
+    end_of_turn = tokenizer.convert_tokens_to_ids(
+        "<|eot_id|>" if "<|eot_id|>" in tokenizer.get_vocab() else "<|im_end|>"
+    )
     assert end_of_turn == tokenizer.eos_token_id
     assert end_of_turn in stop_token_ids(model, tokenizer)
 

@@ -107,7 +107,7 @@ def test_multi_token_labels_score_lower_than_their_first_token(loaded, chat_prom
     of its first token alone (a label scored only on its first token would break this)."""
     model, tokenizer = loaded
     prompt = chat_prompts[0]
-    context, continuation = split_continuation(tokenizer, prompt, "positively great")
+    _, continuation = split_continuation(tokenizer, prompt, "positively great")
     assert len(continuation) > 1
     first_token = tokenizer.decode(continuation[:1])
     scores = label_logprobs(model, tokenizer, [prompt], ["positively great", first_token])
