@@ -75,7 +75,7 @@ def train(
 
 @app.command()
 def predict(
-    config: ConfigArg, results_path: ResultsOpt = Path("predictions"), random_seed: SeedOpt = DEFAULT_SEED,
+    config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
     name: NameOpt = None, ext_var: ExtVarOpt = None,
 ) -> None:  # fmt: skip
     """Predict the test split; write predictions.jsonl (inputs, reference, prediction, label probabilities)."""

@@ -167,14 +167,20 @@ def _predict(config: ExperimentConfig, data: ExperimentData, model: Any, tokeniz
     return rows
 
 
+def _load_for_inference(config: ExperimentConfig, run: Run) -> tuple[Any, Any]:
+    """Save the resolved config, then load the model with the adapter predict/evaluate apply.
+    Callers check the data first, so a bad dataset never costs a model load."""
+    adapter = adapter_to_load(config, run)
+    _quiet_libraries()
+    write_config(config, run)
+    return _load(config, adapter)
+
+
 def predict(config: ExperimentConfig, run: Run) -> Path:
     """Write predictions.jsonl for the test split with the base model (zero-shot) or the trained adapter."""
     with run_logging(run):
         data = prepare_data(config, run.seed)
-        adapter = adapter_to_load(config, run)
-        _quiet_libraries()
-        write_config(config, run)
-        model, tokenizer = _load(config, adapter)
+        model, tokenizer = _load_for_inference(config, run)
         rows = _predict(config, data, model, tokenizer, run.seed)
         return atomic_write_jsonl(run.folder / "predictions.jsonl", rows)
 
@@ -183,10 +189,7 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Predict and score the test split; write predictions.jsonl and results.json."""
     with run_logging(run):
         data = prepare_data(config, run.seed)
-        adapter = adapter_to_load(config, run)
-        _quiet_libraries()
-        write_config(config, run)
-        model, tokenizer = _load(config, adapter)
+        model, tokenizer = _load_for_inference(config, run)
         return _evaluate(config, run, data, model, tokenizer, {"started": time.time()})
 
 
@@ -200,9 +203,7 @@ def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
             (model, tokenizer), _, training = _train(config, run, data)
             clock["train_seconds"] = time.time() - clock["started"]
         else:
-            _quiet_libraries()
-            write_config(config, run)
-            model, tokenizer = _load(config, config.model.adapter)
+            model, tokenizer = _load_for_inference(config, run)
         return _evaluate(config, run, data, model, tokenizer, clock, training)
 
 

@@ -52,6 +52,18 @@ def tiny_model(request, tiny_llama, tiny_qwen) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_loaded(tiny_model):
+    """(model, tokenizer) of `tiny_model`, loaded once, in float32 eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
 def sentiment_data(assets) -> Path:
     """A data folder with train/validation/test JSON Lines splits of 3-label product reviews."""
     from sft.synthetic import sentiment_examples, write_splits

@@ -17,18 +17,8 @@ SOURCES = [
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_model):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    model.eval()
-    return model, tokenizer
-
-
-@pytest.fixture(scope="module")
-def prompts(loaded):
-    _, tokenizer = loaded
+def prompts(tiny_loaded):
+    _, tokenizer = tiny_loaded
     rendered = [
         tokenizer.apply_chat_template(
             [{"role": "system", "content": "Translate English to German."}, {"role": "user", "content": source}],
@@ -57,36 +47,36 @@ def greedy_reference(model, tokenizer, prompt: str, max_new_tokens: int, stops: 
 
 
 @pytest.fixture(scope="module")
-def alone(loaded, prompts):
-    model, tokenizer = loaded
+def alone(tiny_loaded, prompts):
+    model, tokenizer = tiny_loaded
     return [generate(model, tokenizer, [prompt], batch_size=1, generation_args=GREEDY) for prompt in prompts]
 
 
-def test_single_prompt_generation_matches_manual_greedy_decoding(loaded, prompts, alone):
-    model, tokenizer = loaded
+def test_single_prompt_generation_matches_manual_greedy_decoding(tiny_loaded, prompts, alone):
+    model, tokenizer = tiny_loaded
     stops = stop_token_ids(model, tokenizer)
     for prompt, (output,) in zip(prompts, alone):
         assert output == greedy_reference(model, tokenizer, prompt, GREEDY["max_new_tokens"], stops)
 
 
 @pytest.mark.parametrize("batch_size", [2, 3, 8])
-def test_batched_generation_equals_generating_each_prompt_alone(loaded, prompts, alone, batch_size):
-    model, tokenizer = loaded
+def test_batched_generation_equals_generating_each_prompt_alone(tiny_loaded, prompts, alone, batch_size):
+    model, tokenizer = tiny_loaded
     batched = generate(model, tokenizer, prompts, batch_size=batch_size, generation_args=GREEDY)
     assert len(batched) == len(prompts)
     assert batched == [output for (output,) in alone]
 
 
-def test_outputs_are_in_prompt_order(loaded, prompts, alone):
+def test_outputs_are_in_prompt_order(tiny_loaded, prompts, alone):
     """generate sorts prompts by length internally; the outputs must come back in the caller's order."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     order = [2, 0, 3, 1]
     outputs = generate(model, tokenizer, [prompts[i] for i in order], batch_size=4, generation_args=GREEDY)
     assert outputs == [alone[i][0] for i in order]
 
 
-def test_output_never_contains_the_prompt(loaded, prompts):
-    model, tokenizer = loaded
+def test_output_never_contains_the_prompt(tiny_loaded, prompts):
+    model, tokenizer = tiny_loaded
     outputs = generate(model, tokenizer, prompts, batch_size=4, generation_args=GREEDY)
     for source, prompt, output in zip(SOURCES, prompts, outputs):
         assert isinstance(output, str)
@@ -96,8 +86,8 @@ def test_output_never_contains_the_prompt(loaded, prompts):
         assert output == output.strip()
 
 
-def test_stop_token_ids_include_the_end_of_turn_token(loaded):
-    model, tokenizer = loaded
+def test_stop_token_ids_include_the_end_of_turn_token(tiny_loaded):
+    model, tokenizer = tiny_loaded
     end_of_turn = tokenizer.convert_tokens_to_ids(
         "<|eot_id|>" if "<|eot_id|>" in tokenizer.get_vocab() else "<|im_end|>"
     )
@@ -105,9 +95,9 @@ def test_stop_token_ids_include_the_end_of_turn_token(loaded):
     assert end_of_turn in stop_token_ids(model, tokenizer)
 
 
-def test_stop_token_ids_keep_the_end_of_turn_token_when_the_model_ends_text_with_another(loaded, monkeypatch):
+def test_stop_token_ids_keep_the_end_of_turn_token_when_the_model_ends_text_with_another(tiny_loaded, monkeypatch):
     """Base-model generation configs often name <|endoftext|>-like tokens; chat turns end with the tokenizer's."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     other = tokenizer.pad_token_id
     assert other != tokenizer.eos_token_id
     monkeypatch.setattr(model.generation_config, "eos_token_id", other)
@@ -119,9 +109,9 @@ def test_stop_token_ids_keep_the_end_of_turn_token_when_the_model_ends_text_with
     assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id]
 
 
-def test_generation_stops_at_the_end_of_turn_token(loaded, prompts, monkeypatch):
+def test_generation_stops_at_the_end_of_turn_token(tiny_loaded, prompts, monkeypatch):
     """Steer the model to say 'der', end its turn, then go on with more words: only 'der' may come out."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     original_forward = model.forward
     script = [tokenizer.convert_tokens_to_ids("der"), tokenizer.eos_token_id]
     filler = tokenizer(" katze", add_special_tokens=False)["input_ids"][0]
@@ -143,15 +133,15 @@ def test_generation_stops_at_the_end_of_turn_token(loaded, prompts, monkeypatch)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_padding_side_is_restored(loaded, prompts, side, monkeypatch):
-    model, tokenizer = loaded
+def test_padding_side_is_restored(tiny_loaded, prompts, side, monkeypatch):
+    model, tokenizer = tiny_loaded
     monkeypatch.setattr(tokenizer, "padding_side", side)
     generate(model, tokenizer, prompts[:2], batch_size=2, generation_args=GREEDY)
     assert tokenizer.padding_side == side
 
 
-def test_padding_side_is_restored_after_an_error(loaded, prompts, monkeypatch):
-    model, tokenizer = loaded
+def test_padding_side_is_restored_after_an_error(tiny_loaded, prompts, monkeypatch):
+    model, tokenizer = tiny_loaded
     monkeypatch.setattr(tokenizer, "padding_side", "right")
     with pytest.raises(ValueError):
         generate(model, tokenizer, prompts[:2], batch_size=2, generation_args={"max_new_tokens": -1})

@@ -18,18 +18,8 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_model):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    model.eval()
-    return model, tokenizer
-
-
-@pytest.fixture(scope="module")
-def chat_prompts(loaded):
-    _, tokenizer = loaded
+def chat_prompts(tiny_loaded):
+    _, tokenizer = tiny_loaded
     instruction = "Classify the sentiment of the product review as negative, neutral or positive."
     prompts = [
         tokenizer.apply_chat_template(
@@ -64,14 +54,14 @@ def brute_force_matrix(model, tokenizer, prompts, labels) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def expected(loaded, chat_prompts):
-    model, tokenizer = loaded
+def expected(tiny_loaded, chat_prompts):
+    model, tokenizer = tiny_loaded
     return brute_force_matrix(model, tokenizer, chat_prompts, LABELS)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
-def test_label_logprobs_equal_brute_force(loaded, chat_prompts, expected, batch_size):
-    model, tokenizer = loaded
+def test_label_logprobs_equal_brute_force(tiny_loaded, chat_prompts, expected, batch_size):
+    model, tokenizer = tiny_loaded
     scores = label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=batch_size)
     assert scores.shape == (len(chat_prompts), len(LABELS))
     assert scores.dtype == torch.float32
@@ -81,17 +71,17 @@ def test_label_logprobs_equal_brute_force(loaded, chat_prompts, expected, batch_
     assert difference <= TOLERANCE, f"batch_size={batch_size}: max |difference| {difference}"
 
 
-def test_scores_identical_across_batch_sizes(loaded, chat_prompts):
-    model, tokenizer = loaded
+def test_scores_identical_across_batch_sizes(tiny_loaded, chat_prompts):
+    model, tokenizer = tiny_loaded
     pairs = len(chat_prompts) * len(LABELS)
     results = [label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=size) for size in (1, 3, pairs + 5)]
     for other in results[1:]:
         assert torch.allclose(results[0], other, atol=TOLERANCE, rtol=0)
 
 
-def test_scores_do_not_depend_on_the_other_prompts_and_labels(loaded, chat_prompts):
+def test_scores_do_not_depend_on_the_other_prompts_and_labels(tiny_loaded, chat_prompts):
     """Each cell is a property of its own (prompt, label) pair: order and company must not matter."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     full = label_logprobs(model, tokenizer, chat_prompts, LABELS, batch_size=4)
     reversed_prompts = chat_prompts[::-1]
     reversed_labels = LABELS[::-1]
@@ -102,10 +92,10 @@ def test_scores_do_not_depend_on_the_other_prompts_and_labels(loaded, chat_promp
     assert abs(single.item() - full[1, LABELS.index("neg")].item()) <= TOLERANCE
 
 
-def test_multi_token_labels_score_lower_than_their_first_token(loaded, chat_prompts):
+def test_multi_token_labels_score_lower_than_their_first_token(tiny_loaded, chat_prompts):
     """A multi-token label's log-probability sums several negative terms, so it cannot exceed the log-probability
     of its first token alone (a label scored only on its first token would break this)."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     prompt = chat_prompts[0]
     _, continuation = split_continuation(tokenizer, prompt, "positively great")
     assert len(continuation) > 1
@@ -115,8 +105,8 @@ def test_multi_token_labels_score_lower_than_their_first_token(loaded, chat_prom
     assert brute_force(model, tokenizer, prompt, first_token) == pytest.approx(scores[0, 1].item(), abs=TOLERANCE)
 
 
-def test_softmax_over_labels_sums_to_one(loaded, chat_prompts):
-    model, tokenizer = loaded
+def test_softmax_over_labels_sums_to_one(tiny_loaded, chat_prompts):
+    model, tokenizer = tiny_loaded
     scores = label_logprobs(model, tokenizer, chat_prompts, LABELS)
     probabilities = torch.softmax(scores.double(), dim=-1)
     assert torch.allclose(probabilities.sum(dim=-1), torch.ones(len(chat_prompts), dtype=torch.float64))
@@ -124,8 +114,8 @@ def test_softmax_over_labels_sums_to_one(loaded, chat_prompts):
 
 
 @pytest.mark.parametrize("label", LABELS)
-def test_split_continuation_reassembles_the_full_tokenization(loaded, chat_prompts, label):
-    _, tokenizer = loaded
+def test_split_continuation_reassembles_the_full_tokenization(tiny_loaded, chat_prompts, label):
+    _, tokenizer = tiny_loaded
     for prompt in chat_prompts:
         context, continuation = split_continuation(tokenizer, prompt, label)
         assert context + continuation == tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
@@ -135,9 +125,9 @@ def test_split_continuation_reassembles_the_full_tokenization(loaded, chat_promp
         assert tokenizer.decode(continuation) == label
 
 
-def test_label_merging_with_the_last_prompt_token(loaded):
+def test_label_merging_with_the_last_prompt_token(tiny_loaded):
     """'excel' + 'lent' tokenizes as one ' excellent' token: the label starts where the tokenizations diverge."""
-    model, tokenizer = loaded
+    model, tokenizer = tiny_loaded
     prompt, label = "the phone was excel", "lent"
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     full_ids = tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
@@ -162,15 +152,15 @@ def test_common_prefix_length():
     assert common_prefix_length([7], [8]) == 0
 
 
-def test_label_adding_no_tokens_raises(loaded, chat_prompts):
-    model, tokenizer = loaded
+def test_label_adding_no_tokens_raises(tiny_loaded, chat_prompts):
+    model, tokenizer = tiny_loaded
     with pytest.raises(ValueError, match="adds no tokens"):
         split_continuation(tokenizer, chat_prompts[0], "")
     with pytest.raises(ValueError, match="adds no tokens"):
         label_logprobs(model, tokenizer, chat_prompts, ["positive", ""])
 
 
-def test_empty_prompt_raises(loaded):
-    model, tokenizer = loaded
+def test_empty_prompt_raises(tiny_loaded):
+    model, tokenizer = tiny_loaded
     with pytest.raises(ValueError, match="context token"):
         label_logprobs(model, tokenizer, [""], ["positive", "negative"])
