@@ -89,32 +89,33 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
-def _load(config: ExperimentConfig, adapter: str | None) -> tuple[Any, Any]:
+def _load(config: ExperimentConfig, run: Run, adapter: str | None = None, trainable: bool = False) -> tuple[Any, Any]:
+    """Save the resolved config, then load model and tokenizer. Callers check the data first, so a bad
+    dataset never costs a model load."""
     from sft.loading import load_model, load_tokenizer
 
+    _quiet_libraries()
+    write_config(config, run)
     tokenizer = load_tokenizer(config.model)
-    return load_model(config.model, adapter=adapter), tokenizer
+    return load_model(config.model, adapter=adapter, trainable=trainable), tokenizer
 
 
 def train(config: ExperimentConfig, run: Run) -> Path:
     """Train the adapter of a few-shot experiment and save it with the tokenizer and resolved config."""
     with run_logging(run):
-        _, adapter, _ = _train(config, run, prepare_data(config, run.seed))
-    return adapter
+        _train(config, run, prepare_data(config, run.seed))
+    return run.adapter_folder
 
 
-def _train(config: ExperimentConfig, run: Run, data: ExperimentData) -> tuple[Any, Path, dict[str, Any]]:
-    from sft.loading import load_model, load_tokenizer
+def _train(config: ExperimentConfig, run: Run, data: ExperimentData) -> tuple[Any, Any, dict[str, Any]]:
+    """(trained model, tokenizer, training statistics); the adapter is saved in the run folder."""
     from sft.training import save_adapter, train_adapter
 
-    _quiet_libraries()
-    write_config(config, run)
-    tokenizer = load_tokenizer(config.model)
-    model = load_model(config.model, trainable=True)
+    model, tokenizer = _load(config, run, trainable=True)
     model, stats = train_adapter(config, data, model, tokenizer, run.seed, run.folder)
     save_adapter(model, tokenizer, run.adapter_folder)
     log.info("Saved the adapter to %s (train loss %.4f)", run.adapter_folder, stats["train_loss"])
-    return (model, tokenizer), run.adapter_folder, stats
+    return model, tokenizer, stats
 
 
 def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
@@ -167,20 +168,11 @@ def _predict(config: ExperimentConfig, data: ExperimentData, model: Any, tokeniz
     return rows
 
 
-def _load_for_inference(config: ExperimentConfig, run: Run) -> tuple[Any, Any]:
-    """Save the resolved config, then load the model with the adapter predict/evaluate apply.
-    Callers check the data first, so a bad dataset never costs a model load."""
-    adapter = adapter_to_load(config, run)
-    _quiet_libraries()
-    write_config(config, run)
-    return _load(config, adapter)
-
-
 def predict(config: ExperimentConfig, run: Run) -> Path:
     """Write predictions.jsonl for the test split with the base model (zero-shot) or the trained adapter."""
     with run_logging(run):
         data = prepare_data(config, run.seed)
-        model, tokenizer = _load_for_inference(config, run)
+        model, tokenizer = _load(config, run, adapter_to_load(config, run))
         rows = _predict(config, data, model, tokenizer, run.seed)
         return atomic_write_jsonl(run.folder / "predictions.jsonl", rows)
 
@@ -188,23 +180,22 @@ def predict(config: ExperimentConfig, run: Run) -> Path:
 def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Predict and score the test split; write predictions.jsonl and results.json."""
     with run_logging(run):
+        started = time.time()
         data = prepare_data(config, run.seed)
-        model, tokenizer = _load_for_inference(config, run)
-        return _evaluate(config, run, data, model, tokenizer, {"started": time.time()})
+        model, tokenizer = _load(config, run, adapter_to_load(config, run))
+        return _evaluate(config, run, data, model, tokenizer, started)
 
 
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Train when shots > 0, then evaluate with the model still in memory, in one process."""
     with run_logging(run):
-        clock = {"started": time.time()}
+        started = time.time()
         data = prepare_data(config, run.seed)
-        training = None
-        if config.trains:
-            (model, tokenizer), _, training = _train(config, run, data)
-            clock["train_seconds"] = time.time() - clock["started"]
-        else:
-            model, tokenizer = _load_for_inference(config, run)
-        return _evaluate(config, run, data, model, tokenizer, clock, training)
+        if not config.trains:
+            model, tokenizer = _load(config, run, adapter_to_load(config, run))
+            return _evaluate(config, run, data, model, tokenizer, started)
+        model, tokenizer, training = _train(config, run, data)
+        return _evaluate(config, run, data, model, tokenizer, started, training, time.time() - started)
 
 
 def _evaluate(
@@ -213,8 +204,9 @@ def _evaluate(
     data: ExperimentData,
     model: Any,
     tokenizer: Any,
-    clock: dict[str, float],
+    started: float,
     training: dict[str, Any] | None = None,
+    train_seconds: float | None = None,
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -245,9 +237,9 @@ def _evaluate(
         "labels": data.labels,
         "training": training,
         "timings": {
-            "train_seconds": clock.get("train_seconds"),
+            "train_seconds": train_seconds,
             "inference_seconds": inference_seconds,
-            "total_seconds": time.time() - clock["started"],
+            "total_seconds": time.time() - started,
         },
         "versions": versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
