@@ -125,17 +125,38 @@ def run_experiments(
     raise typer.Exit(run_grid(configs, results_path, [random_seed]))
 
 
+def _keys(text: str | None) -> list[str] | None:
+    return [key.strip() for key in text.split(",") if key.strip()] if text else None
+
+
 @app.command()
-def aggregate(results: Annotated[Path, typer.Argument(help="A results folder.")]) -> None:
-    """Rebuild aggregated_results.json and aggregated_results.md from the result files."""
+def aggregate(
+    results: Annotated[Path, typer.Argument(help="A results folder.")],
+    rows: Annotated[str | None, typer.Option(help="Pivot rows: dotted setting keys, comma-separated.")] = None,
+    cols: Annotated[str | None, typer.Option(help="Pivot columns, e.g. dataset.shots.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Pivot and plot metric (default f1_macro / bleu).")] = None,
+    plots: Annotated[str, typer.Option(help="metric,confusion,reliability (any of), all or none.")] = "metric",
+    grid: Annotated[Path | None, typer.Option(help="The grid file, to list experiments not run yet.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="The grid's seeds, e.g. 1,2,3 (with --grid).")] = None,
+    ext_var: ExtVarOpt = None,
+) -> None:
+    """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
+    from sft.collect import expected_runs
+    from sft.grid import parse_ext_vars
+    from sft.report import ReportOptions, parse_plots
     from sft.report import aggregate as aggregate_results
 
     try:
-        json_path, markdown_path = aggregate_results(results)
-    except FileNotFoundError as error:
+        seed_list = [int(seed) for seed in _keys(seeds) or []] or None
+        expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
+        options = ReportOptions(_keys(rows), _keys(cols), metric, parse_plots(plots), expected)
+        json_path, markdown_path = aggregate_results(results, options)
+    except ConfigError as error:
+        _fail(error)
+    except (FileNotFoundError, ValueError) as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"Wrote {json_path} and {markdown_path}")
+    typer.echo(f"Wrote {json_path}, aggregated_results.csv and {markdown_path}")
 
 
 @app.command()

@@ -175,7 +175,8 @@ def resolve_key(key: str, available: Sequence[str], option: str) -> str:
     endings = [name for name in available if name.endswith(f".{key}")]
     if len(endings) == 1:
         return endings[0]
-    hint = f" (it matches {', '.join(endings)}; write one of them)" if endings else did_you_mean(key, available)
+    candidates = [*available, *{name.split(".")[0] for name in available}]
+    hint = f" (it matches {', '.join(endings)}; write one of them)" if endings else did_you_mean(key, candidates)
     raise ValueError(f"{option}: no run has the setting {key!r}{hint}")
 
 

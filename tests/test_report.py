@@ -1,125 +1,57 @@
-"""sft.report: aggregating results.json files (as sft.experiment writes them) into JSON and Markdown."""
+"""sft.report: aggregating results.json files (as sft.experiment writes them) into JSON, CSV and Markdown."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from report_data import (
+    CLASSIFICATION_METRICS,
+    CLASSIFICATION_RUNS,
+    GENERATION_METRICS,
+    GENERATION_RUNS,
+    MODEL,
+    SEEDS,
+    build_results,
+    classification_config,
+    classification_metrics,
+    score,
+    write_results,
+    write_status,
+)
 
 from sft.config import parse_config
-from sft.report import aggregate, collect, flatten, varying_settings
+from sft.report import ReportOptions, aggregate, collect, flatten, varying_settings
 
-MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "f1_micro", "mcc", "ece"]
-GENERATION_METRICS = ["bleu", "chrf", "rougeL", "exact_match"]
-
-
-def classification_config(shots: int, icl: int = 0, init: Any = True) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "dataset": {"path": "cardiffnlp/tweet_eval", "args": {"name": "sentiment"}, "shots": shots},
-        "model": {"name": MODEL},
-        "prompting": {"instruction": "Classify the tweet.", "input_columns": ["text"], "output_column": "label"},
-        "inference": {"icl_examples": icl},
-    }
-    if shots:
-        raw["lora"] = {"r": 8, "lora_alpha": 16, "init_lora_weights": init}
-        raw["training"] = {"trainer_args": {"num_train_epochs": 3, "learning_rate": 1e-4}}
-    return raw
-
-
-def generation_config(max_new_tokens: int) -> dict[str, Any]:
-    return {
-        "dataset": {"path": "bentrevett/multi30k", "task_type": "generation", "shots": 0},
-        "model": {"name": MODEL},
-        "prompting": {"instruction": "Translate.", "input_columns": ["en"], "output_column": "de"},
-        "inference": {"generation_args": {"max_new_tokens": max_new_tokens}},
-    }
-
-
-def classification_metrics(score: float) -> dict[str, Any]:
-    return {
-        "accuracy": score,
-        "f1_macro": score - 0.1,
-        "f1_micro": score,
-        "f1_weighted": score - 0.05,
-        "precision_macro": score - 0.02,
-        "recall_macro": score - 0.03,
-        "mcc": score - 0.3,
-        "balanced_accuracy": score - 0.03,
-        "ece": 0.123456,
-        "per_class": {"negative": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 3}},
-        "confusion_matrix": {"labels": ["negative", "positive"], "matrix": [[1, 2], [0, 3]]},
-    }
-
-
-def generation_metrics(score: float) -> dict[str, Any]:
-    return {"bleu": score, "chrf": score + 10, "rouge1": 0.5, "rouge2": 0.3, "rougeL": 0.45, "exact_match": 0.1}
-
-
-def write_results(root: Path, experiment: str, seed: int, raw: dict[str, Any], metrics: dict[str, Any]) -> Path:
-    """A results.json with the structure of sft.experiment._evaluate."""
-    config = parse_config(raw)
-    results = {
-        "experiment": experiment,
-        "seed": seed,
-        "config_hash": config.config_hash(),
-        "task_type": config.dataset.task_type,
-        "metrics": metrics,
-        "n_test": 100,
-        "n_shots": config.dataset.shots * 3,
-        "labels": ["negative", "neutral", "positive"] if config.dataset.task_type == "classification" else None,
-        "training": {"train_loss": 1.5} if config.trains else None,
-        "timings": {"train_seconds": None, "inference_seconds": 1.25, "total_seconds": 2.5 + seed},
-        "versions": {"python": "3.11.0"},
-        "finished_at": "2025-01-01T00:00:00+00:00",
-        "config": config.resolved(),
-    }
-    folder = root / experiment / f"seed-{seed}"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return folder / "results.json"
-
-
-CLASSIFICATION_RUNS = {
-    "zero-shot_icl0": classification_config(0, icl=0),
-    "zero-shot_icl1": classification_config(0, icl=1),
-    "shots8_default": classification_config(8, init=True),
-    "shots8_gaussian": classification_config(8, init="gaussian"),
-}
-GENERATION_RUNS = {"translate_short": generation_config(32), "translate_long": generation_config(64)}
-SEEDS = (1, 2)
-
-
-def score(experiment: str, seed: int) -> float:
-    return 0.5 + 0.01 * sorted(CLASSIFICATION_RUNS).index(experiment) + 0.001 * seed
+GOLDEN = Path(__file__).parent / "golden"
+CLASSIFICATION = "cardiffnlp/tweet_eval (sentiment) · classification"
+GENERATION = "bentrevett/multi30k · generation"
 
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    for experiment, raw in CLASSIFICATION_RUNS.items():
-        for seed in SEEDS:
-            write_results(tmp_path, experiment, seed, raw, classification_metrics(score(experiment, seed)))
-    for index, (experiment, raw) in enumerate(GENERATION_RUNS.items()):
-        write_results(tmp_path, experiment, 1, raw, generation_metrics(20.0 + index))
-    return tmp_path
+    return build_results(tmp_path)
 
 
-def read_aggregate(root: Path) -> tuple[dict[str, Any], str]:
-    json_path, markdown_path = aggregate(root)
+def read_aggregate(root: Path, options: ReportOptions | None = None) -> tuple[dict[str, Any], str]:
+    json_path, markdown_path = aggregate(root, options)
     assert json_path == root / "aggregated_results.json"
     assert markdown_path == root / "aggregated_results.md"
     return json.loads(json_path.read_text(encoding="utf-8")), markdown_path.read_text(encoding="utf-8")
 
 
 def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
-    """Each '## section' table of the report as a list of {column: cell}."""
+    """Each '## section' or '### section' table of the report as a list of {column: cell}."""
     found: dict[str, list[dict[str, str]]] = {}
     section, header = None, None
     for line in markdown.splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
+        heading = re.fullmatch(r"#{2,3} (.+)|<details><summary>(.+) \(\d+\)</summary>", line)
+        if heading:
+            section = (heading.group(1) or heading.group(2)).strip()
             found[section] = []
             header = None
         elif section and line.startswith("|"):
@@ -152,21 +84,24 @@ def test_flatten_nested_dicts():
 
 def test_one_row_per_experiment_and_seed(results):
     document, _ = read_aggregate(results)
+    assert document["schema_version"] == 2
     rows = document["rows"]
     expected = sorted([(e, s) for e in CLASSIFICATION_RUNS for s in SEEDS] + [(e, 1) for e in GENERATION_RUNS])
     assert [(row["experiment"], row["seed"]) for row in rows] == expected
-    assert document["failures"] == []
-    assert document["problems"] == []
+    assert document["failures"] == document["skipped"] == document["missing"] == document["problems"] == []
     for row in rows:
         assert row["status"] == "done"
         assert row["total_seconds"] == 2.5 + row["seed"]
+        assert row["folder"] == f"{row['experiment']}/seed-{row['seed']}"
         if row["experiment"] in CLASSIFICATION_RUNS:
             raw = CLASSIFICATION_RUNS[row["experiment"]]
             assert row["task_type"] == "classification"
+            assert row["dataset"] == "cardiffnlp/tweet_eval (sentiment)"
             assert row["config_hash"] == parse_config(raw).config_hash()
             assert row["metrics"]["accuracy"] == score(row["experiment"], row["seed"])
-            # only scalar metrics are kept
-            assert "per_class" not in row["metrics"] and "confusion_matrix" not in row["metrics"]
+            # every scalar metric, nested ones flattened; lists (the confusion matrix) stay in results.json
+            assert row["metrics"]["per_class.negative.f1"] == 0.6667
+            assert not any(key.startswith("confusion_matrix") for key in row["metrics"])
             assert row["settings"]["dataset.shots"] == raw["dataset"]["shots"]
             assert row["settings"]["model.name"] == MODEL
         else:
@@ -174,62 +109,84 @@ def test_one_row_per_experiment_and_seed(results):
             assert set(row["metrics"]) == {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match"}
 
 
-def test_markdown_shows_only_varying_settings_and_main_metrics(results):
+def test_summary_and_constant_settings(results):
     document, markdown = read_aggregate(results)
-    found = tables(markdown)
-    header = columns(found, "classification")
-    assert header[:2] == ["experiment", "seed"]
-    assert header[-len(CLASSIFICATION_METRICS) :] == CLASSIFICATION_METRICS
-    settings = header[2 : -len(CLASSIFICATION_METRICS)]
-    assert set(settings) == {"dataset.shots", "inference.icl_examples", "lora.init_lora_weights"}
-    # constant settings, a section only few-shot runs have, and settings varying only in the other task
-    for constant in ("model.name", "dataset.path", "prompting.instruction", "lora", "lora.r", "lora.lora_alpha",
-                     "training", "training.trainer_args.learning_rate", "inference.generation_args.max_new_tokens",
-                     "dataset.task_type", "prompting.output_column"):  # fmt: skip
-        assert constant not in header
+    summary = document["summary"]
+    assert summary["runs_done"] == 10 and summary["experiments_done"] == 6
+    assert summary["datasets"] == ["bentrevett/multi30k", "cardiffnlp/tweet_eval (sentiment)"]
+    assert summary["models"] == [MODEL]
+    assert summary["compute_seconds"] == pytest.approx(sum(2.5 + seed for seed in SEEDS) * 4 + 3.5 * 2)
+    assert "- Runs: 10 done (6 experiment(s)), 0 failed, 0 skipped, 0 missing" in markdown
+    assert "- Compute time: 39.0 s in finished runs" in markdown
+    constant = {row["setting"]: row for row in tables(markdown)["Settings constant across the grid"]}
+    assert constant["model.name"] == {"setting": "model.name", "value": MODEL, "runs": "all"}
+    assert constant["lora.r"]["runs"] == "4 of 10"  # only the adapter runs have it
+    assert "lora" not in constant and "dataset.shots" not in constant
+    assert document["constant_settings"]["model.name"] == MODEL
     assert "dataset.shots" in document["varying_settings"]
-    assert "model.name" not in document["varying_settings"]
 
-    rows = {(row["experiment"], row["seed"]): row for row in found["classification"]}
-    assert set(rows) == {(e, str(s)) for e in CLASSIFICATION_RUNS for s in SEEDS}
-    gaussian = rows[("shots8_gaussian", "2")]
-    assert gaussian["dataset.shots"] == "8"
-    assert gaussian["lora.init_lora_weights"] == "gaussian"
-    assert float(gaussian["accuracy"]) == pytest.approx(round(score("shots8_gaussian", 2), 4))
-    assert float(gaussian["ece"]) == pytest.approx(0.1235)
-    assert rows[("zero-shot_icl1", "1")]["inference.icl_examples"] == "1"
-    assert rows[("zero-shot_icl1", "1")]["lora.init_lora_weights"] == ""  # the run has no adapter
-    assert f"{len(document['rows'])} finished run(s), 0 failed run(s)." in markdown
+
+def test_seeds_collapse_to_mean_std_and_the_best_is_bold(results):
+    _, markdown = read_aggregate(results)
+    found = tables(markdown)
+    header = columns(found, CLASSIFICATION)
+    assert header == ["experiment", "dataset.shots", "lora.init_lora_weights", "inference.icl_examples", "n",
+                      *CLASSIFICATION_METRICS]  # fmt: skip
+    rows = {row["experiment"]: row for row in found[CLASSIFICATION]}
+    assert set(rows) == set(CLASSIFICATION_RUNS)
+    for experiment, row in rows.items():
+        values = [score(experiment, seed) for seed in SEEDS]
+        mean = sum(values) / 2
+        std = (sum((v - mean) ** 2 for v in values) / 1) ** 0.5  # sample std over the two seeds
+        assert row["n"] == "2"
+        assert row["accuracy"].strip("*") == f"{mean:.4f} ± {std:.4f}"
+    # zero-shot_icl1 has the highest scores: bold in every higher-better column
+    best = rows["zero-shot_icl1"]
+    assert all(best[m].startswith("**") for m in ("accuracy", "f1_macro", "f1_micro", "mcc"))
+    assert not any(rows["shots8_default"][m].startswith("**") for m in CLASSIFICATION_METRICS)
+    assert rows["zero-shot_icl1"]["lora.init_lora_weights"] == "—"  # the run has no adapter
+    assert rows["shots8_gaussian"]["lora.init_lora_weights"] == "gaussian"
+    # every ece ties: nothing is bold
+    assert not any(row["ece"].startswith("**") for row in rows.values())
+
+
+def test_lower_is_better_metrics_bold_the_smallest(tmp_path):
+    for index, ece in enumerate([0.3, 0.1, 0.2]):
+        write_results(tmp_path, f"e{index}", 1, classification_config(0, icl=index),
+                      {**classification_metrics(0.5 + index / 10), "ece": ece})  # fmt: skip
+    _, markdown = read_aggregate(tmp_path)
+    rows = {row["experiment"]: row for row in tables(markdown)[CLASSIFICATION]}
+    assert rows["e1"]["ece"] == "**0.1000**" and rows["e0"]["ece"] == "0.3000"
+    assert rows["e2"]["accuracy"] == "**0.7000**"
+    assert "lower is better for ece" in markdown
 
 
 def test_lora_keys_appear_only_when_they_vary_between_adapter_runs(tmp_path):
     write_results(tmp_path, "zero-shot", 1, classification_config(0), classification_metrics(0.4))
     write_results(tmp_path, "shots8", 1, classification_config(8), classification_metrics(0.6))
     write_results(tmp_path, "shots16", 1, classification_config(16), classification_metrics(0.7))
-    rows, _, _ = collect(tmp_path)
-    assert varying_settings(rows) == ["dataset.shots"]
+    assert varying_settings(collect(tmp_path).rows) == ["dataset.shots"]
     _, markdown = read_aggregate(tmp_path)
-    assert columns(tables(markdown), "classification") == [
-        "experiment",
-        "seed",
-        "dataset.shots",
-        *CLASSIFICATION_METRICS,
-    ]
+    found = tables(markdown)
+    assert columns(found, CLASSIFICATION) == ["experiment", "dataset.shots", "n", *CLASSIFICATION_METRICS]
+    # rows in natural order of the varying settings: 0 < 8 < 16
+    assert [row["experiment"] for row in found[CLASSIFICATION]] == ["zero-shot", "shots8", "shots16"]
 
 
-def test_classification_and_generation_go_into_separate_tables(results):
+def test_each_dataset_and_task_type_has_its_own_table(results):
+    write_results(results, "hate", 1, {**classification_config(0), "dataset": {"path": "tweet_eval_hate"}},
+                  classification_metrics(0.9))  # fmt: skip
     _, markdown = read_aggregate(results)
     found = tables(markdown)
-    assert markdown.index("## classification") < markdown.index("## generation")
-    generation_header = columns(found, "generation")
-    assert generation_header == ["experiment", "seed", "inference.generation_args.max_new_tokens", *GENERATION_METRICS]
-    assert not set(CLASSIFICATION_METRICS) & set(generation_header)
-    assert not set(GENERATION_METRICS) & set(columns(found, "classification"))
-    assert {row["experiment"] for row in found["generation"]} == set(GENERATION_RUNS)
-    assert {row["experiment"] for row in found["classification"]} == set(CLASSIFICATION_RUNS)
-    long = next(row for row in found["generation"] if row["experiment"] == "translate_long")
+    assert markdown.index(f"## {GENERATION}") < markdown.index(f"## {CLASSIFICATION}")
+    assert [row["experiment"] for row in found["tweet_eval_hate · classification"]] == ["hate"]
+    generation_header = columns(found, GENERATION)
+    assert generation_header == ["experiment", "inference.generation_args.max_new_tokens", "n", *GENERATION_METRICS]
+    assert {row["experiment"] for row in found[GENERATION]} == set(GENERATION_RUNS)
+    assert {row["experiment"] for row in found[CLASSIFICATION]} == set(CLASSIFICATION_RUNS)
+    long = next(row for row in found[GENERATION] if row["experiment"] == "translate_long")
     assert long["inference.generation_args.max_new_tokens"] == "64"
-    assert float(long["bleu"]) == pytest.approx(21.0)
+    assert long["bleu"] == "**21.00**"
 
 
 def test_only_metrics_present_in_some_run_are_columns(tmp_path):
@@ -237,8 +194,65 @@ def test_only_metrics_present_in_some_run_are_columns(tmp_path):
     write_results(tmp_path, "a", 1, classification_config(0), metrics)
     write_results(tmp_path, "b", 1, classification_config(0, icl=1), metrics)
     _, markdown = read_aggregate(tmp_path)
-    assert columns(tables(markdown), "classification") == ["experiment", "seed", "inference.icl_examples",
-                                                            "accuracy", "f1_macro"]  # fmt: skip
+    assert columns(tables(markdown), CLASSIFICATION) == ["experiment", "inference.icl_examples", "n", "accuracy",
+                                                         "f1_macro"]  # fmt: skip
+
+
+# -- the golden report ---------------------------------------------------------------------------------
+
+
+def golden_results(root: Path) -> Path:
+    """Every kind of run folder: finished (two task types, several seeds), failed, skipped, still
+    running, a state this version does not know, a corrupt result file, results kept aside."""
+    build_results(root)
+    write_results(root, "shots16_default", 1, classification_config(16), classification_metrics(0.6))
+    write_results(root, "shots16_default", 2, classification_config(16), classification_metrics(0.64))
+    log_tail = "".join(f"line {i}\n" for i in range(1, 9)) + "RuntimeError: CUDA out of memory\n"
+    write_status(root, "crashed", 3, "failed", exit_code=1, duration_seconds=12.5, log_tail=log_tail)
+    write_status(root, "hung", 1, "timeout", exit_code=-9, duration_seconds=3600.0, log_tail="")
+    (root / "hung" / "seed-1" / "run.log").write_text("loading\nstill loading\n", encoding="utf-8")
+    write_status(root, "already-done", 1, "skipped", reason="results exist with the same config hash")
+    write_status(root, "in-flight", 1, "running")
+    write_status(root, "odd", 1, "paused-by-operator")
+    broken = root / "broken" / "seed-1"
+    broken.mkdir(parents=True)
+    (broken / "results.json").write_text('{"experiment": "broken", "seed": 1, "metr', encoding="utf-8")
+    # older results a runner kept aside are not runs of the grid
+    aside = root / "shots8_default" / "seed-1" / "previous" / "seed-1"
+    aside.mkdir(parents=True)
+    write_results(aside.parent, "seed-1", 1, classification_config(8), classification_metrics(0.99))
+    return root
+
+
+def test_golden_markdown(tmp_path):
+    root = golden_results(tmp_path)
+    expected = [(name, None) for name in (*CLASSIFICATION_RUNS, *GENERATION_RUNS, "shots16_default", "never-run")]
+    _, markdown = read_aggregate(root, ReportOptions(expected=expected))
+    golden = GOLDEN / "aggregated_results.md"
+    if os.environ.get("SFT_UPDATE_GOLDEN"):
+        golden.write_text(markdown, encoding="utf-8")
+    assert markdown == golden.read_text(encoding="utf-8"), "run with SFT_UPDATE_GOLDEN=1 and review the diff"
+    # the same files give the same report, byte for byte
+    assert read_aggregate(root, ReportOptions(expected=expected))[1] == markdown
+
+
+def test_golden_fixture_sorts_every_run(tmp_path):
+    root = golden_results(tmp_path)
+    collected = collect(root, [("never-run", None), ("crashed", None), ("shots8_default", 3)])
+    assert len(collected.rows) == 12  # the aside copy is not a row
+    assert [(f["experiment"], f["state"]) for f in collected.failures] == [("crashed", "failed"), ("hung", "timeout")]
+    assert "still loading" in collected.failures[1]["log_tail"]  # read from run.log when status has none
+    assert [s["experiment"] for s in collected.skipped] == ["already-done"]
+    assert [(m["experiment"], m["seed"], m["state"]) for m in collected.missing] == [
+        ("in-flight", 1, "running"),
+        ("never-run", None, "not started"),
+        ("odd", 1, "paused-by-operator"),
+        ("shots8_default", 3, "not started"),
+    ]
+    assert collected.problems == [
+        "broken/seed-1/results.json: unreadable result file (JSONDecodeError: Unterminated string starting at: "
+        "line 1 column 37 (char 36))"
+    ]
 
 
 # -- problems and failures -----------------------------------------------------------------------------
@@ -256,12 +270,12 @@ def test_corrupt_results_are_named_and_the_others_still_aggregate(results):
     assert len(document["rows"]) == len(CLASSIFICATION_RUNS) * len(SEEDS) + len(GENERATION_RUNS)
     assert {row["experiment"] for row in document["rows"]} == set(CLASSIFICATION_RUNS) | set(GENERATION_RUNS)
     assert len(document["problems"]) == 2
-    assert any(str(truncated) in problem for problem in document["problems"])
-    assert any(str(incomplete) in problem for problem in document["problems"])
-    assert "## Unreadable files" in markdown
+    assert any(problem.startswith("broken/seed-1/results.json: ") for problem in document["problems"])
+    assert any(problem.startswith("incomplete/seed-4/results.json: ") for problem in document["problems"])
+    assert "- Unreadable files: 2 (listed at the end)" in markdown
     unreadable = markdown.split("## Unreadable files", 1)[1]
-    assert str(truncated) in unreadable and str(incomplete) in unreadable
-    assert "## classification" in markdown and "## generation" in markdown
+    assert "broken/seed-1/results.json" in unreadable and "incomplete/seed-4/results.json" in unreadable
+    assert f"## {CLASSIFICATION}" in markdown and f"## {GENERATION}" in markdown
 
 
 @pytest.mark.parametrize(
@@ -282,8 +296,8 @@ def test_any_unusable_results_file_is_a_problem_not_a_crash(results, content):
     broken.write_bytes(content)
     document, markdown = read_aggregate(results)
     assert len(document["problems"]) == 1
-    assert str(broken) in document["problems"][0]
-    assert str(broken) in markdown
+    assert document["problems"][0].startswith("broken/seed-1/results.json: unreadable result file")
+    assert "broken/seed-1/results.json" in markdown.split("## Unreadable files", 1)[1]
     assert len(document["rows"]) == len(CLASSIFICATION_RUNS) * len(SEEDS) + len(GENERATION_RUNS)
 
 
@@ -293,48 +307,59 @@ def test_any_unusable_status_file_is_reported_not_a_crash(results, content):
     status.parent.mkdir(parents=True)
     status.write_text(content, encoding="utf-8")
     document, markdown = read_aggregate(results)
-    named = any(str(status) in problem for problem in document["problems"])
+    named = any("lost/seed-5/status.json" in problem for problem in document["problems"])
     listed = [(f.get("experiment"), f.get("seed")) for f in document["failures"]] == [("lost", 5)]
     assert named or listed, document
     assert len(document["rows"]) == len(CLASSIFICATION_RUNS) * len(SEEDS) + len(GENERATION_RUNS)
-    assert "## classification" in markdown
+    assert f"## {CLASSIFICATION}" in markdown
 
 
-def test_failed_runs_have_their_own_section(results):
-    status = {
-        "experiment": "crashed",
-        "seed": 3,
-        "state": "failed",
-        "exit_code": 137,
-        "duration_seconds": 12.5,
-        "config_hash": "0" * 64,
-        "log": str(results / "crashed" / "seed-3" / "run.log"),
-        "log_tail": "Killed\n",
-    }
-    (results / "crashed" / "seed-3").mkdir(parents=True)
-    (results / "crashed" / "seed-3" / "status.json").write_text(json.dumps(status), encoding="utf-8")
-    # a finished run's status and a run still going are not failures
-    (results / "running" / "seed-1").mkdir(parents=True)
-    (results / "running" / "seed-1" / "status.json").write_text(json.dumps({**status, "state": "running"}))
-    (results / "shots8_default" / "seed-1" / "status.json").write_text(
-        json.dumps({**status, "experiment": "shots8_default", "seed": 1, "state": "done", "exit_code": 0})
-    )
+def test_failed_runs_have_their_own_section_with_their_last_log_lines(results):
+    tail = "".join(f"step {i}\n" for i in range(10)) + "Killed\n"
+    write_status(results, "crashed", 3, "failed", exit_code=137, duration_seconds=12.5, log_tail=tail)
+    # a run still going is missing, not failed; a finished run's status does not matter
+    write_status(results, "running", 1, "running")
+    write_status(results, "shots8_default", 1, "done", exit_code=0)
 
     document, markdown = read_aggregate(results)
     assert [(f["experiment"], f["seed"], f["exit_code"]) for f in document["failures"]] == [("crashed", 3, 137)]
-    assert "1 failed run(s)" in markdown
+    assert [(m["experiment"], m["state"]) for m in document["missing"]] == [("running", "running")]
+    assert "1 failed, 0 skipped, 1 missing" in markdown
+    assert "12.5 s in failed runs" in markdown
     found = tables(markdown)
     assert found["Failed runs"] == [
-        {"experiment": "crashed", "seed": "3", "exit code": "137", "log": str(results / "crashed/seed-3/run.log")}
+        {"experiment": "crashed", "seed": "3", "state": "failed", "exit code": "137", "log": "crashed/seed-3/run.log"}
     ]
+    block = markdown.split("crashed seed 3, last lines of its log:", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    assert block == "step 6\nstep 7\nstep 8\nstep 9\nKilled\n"
     assert "crashed" not in {row["experiment"] for row in document["rows"]}
     assert ("shots8_default", 1) in {(row["experiment"], row["seed"]) for row in document["rows"]}
 
 
-def test_no_failed_section_without_failures(results):
+def test_missing_experiments_from_the_grid_file(results, tmp_path_factory):
+    from sft.collect import expected_runs
+
+    grid = tmp_path_factory.mktemp("grid") / "grid.jsonnet"
+    configs = {**CLASSIFICATION_RUNS, "later": classification_config(32)}
+    grid.write_text(json.dumps({"configs": configs}), encoding="utf-8")
+    expected = expected_runs(grid, None, [1, 2])
+    assert ("later", 2) in expected and len(expected) == 10
+    document, markdown = read_aggregate(results, ReportOptions(expected=expected))
+    assert [(m["experiment"], m["seed"], m["state"]) for m in document["missing"]] == [
+        ("later", 1, "not started"),
+        ("later", 2, "not started"),
+    ]
+    assert found_missing(markdown) == [("later", "1"), ("later", "2")]
+
+
+def found_missing(markdown: str) -> list[tuple[str, str]]:
+    return [(row["experiment"], row["seed"]) for row in tables(markdown)["Missing runs"]]
+
+
+def test_no_run_sections_without_such_runs(results):
     _, markdown = read_aggregate(results)
-    assert "## Failed runs" not in markdown
-    assert "## Unreadable files" not in markdown
+    for section in ("Failed runs", "Skipped runs", "Missing runs", "Unreadable files", "Per-experiment plots"):
+        assert f"## {section}" not in markdown
 
 
 def test_aggregate_of_a_missing_folder_raises(tmp_path):

@@ -1,0 +1,136 @@
+"""Result files as sft.experiment writes them, built from literal dicts, for the report tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sft.config import parse_config
+
+MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "f1_micro", "mcc", "ece"]
+GENERATION_METRICS = ["bleu", "chrf", "rougeL", "exact_match"]
+
+
+def classification_config(shots: int, icl: int = 0, init: Any = True) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "dataset": {"path": "cardiffnlp/tweet_eval", "args": {"name": "sentiment"}, "shots": shots},
+        "model": {"name": MODEL},
+        "prompting": {"instruction": "Classify the tweet.", "input_columns": ["text"], "output_column": "label"},
+        "inference": {"icl_examples": icl},
+    }
+    if shots:
+        raw["lora"] = {"r": 8, "lora_alpha": 16, "init_lora_weights": init}
+        raw["training"] = {"trainer_args": {"num_train_epochs": 3, "learning_rate": 1e-4}}
+    return raw
+
+
+def generation_config(max_new_tokens: int) -> dict[str, Any]:
+    return {
+        "dataset": {"path": "bentrevett/multi30k", "task_type": "generation", "shots": 0},
+        "model": {"name": MODEL},
+        "prompting": {"instruction": "Translate.", "input_columns": ["en"], "output_column": "de"},
+        "inference": {"generation_args": {"max_new_tokens": max_new_tokens}},
+    }
+
+
+def classification_metrics(score: float) -> dict[str, Any]:
+    return {
+        "accuracy": score,
+        "f1_macro": score - 0.1,
+        "f1_micro": score,
+        "f1_weighted": score - 0.05,
+        "precision_macro": score - 0.02,
+        "recall_macro": score - 0.03,
+        "mcc": score - 0.3,
+        "balanced_accuracy": score - 0.03,
+        "ece": 0.123456,
+        "per_class": {"negative": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 3}},
+        "confusion_matrix": {"labels": ["negative", "positive"], "matrix": [[1, 2], [0, 3]]},
+    }
+
+
+def generation_metrics(score: float) -> dict[str, Any]:
+    return {"bleu": score, "chrf": score + 10, "rouge1": 0.5, "rouge2": 0.3, "rougeL": 0.45, "exact_match": 0.1}
+
+
+def write_results(root: Path, experiment: str, seed: int, raw: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """A results.json with the structure of sft.experiment._evaluate."""
+    config = parse_config(raw)
+    results = {
+        "experiment": experiment,
+        "seed": seed,
+        "config_hash": config.config_hash(),
+        "task_type": config.dataset.task_type,
+        "metrics": metrics,
+        "n_test": 100,
+        "n_shots": config.dataset.shots * 3,
+        "labels": ["negative", "neutral", "positive"] if config.dataset.task_type == "classification" else None,
+        "training": {"train_loss": 1.5} if config.trains else None,
+        "timings": {"train_seconds": None, "inference_seconds": 1.25, "total_seconds": 2.5 + seed},
+        "versions": {"python": "3.11.0"},
+        "finished_at": "2025-01-01T00:00:00+00:00",
+        "config": config.resolved(),
+    }
+    folder = root / experiment / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return folder / "results.json"
+
+
+CLASSIFICATION_RUNS = {
+    "zero-shot_icl0": classification_config(0, icl=0),
+    "zero-shot_icl1": classification_config(0, icl=1),
+    "shots8_default": classification_config(8, init=True),
+    "shots8_gaussian": classification_config(8, init="gaussian"),
+}
+GENERATION_RUNS = {"translate_short": generation_config(32), "translate_long": generation_config(64)}
+SEEDS = (1, 2)
+
+
+def score(experiment: str, seed: int) -> float:
+    return 0.5 + 0.01 * sorted(CLASSIFICATION_RUNS).index(experiment) + 0.001 * seed
+
+
+DETERMINISTIC_PREDICTIONS = [  # (reference, prediction, P(negative), P(neutral)); P(positive) is the rest
+    ("negative", "negative", 0.7, 0.2),
+    ("positive", "negative", 0.5, 0.3),
+    ("neutral", "neutral", 0.1, 0.6),
+    ("positive", "positive", 0.05, 0.05),
+    ("neutral", "positive", 0.2, 0.35),
+]
+
+
+def write_predictions(folder: Path) -> Path:
+    """A classification predictions.jsonl with label probabilities."""
+    lines = [
+        {
+            "text": f"tweet {i}",
+            "reference": reference,
+            "prediction": prediction,
+            "probabilities": {"negative": neg, "neutral": neu, "positive": 1 - neg - neu},
+        }
+        for i, (reference, prediction, neg, neu) in enumerate(DETERMINISTIC_PREDICTIONS)
+    ]
+    path = folder / "predictions.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def write_status(root: Path, experiment: str, seed: int, state: str, **extra: Any) -> Path:
+    folder = root / experiment / f"seed-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    status = {"experiment": experiment, "seed": seed, "state": state, **extra}
+    (folder / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    return folder / "status.json"
+
+
+def build_results(root: Path) -> Path:
+    """Four classification experiments x two seeds and two generation experiments x one seed."""
+    for experiment, raw in CLASSIFICATION_RUNS.items():
+        for seed in SEEDS:
+            write_results(root, experiment, seed, raw, classification_metrics(score(experiment, seed)))
+    for index, (experiment, raw) in enumerate(GENERATION_RUNS.items()):
+        write_results(root, experiment, 1, raw, generation_metrics(20.0 + index))
+    return root
