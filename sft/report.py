@@ -190,6 +190,8 @@ def _experiment_plots(root: Path, experiment: str, rows: list[dict[str, Any]], k
     predictions: list[dict[str, Any]] = []
     for row in rows:
         path = f"{row['folder']}/predictions.jsonl"
+        if not (root / path).is_file():
+            continue
         try:
             predictions += [p for p in read_jsonl(root / path) if "reference" in p and "prediction" in p]
         except (OSError, ValueError) as error:

@@ -97,7 +97,7 @@ def test_aggregated_tables(grid_run):
     ]
     assert [failure["experiment"] for failure in document["failures"]] == ["broken"]
     table = (results / "aggregated_results.md").read_text()
-    assert "## classification" in table and "## generation" in table and "## Failed runs" in table
+    assert "· classification" in table and "· generation" in table and "## Failed runs" in table
     assert "dataset.shots" in table and "inference.icl_examples" in table and "f1_macro" in table and "bleu" in table
     # aggregate rebuilds the same rows from the result files alone
     (results / "aggregated_results.json").unlink()

@@ -1,0 +1,278 @@
+"""sft.report pivots, plots and the CSV: cells equal brute-force statistics, PNGs are real images of
+the documented size, the CSV round-trips through pandas."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import REPO
+from report_data import (
+    CLASSIFICATION_RUNS,
+    DETERMINISTIC_PREDICTIONS,
+    GENERATION_RUNS,
+    SEEDS,
+    build_results,
+    classification_config,
+    classification_metrics,
+    score,
+    write_predictions,
+    write_results,
+)
+
+from sft.report import ReportOptions, aggregate, parse_plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """The shared runs plus a 16-shot experiment, so the metric runs over three shot counts."""
+    build_results(tmp_path)
+    for seed, value in zip(SEEDS, (0.6, 0.64)):
+        write_results(tmp_path, "shots16_default", seed, classification_config(16), classification_metrics(value))
+    return tmp_path
+
+
+def pivot_cells(markdown: str, heading: str) -> dict[tuple[str, ...], dict[str, str]]:
+    """The pivot under `### heading` as {row label cells: {column: cell}}."""
+    block = markdown.split(f"### {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    width = sum(not name.startswith(("shots=", "r=")) for name in header)
+    cells = {}
+    for line in lines[1:]:
+        values = [cell.strip() for cell in line.strip("|").split("|")]
+        cells[tuple(values[:width])] = dict(zip(header[width:], values[width:]))
+    return cells
+
+
+def stats_text(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1)"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)})"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+# -- pivots --------------------------------------------------------------------------------------------
+
+
+def test_default_pivot_is_initializer_and_icl_by_shots(results):
+    _, markdown_path = aggregate(results, ReportOptions(plots=frozenset()))
+    markdown = markdown_path.read_text(encoding="utf-8")
+    # model.name does not vary, so the default rows keep only the initializer and the in-context examples
+    cells = pivot_cells(markdown, "f1_macro by lora.init_lora_weights × inference.icl_examples and dataset.shots")
+    f1 = {name: [score(name, seed) - 0.1 for seed in SEEDS] for name in CLASSIFICATION_RUNS}
+    assert cells[("—", "0")] == {"shots=0": stats_text(f1["zero-shot_icl0"]), "shots=8": "", "shots=16": ""}
+    assert cells[("—", "1")]["shots=0"] == f"**{stats_text(f1['zero-shot_icl1'])}**"
+    assert cells[("True", "0")] == {"shots=0": "", "shots=8": stats_text(f1["shots8_default"]),
+                                    "shots=16": stats_text([0.5, 0.54])}  # fmt: skip
+    assert cells[("gaussian", "0")]["shots=8"] == f"**{stats_text(f1['shots8_gaussian'])}**"
+    assert list(cells) == [("—", "0"), ("—", "1"), ("True", "0"), ("gaussian", "0")]
+
+
+def test_pivot_options_choose_rows_columns_and_metric(results):
+    options = ReportOptions(rows=["model", "init_lora_weights"], cols=["lora.r"], metric="accuracy", plots=frozenset())
+    _, markdown_path = aggregate(results, options)
+    markdown = markdown_path.read_text(encoding="utf-8")
+    cells = pivot_cells(markdown, "accuracy by model.name × lora.init_lora_weights and lora.r")
+    model = "Qwen/Qwen2.5-0.5B-Instruct"
+    zero_shot = [score(name, seed) for name in ("zero-shot_icl0", "zero-shot_icl1") for seed in SEEDS]
+    default = [score("shots8_default", seed) for seed in SEEDS] + [0.6, 0.64]
+    assert cells[(model, "—")] == {"r=—": stats_text(zero_shot), "r=8": ""}
+    assert cells[(model, "True")] == {"r=—": "", "r=8": f"**{stats_text(default)}**"}
+    # the cell of default-initialized adapters pools 8 and 16 shots, and the report says so
+    assert "Cells pool runs that differ in dataset.shots" in markdown
+    # the generation section has no accuracy: it says so instead of a pivot
+    assert "No run here has the metric 'accuracy', so there is no pivot." in markdown
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (ReportOptions(rows=["modle"]), "--rows: no run has the setting 'modle' (did you mean 'model'?)"),
+        (ReportOptions(cols=["init"]), "--cols: no run has the setting 'init'"),
+        (
+            ReportOptions(cols=["name"]),
+            "--cols: no run has the setting 'name' (it matches dataset.args.name, model.name; write one of them)",
+        ),
+        (ReportOptions(metric="f1_macr"), "--metric: no run has the metric 'f1_macr' (did you mean 'f1_macro'?)"),
+    ],
+)
+def test_unknown_pivot_options_fail_before_writing(results, options, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        aggregate(results, options)
+    assert not (results / "aggregated_results.md").exists()
+
+
+def test_parse_plots():
+    assert parse_plots("metric,confusion") == {"metric", "confusion"}
+    assert parse_plots("all") == {"metric", "confusion", "reliability"}
+    assert parse_plots("none") == frozenset()
+    with pytest.raises(ValueError, match="did you mean 'reliability'"):
+        parse_plots("reliabilty")
+
+
+# -- plots ---------------------------------------------------------------------------------------------
+
+
+def test_plots_are_png_images_of_the_documented_size(results):
+    from matplotlib.image import imread
+
+    from sft.plots import HEIGHT, WIDTH
+
+    for folder in results.glob("*/seed-*"):
+        if folder.parent.name in CLASSIFICATION_RUNS or folder.parent.name == "shots16_default":
+            write_predictions(folder)
+    document_path, markdown_path = aggregate(results, ReportOptions(plots=parse_plots("all")))
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    markdown = markdown_path.read_text(encoding="utf-8")
+    experiments = sorted([*CLASSIFICATION_RUNS, "shots16_default"])
+    expected = ["_plots/cardiffnlp_tweet_eval__sentiment_classification_f1_macro.png"] + [
+        f"_plots/{name}/{kind}.png" for name in experiments for kind in ("confusion", "reliability")
+    ]
+    assert document["plots"] == expected
+    for relative in expected:
+        path = results / relative
+        assert png_size(path) == (WIDTH, HEIGHT) == (640, 400)
+        image = imread(path)
+        assert image.shape[:2] == (HEIGHT, WIDTH)
+        assert image[..., :3].std() > 0.05  # something is drawn, not a blank canvas
+        assert f"]({relative})" in markdown  # linked with a relative path
+    # generation runs get no confusion matrix; the metric plot needs at least two columns
+    assert not any(name in plot for plot in document["plots"] for name in GENERATION_RUNS)
+
+
+def test_plots_are_replaced_not_accumulated(results):
+    aggregate(results, ReportOptions(plots=parse_plots("metric")))
+    stale = results / "_plots" / "gone" / "confusion.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(PNG_SIGNATURE)
+    _, markdown_path = aggregate(results, ReportOptions(plots=frozenset()))
+    assert not (results / "_plots").exists()
+    assert "![" not in markdown_path.read_text(encoding="utf-8")
+
+
+def test_reliability_bins_give_the_metrics_ece():
+    """The diagram's bins are the ones sft.metrics' ECE uses: same data, same number."""
+    from sft.config import EvaluationConfig
+    from sft.metrics import MetricInputs, expected_calibration_error
+    from sft.plots import expected_calibration_error as diagram_ece
+    from sft.plots import reliability_bins
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    probabilities = rng.dirichlet(np.ones(3), size=200)
+    references = [labels[i] for i in rng.integers(0, 3, size=200)]
+    predictions = [labels[i] for i in probabilities.argmax(axis=1)]
+    for bins in (1, 5, 10, 15):
+        inputs = MetricInputs(references, predictions, labels, probabilities)
+        expected = expected_calibration_error(inputs, EvaluationConfig(ece_bins=bins))["ece"]
+        correct = (np.array(predictions) == np.array(references)).astype(float)
+        found = reliability_bins(probabilities.max(axis=1), correct, bins)
+        assert found["counts"].sum() == 200
+        assert diagram_ece(found) == pytest.approx(expected, abs=1e-12)
+
+
+def test_confusion_plot_counts_pool_the_seeds(results, monkeypatch):
+    import sft.plots
+
+    seen = {}
+
+    def record(labels, matrix, path, title):
+        seen[path.parent.name] = (labels, matrix.tolist())
+        return path
+
+    monkeypatch.setattr(sft.plots, "confusion_plot", record)
+    for seed in SEEDS:
+        write_predictions(results / "shots8_default" / f"seed-{seed}")
+    aggregate(results, ReportOptions(plots=frozenset({"confusion"})))
+    labels, matrix = seen["shots8_default"]
+    assert labels == ["negative", "neutral", "positive"]
+    expected = np.zeros((3, 3), dtype=int)
+    for reference, prediction, _, _ in DETERMINISTIC_PREDICTIONS:
+        expected[labels.index(reference), labels.index(prediction)] += len(SEEDS)
+    assert matrix == expected.tolist()
+
+
+def test_unreadable_predictions_are_named(results):
+    write_predictions(results / "shots8_default" / "seed-1")
+    (results / "shots8_default" / "seed-2" / "predictions.jsonl").write_text('{"reference": "neg', encoding="utf-8")
+    document_path, _ = aggregate(results, ReportOptions(plots=frozenset({"reliability"})))
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    assert document["problems"] == [
+        "shots8_default/seed-2/predictions.jsonl: unreadable predictions (JSONDecodeError: Unterminated string "
+        "starting at: line 1 column 15 (char 14))"
+    ]
+    assert document["plots"] == ["_plots/shots8_default/reliability.png"]
+
+
+# -- CSV -----------------------------------------------------------------------------------------------
+
+
+def test_csv_round_trips_through_pandas(results):
+    import pandas as pd
+
+    document_path, _ = aggregate(results, ReportOptions(plots=frozenset()))
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    frame = pd.read_csv(results / "aggregated_results.csv")
+    normalized = pd.json_normalize(document["rows"])
+    assert len(frame) == len(document["rows"]) == 12
+    # the CSV has the columns json_normalize gives (sections that are empty dicts aside) in a fixed order
+    assert set(frame.columns) - set(normalized.columns) <= {"settings.dataset.args", "settings.model.model_args"}
+    assert list(frame.columns[:3]) == ["experiment", "seed", "status"]
+    settings = [c for c in frame.columns if c.startswith("settings.")]
+    metrics = [c for c in frame.columns if c.startswith("metrics.")]
+    assert metrics == sorted(metrics) and frame.columns.get_loc(settings[-1]) < frame.columns.get_loc(metrics[0])
+    for (_, line), row in zip(frame.iterrows(), document["rows"]):
+        assert (line["experiment"], line["seed"]) == (row["experiment"], row["seed"])
+        for name, value in row["metrics"].items():
+            assert line[f"metrics.{name}"] == pytest.approx(value)
+        assert line["settings.dataset.shots"] == row["settings"]["dataset.shots"]
+        # lists as JSON text
+        assert json.loads(line["settings.prompting.input_columns"]) == row["settings"]["prompting.input_columns"]
+    assert frame["settings.dataset.shots"].dtype.kind == "i"
+    generation = frame[frame["task_type"] == "generation"]
+    assert generation["metrics.accuracy"].isna().all() and generation["settings.lora.r"].isna().all()
+
+
+def test_the_readme_documents_the_json_schema():
+    from sft.report import ROW_FIELDS, SCHEMA_VERSION
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f'"schema_version": {SCHEMA_VERSION}' in readme
+    for name in ROW_FIELDS:
+        assert f"`{name}`" in readme, name
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+
+
+def test_cli_aggregate_with_options(results, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from sft.cli import app
+
+    grid = tmp_path_factory.mktemp("grid") / "grid.jsonnet"
+    grid.write_text(json.dumps({"configs": {"extra": classification_config(64), **CLASSIFICATION_RUNS}}))
+    runner = CliRunner()
+    args = ["aggregate", str(results), "--rows", "lora.init_lora_weights", "--cols", "dataset.shots",
+            "--metric", "mcc", "--plots", "none", "--grid", str(grid), "--seeds", "1,2"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    markdown = (results / "aggregated_results.md").read_text(encoding="utf-8")
+    assert "### mcc by lora.init_lora_weights and dataset.shots" in markdown
+    assert "| extra        | 1      | not started |" in markdown
+    assert (results / "aggregated_results.csv").is_file()
+    bad = runner.invoke(app, ["aggregate", str(results), "--plots", "pie"])
+    assert bad.exit_code == 2 and "--plots: unknown plot 'pie'" in bad.output
