@@ -124,6 +124,8 @@ def _unfinished(folder: Path, root: Path, collected: Collected) -> None:
         collected.problems.append(f"{status_file.relative_to(root)}: unreadable status file ({_describe(error)})")
         return
     state = str(status.get("state") or "unknown")
+    if state == "done":  # a status that outlived its results (moved aside or deleted)
+        state = "done (no results.json)"
     record = {**base, "state": state}
     if state in FAILED_STATES:
         tail = log_tail(folder, status)

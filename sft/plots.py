@@ -1,4 +1,4 @@
-"""PNG plots for the report (matplotlib, Agg backend, imported inside the functions).
+"""PNG plots for the report (matplotlib figures rendered by Agg, imported inside the functions).
 
 Every figure is FIGURE_SIZE at DPI, so a PNG is always WIDTH x HEIGHT pixels: the metric against
 shots (one line per pivot row, error bars = standard deviation across seeds), and per experiment a
@@ -20,12 +20,10 @@ WIDTH, HEIGHT = int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI)
 
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display; also safe inside a headless runner
     from matplotlib.figure import Figure
 
-    # A bare Figure (not pyplot) is never registered globally, so nothing leaks between plots.
+    # A bare Figure (not pyplot) renders with Agg without touching the process-wide backend (a user's
+    # notebook keeps its own) and is never registered globally, so nothing leaks between plots.
     return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
 
 

@@ -24,6 +24,7 @@ LOWER_IS_BETTER = frozenset(
 DEFAULT_PIVOT_ROWS = ("model.name", "lora.init_lora_weights", "inference.icl_examples")
 DEFAULT_PIVOT_COLS = ("dataset.shots",)
 NONE_TEXT = "—"
+CELL_CHARACTERS = 80  # longer settings (a chat template, a long instruction) are cut in the Markdown
 
 
 def higher_is_better(metric: str) -> bool:
@@ -46,7 +47,10 @@ def setting_text(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = str(value)
-    return text.replace("\n", "\\n").replace("|", "\\|")
+    text = text.replace("\n", "\\n")
+    if len(text) > CELL_CHARACTERS:
+        text = text[: CELL_CHARACTERS - 1] + "…"
+    return text.replace("|", "\\|")
 
 
 def sort_key(value: Any) -> tuple:

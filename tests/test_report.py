@@ -55,7 +55,7 @@ def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
             found[section] = []
             header = None
         elif section and line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # "\|" is no border
             if header is None:
                 header = cells
                 found[section + " columns"] = [dict.fromkeys(header, "")]
@@ -365,3 +365,27 @@ def test_no_run_sections_without_such_runs(results):
 def test_aggregate_of_a_missing_folder_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         aggregate(tmp_path / "nowhere")
+
+
+def test_a_done_status_without_results_is_missing_not_done(results):
+    write_status(results, "moved", 1, "done", exit_code=0)
+    document, _ = read_aggregate(results)
+    assert [(m["experiment"], m["state"]) for m in document["missing"]] == [("moved", "done (no results.json)")]
+    assert "moved" not in {row["experiment"] for row in document["rows"]}
+
+
+def test_long_or_multiline_settings_stay_one_table_cell(tmp_path):
+    from sft.tables import CELL_CHARACTERS, setting_text
+
+    long = "Classify | the tweet.\n" * 20
+    assert setting_text(long).count("\\|") == setting_text(long).count("|")  # every pipe escaped
+    assert "\n" not in setting_text(long) and setting_text(long).endswith("…")
+    assert len(setting_text(long).replace("\\|", "|")) == CELL_CHARACTERS
+    for index, instruction in enumerate(["Short.", long]):
+        raw = classification_config(0)
+        raw["prompting"]["instruction"] = instruction
+        write_results(tmp_path, f"e{index}", 1, raw, classification_metrics(0.5))
+    _, markdown = read_aggregate(tmp_path)
+    rows = tables(markdown)[CLASSIFICATION]
+    # sorted by value: "Classify..." before "Short."; the order sorts the full text, the cell shows the cut one
+    assert [row["prompting.instruction"] for row in rows] == [setting_text(long), "Short."]
