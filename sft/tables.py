@@ -99,22 +99,30 @@ def varying_settings(rows: list[dict[str, Any]]) -> list[str]:
 
 def constant_settings(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, int]]:
     """key -> (its one value, how many rows set it), for keys every row that sets them agrees on."""
-    constant = {}
-    for key, values in _setting_values(rows).items():
-        if len(values) == 1:
-            constant[key] = (json.loads(next(iter(values))), sum(key in row["settings"] for row in rows))
-    return constant
+    return {
+        key: (next(iter(values.values())), sum(key in row["settings"] for row in rows))
+        for key, values in _setting_values(rows).items()
+        if len(values) == 1
+    }
 
 
-def _setting_values(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """key -> its distinct values (as JSON). A section that is empty or absent in some runs (`lora`
-    null in zero-shot runs, `dataset.args` {}) is left out where other runs have keys inside it."""
-    values: dict[str, set[str]] = {}
+def _setting_values(rows: list[dict[str, Any]]) -> dict[str, dict[Any, Any]]:
+    """key -> {comparable form: value} of its distinct values. A section that is empty or absent in
+    some runs (`lora` null in zero-shot runs, `dataset.args` {}) is left out where other runs have
+    keys inside it."""
+    values: dict[str, dict[Any, Any]] = {}
     for row in rows:
         for key, value in row["settings"].items():
-            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+            values.setdefault(key, {}).setdefault(_comparable(value), value)
     prefixes = {key.rsplit(".", i)[0] for key in values for i in range(1, key.count(".") + 1)}
     return {key: found for key, found in values.items() if key not in prefixes}
+
+
+def _comparable(value: Any) -> Any:
+    """Hashable, and 1 != True != "1" (JSON text only for the rare lists and dicts: it is slow)."""
+    if isinstance(value, (list, dict)):
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    return (type(value).__name__, value)
 
 
 def best_lines(cells: list[Stats | None], higher: bool) -> set[int]:
