@@ -41,7 +41,7 @@ def _short(key: str, value: Any) -> str:
     return f"{key.rsplit('.', 1)[-1]}={setting_text(value)}"
 
 
-def metric_plot(table: Pivot, path: Path, title: str) -> Path:
+def metric_plot(path: Path, table: Pivot, title: str) -> Path:
     """The pivot as lines: x = its columns (evenly spaced, e.g. shots 0, 8, 16, 64), one line per row."""
     figure = _figure()
     axes = figure.add_subplot()
@@ -63,7 +63,7 @@ def metric_plot(table: Pivot, path: Path, title: str) -> Path:
     return _save(figure, path)
 
 
-def confusion_plot(labels: list[str], matrix: np.ndarray, path: Path, title: str) -> Path:
+def confusion_plot(path: Path, labels: list[str], matrix: np.ndarray, title: str) -> Path:
     """Counts with references as rows and predictions as columns, both in label order."""
     figure = _figure()
     axes = figure.add_subplot()
@@ -97,7 +97,7 @@ def expected_calibration_error(bins: dict[str, np.ndarray]) -> float:
     return float(np.nansum(share * gaps))
 
 
-def reliability_plot(probabilities: list[dict[str, float]], references: list[str], path: Path, title: str,
+def reliability_plot(path: Path, probabilities: list[dict[str, float]], references: list[str], title: str,
                      n_bins: int = 10) -> Path:  # fmt: skip
     """Accuracy against top-label confidence per bin; the diagonal is perfect calibration."""
     labels = list(probabilities[0])

@@ -160,8 +160,9 @@ def draw_plots(root: Path, collected: Collected, found: list[Section], kinds: fr
             if section.pivot is not None and len(section.pivot.cols) >= 2:
                 name = f"{_slug(section.dataset)}_{section.task_type}_{_slug(section.pivot.metric)}.png"
                 title = f"{section.dataset}: {section.pivot.metric}"
-                metric_plot(section.pivot, folder / name, title)
-                section.plot = f"{PLOTS_FOLDER}/{name}"
+                section.plot = _plot(
+                    root, f"{PLOTS_FOLDER}/{name}", collected.problems, metric_plot, section.pivot, title
+                )
     per_experiment: dict[str, dict] = {}
     if kinds & {"confusion", "reliability"}:
         for experiment, rows in _by_experiment(collected.rows).items():
@@ -169,6 +170,17 @@ def draw_plots(root: Path, collected: Collected, found: list[Section], kinds: fr
             if plots:
                 per_experiment[experiment] = plots
     return per_experiment
+
+
+def _plot(root: Path, relative: str, problems: list[str], draw: Any, *args: Any) -> str | None:
+    """Draw one PNG; a plot that fails (odd predictions, a matplotlib problem) is named in the report's
+    problems instead of costing the whole report."""
+    try:
+        draw(root / relative, *args)
+    except Exception as error:  # any failure of one plot must leave the rest of the report
+        problems.append(f"{relative}: plot failed ({type(error).__name__}: {error})")
+        return None
+    return relative
 
 
 def _by_experiment(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -199,22 +211,26 @@ def _experiment_plots(root: Path, experiment: str, rows: list[dict[str, Any]], k
     if not predictions:
         return {}
     seeds = f"{len(rows)} seed(s)"
-    plots = {}
+    plots: dict[str, str | None] = {}
     references = [str(p["reference"]) for p in predictions]
     probabilities = [p["probabilities"] for p in predictions if isinstance(p.get("probabilities"), dict)]
     predicted = [str(p["prediction"]) for p in predictions]
-    labels = list(probabilities[0]) if probabilities else sorted({*references, *predicted})
+    # the label order of the probabilities, then anything else the references or predictions hold
+    labels = list(dict.fromkeys([*(probabilities[0] if probabilities else []), *sorted({*references, *predicted})]))
+    folder = f"{PLOTS_FOLDER}/{experiment}"
     if "confusion" in kinds:
-        matrix = confusion_matrix(references, predicted, labels=labels)
-        path = root / PLOTS_FOLDER / experiment / "confusion.png"
-        confusion_plot(labels, np.asarray(matrix), path, f"{experiment}: confusion matrix ({seeds})")
-        plots["confusion matrix"] = path.relative_to(root).as_posix()
+        matrix = np.asarray(confusion_matrix(references, predicted, labels=labels))
+        title = f"{experiment}: confusion matrix ({seeds})"
+        plots["confusion matrix"] = _plot(
+            root, f"{folder}/confusion.png", problems, confusion_plot, labels, matrix, title
+        )
     if "reliability" in kinds and len(probabilities) == len(predictions):
-        bins = rows[0]["settings"].get("evaluation.ece_bins") or 10
-        path = root / PLOTS_FOLDER / experiment / "reliability.png"
-        reliability_plot(probabilities, references, path, f"{experiment}: reliability ({seeds})", int(bins))
-        plots["reliability diagram"] = path.relative_to(root).as_posix()
-    return plots
+        bins = int(rows[0]["settings"].get("evaluation.ece_bins") or 10)
+        title = f"{experiment}: reliability ({seeds})"
+        plots["reliability diagram"] = _plot(
+            root, f"{folder}/reliability.png", problems, reliability_plot, probabilities, references, title, bins
+        )
+    return {kind: path for kind, path in plots.items() if path}
 
 
 # -- Markdown --------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_confusion_plot_counts_pool_the_seeds(results, monkeypatch):
 
     seen = {}
 
-    def record(labels, matrix, path, title):
+    def record(path, labels, matrix, title):
         seen[path.parent.name] = (labels, matrix.tolist())
         return path
 
@@ -276,3 +276,15 @@ def test_cli_aggregate_with_options(results, tmp_path_factory):
     assert (results / "aggregated_results.csv").is_file()
     bad = runner.invoke(app, ["aggregate", str(results), "--plots", "pie"])
     assert bad.exit_code == 2 and "--plots: unknown plot 'pie'" in bad.output
+
+
+def test_a_plot_that_fails_is_named_and_the_report_still_written(results):
+    write_predictions(results / "shots8_default" / "seed-1")
+    # the other seed scored a different label set: the pooled probabilities cannot form one matrix
+    odd = {"text": "t", "reference": "negative", "prediction": "negative", "probabilities": {"negative": 1.0}}
+    (results / "shots8_default" / "seed-2" / "predictions.jsonl").write_text(json.dumps(odd) + "\n")
+    document_path, markdown_path = aggregate(results, ReportOptions(plots=parse_plots("all")))
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    assert document["problems"] == ["_plots/shots8_default/reliability.png: plot failed (KeyError: 'neutral')"]
+    assert "_plots/shots8_default/confusion.png" in document["plots"]
+    assert "reliability.png: plot failed" in markdown_path.read_text(encoding="utf-8")
