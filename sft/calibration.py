@@ -20,6 +20,7 @@ lazy, so a method pays only for the extra prompts it needs.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.registry import lookup, registrar
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sft.config import CalibrationConfig, InferenceConfig
@@ -261,7 +264,8 @@ def prompt_context(
     from sft.prompting import ICLSampler, _text
 
     columns = builder.config.input_columns
-    test_inputs = [{column: _text(example[column]) for column in columns} for example in data.test]
+    values = {column: data.test[column] for column in columns}  # columnar: cheap even when calibration is off
+    test_inputs = [{column: _text(values[column][i]) for column in columns} for i in range(len(data.test))]
     args = inference.calibration_args
     calibration_seed = args.seed if args.seed is not None else seed
     shared = inference.icl_examples == 0 or inference.icl_fixed or not args.estimate_per_prompt
@@ -269,6 +273,7 @@ def prompt_context(
     def probabilities_of(prompts: list[str]) -> np.ndarray:
         # Identical prompts (a shared context) are scored once.
         unique = list(dict.fromkeys(prompts))
+        log.info("Calibration: scoring %d extra prompts (%d test prompts)", len(unique), len(test_inputs))
         scored = softmax(np.asarray(score(unique), dtype=np.float64))
         row = {prompt: index for index, prompt in enumerate(unique)}
         return scored[[row[prompt] for prompt in prompts]]
