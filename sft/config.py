@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sft.registry import did_you_mean
+from sft.registry import did_you_mean, unknown_names
 
 TaskType = Literal["classification", "generation"]
 SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation")
@@ -160,6 +160,35 @@ class TrainingConfig(Section):
     trainer_args: dict[str, Any] = Field(default_factory=dict, description="Arguments for trl.SFTConfig.")
 
 
+class CalibrationConfig(Section):
+    """`inference.calibration_args`: which calibration (sft/calibration.py) and its estimation options."""
+
+    calibration_fn: str | None = Field(
+        None, description="contextual, domain, batch or adjustable_batch (see sft.calibration); None: off."
+    )
+    content_free_inputs: list[str] = Field(default_factory=lambda: ["N/A", "", "[MASK]"], min_length=1)
+    num_estimations: int | None = Field(
+        None, ge=1, description="domain: random strings averaged (default 20); batch: prior from the first n tests."
+    )
+    estimate_per_prompt: bool = Field(
+        True, description="contextual/domain with per-example in-context examples: one prior per test prompt."
+    )
+    gamma_grid: list[float] = Field(default_factory=lambda: [i / 10 for i in range(21)], min_length=1)
+    gamma_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    labelled_examples: int = Field(64, ge=1, description="adjustable_batch: labelled examples that choose gamma.")
+    seed: int | None = Field(None, description="For random strings and labelled examples; default: the run seed.")
+
+    @field_validator("calibration_fn")
+    @classmethod
+    def _registered(cls, name: str | None) -> str | None:
+        from sft.calibration import CALIBRATIONS  # imported here: sft.calibration imports this module
+
+        problems = unknown_names(CALIBRATIONS, [name] if name is not None else [], "calibration")
+        if problems:
+            raise ValueError(problems[0])
+        return name
+
+
 class InferenceConfig(Section):
     icl_examples: int = Field(0, ge=0, description="In-context examples in each test prompt (per label).")
     icl_fixed: bool = Field(False, description="Use the same in-context examples for every test prompt.")
@@ -168,6 +197,7 @@ class InferenceConfig(Section):
     generation_args: dict[str, Any] = Field(
         default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
     )
+    calibration_args: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
 
 class EvaluationConfig(Section):
@@ -185,6 +215,12 @@ class ExperimentConfig(Section):
     training: TrainingConfig | None = None
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _calibration_classifies(self) -> ExperimentConfig:
+        if self.inference.calibration_args.calibration_fn and self.dataset.task_type != "classification":
+            raise ValueError("inference.calibration_args.calibration_fn applies to classification only; remove it")
+        return self
 
     @property
     def trains(self) -> bool:

@@ -63,8 +63,9 @@ def load_splits(config: DatasetConfig) -> DatasetDict:
 
 
 def needs_train_split(config: ExperimentConfig) -> bool:
-    """Training needs it for shots; inference needs it for in-context examples."""
-    return config.trains or config.inference.icl_examples > 0
+    """Training needs it for shots; inference for in-context examples and for labelled calibration examples."""
+    labelled_calibration = config.inference.calibration_args.calibration_fn == "adjustable_batch"
+    return config.trains or config.inference.icl_examples > 0 or labelled_calibration
 
 
 def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:

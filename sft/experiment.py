@@ -134,10 +134,16 @@ def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
     )
 
 
-def _predict(config: ExperimentConfig, data: ExperimentData, model: Any, tokenizer: Any, seed: int) -> list[dict]:
-    """Prediction rows for the test split: inputs, reference, prediction, label probabilities."""
-    import torch
-
+def _predict(
+    config: ExperimentConfig,
+    data: ExperimentData,
+    model: Any,
+    tokenizer: Any,
+    seed: int,
+    report: dict[str, Any] | None = None,
+) -> list[dict]:
+    """Prediction rows for the test split: inputs, reference, prediction, label probabilities.
+    `report` receives details results.json records (the calibration)."""
     from sft.prompting import ICLSampler, PromptBuilder, inference_prompts
 
     inference, prompting = config.inference, config.prompting
@@ -152,13 +158,23 @@ def _predict(config: ExperimentConfig, data: ExperimentData, model: Any, tokeniz
         for example in data.test
     ]
     if config.dataset.task_type == "classification":
+        from sft.calibration import calibrate, prompt_context
         from sft.scoring import label_logprobs
 
-        scores = label_logprobs(model, tokenizer, prompts, data.labels, inference.batch_size)
-        probabilities = torch.softmax(scores.double(), dim=-1)
-        for row, probs in zip(rows, probabilities.tolist()):
+        def score(prompts: list[str]) -> Any:
+            return label_logprobs(model, tokenizer, prompts, data.labels, inference.batch_size)
+
+        scores = score(prompts)
+        context = prompt_context(builder, sampler, data, inference, score, seed)
+        calibrated = calibrate(inference.calibration_args, scores, context)
+        raw = calibrated.uncalibrated
+        for index, (row, probs) in enumerate(zip(rows, calibrated.probabilities.tolist())):
             row["prediction"] = data.labels[max(range(len(probs)), key=probs.__getitem__)]
             row["probabilities"] = dict(zip(data.labels, probs))
+            if raw is not None:
+                row["uncalibrated_probabilities"] = dict(zip(data.labels, raw[index].tolist()))
+        if report is not None:
+            report["calibration"] = calibrated.details if raw is not None else None
     else:
         from sft.generation import generate
 
@@ -213,7 +229,8 @@ def _evaluate(
     from sft.metrics import MetricInputs, compute_metrics
 
     began = time.time()
-    rows = _predict(config, data, model, tokenizer, run.seed)
+    report: dict[str, Any] = {}
+    rows = _predict(config, data, model, tokenizer, run.seed, report)
     inference_seconds = time.time() - began
     atomic_write_jsonl(run.folder / "predictions.jsonl", rows)
     probabilities = (
@@ -236,6 +253,7 @@ def _evaluate(
         "n_shots": len(data.shots) if data.shots is not None else 0,
         "labels": data.labels,
         "training": training,
+        "calibration": report.get("calibration"),
         "timings": {
             "train_seconds": train_seconds,
             "inference_seconds": inference_seconds,
