@@ -60,6 +60,12 @@ def train_adapter(
         processing_class=tokenizer,
         peft_config=LoraConfig(**config.lora.peft_kwargs()),
     )
+    if config.lora.custom_initializer:
+        # The trainer built the LoRA layers with PEFT's default init; overwrite them before the optimizer exists.
+        from sft.initialization.apply import apply_initializer, checkpoint_key
+
+        lora = config.lora
+        apply_initializer(trainer.model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
     result = trainer.train()
     model = trainer.model
     model.eval()
