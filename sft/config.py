@@ -19,8 +19,23 @@ from sft.registry import did_you_mean, unknown_names
 TaskType = Literal["classification", "generation"]
 SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation")
 
-# PEFT's built-in initializations; `pissa_niter_<n>` is matched separately.
-PEFT_INITIALIZATIONS = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal")
+# PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
+# sft's simplified PiSSA (sft.initialization), so PEFT's (which rewrites the base weight into the residual
+# W - W_r) is `pissa_residual`; `pissa_niter_<n>` (PEFT's fast-SVD PiSSA) is matched separately.
+PEFT_INITIALIZATIONS = {
+    "gaussian": "gaussian",
+    "pissa_residual": "pissa",
+    "olora": "olora",
+    "orthogonal": "orthogonal",
+    "loftq": "loftq",
+    "mica": "mica",
+}
+# PEFT initializations that need a pass over data before training, which sft does not run (yet).
+DATA_DRIVEN_INITIALIZATIONS = {
+    "eva": "peft.initialize_lora_eva_weights",
+    "corda": "peft.tuners.lora.corda.preprocess_corda",
+    "lora_ga": "peft.tuners.lora.lora_ga.preprocess_loraga",
+}
 
 
 class ConfigError(Exception):
@@ -100,7 +115,23 @@ class ModelConfig(Section):
         clashes = [f"{key} (use {owned[key]})" for key in model_args if key in owned]
         if clashes:
             raise ValueError(f"model_args must not set {', '.join(clashes)}")
+        # sft's own placement arguments (sft.placement); they never reach from_pretrained
+        if not isinstance(model_args.get("parallelize", False), bool):
+            raise ValueError("model_args.parallelize must be true or false")
+        no_split = model_args.get("no_split_module_classes")
+        if no_split is not None and not (isinstance(no_split, list) and all(isinstance(c, str) for c in no_split)):
+            raise ValueError("model_args.no_split_module_classes must be a list of module class names")
+        if model_args.get("parallelize") and "device_map" in model_args:
+            raise ValueError("model_args.parallelize computes the device_map; don't set both")
         return model_args
+
+    @model_validator(mode="after")
+    def _parallelize_without_device(self) -> ModelConfig:
+        if self.model_args.get("parallelize") and self.device is not None:
+            raise ValueError(
+                "model_args.parallelize uses every visible GPU; remove model.device (or set CUDA_VISIBLE_DEVICES)"
+            )
+        return self
 
 
 class LoraSection(BaseModel):
@@ -115,7 +146,12 @@ class LoraSection(BaseModel):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] | str | None = "all-linear"
     bias: Literal["none", "all", "lora_only"] = "none"
-    init_lora_weights: bool | str = Field(True, description="True, False or a PEFT initialization name.")
+    init_lora_weights: bool | str = Field(
+        True, description="True, False, an sft initializer (pca, pissa, umap) or a PEFT initialization name."
+    )
+    init_args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the sft initializer, e.g. {'n_neighbors': 10}."
+    )
     use_rslora: bool = False
     use_dora: bool = False
     modules_to_save: list[str] | None = None
@@ -123,14 +159,47 @@ class LoraSection(BaseModel):
     @field_validator("init_lora_weights")
     @classmethod
     def _known_initialization(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and value not in PEFT_INITIALIZATIONS and not re.fullmatch(r"pissa_niter_\d+", value):
-            choices = ", ".join([*PEFT_INITIALIZATIONS, "pissa_niter_<n>", "true", "false"])
-            hint = did_you_mean(value, PEFT_INITIALIZATIONS)
-            raise ValueError(f"unknown initialization {value!r}{hint}; choose from {choices}")
-        return value
+        from sft.initialization import INITIALIZERS
+
+        if not isinstance(value, str) or value in INITIALIZERS or value in PEFT_INITIALIZATIONS:
+            return value
+        if re.fullmatch(r"pissa_niter_\d+", value):
+            return value
+        if value in DATA_DRIVEN_INITIALIZATIONS:
+            raise ValueError(
+                f"PEFT's {value!r} initialization needs a pass over training data "
+                f"({DATA_DRIVEN_INITIALIZATIONS[value]}) that sft does not run; choose another initialization"
+            )
+        names = [*sorted(INITIALIZERS), *PEFT_INITIALIZATIONS]
+        choices = ", ".join([*names, "pissa_niter_<n>", "true", "false"])
+        raise ValueError(f"unknown initialization {value!r}{did_you_mean(value, names)}; choose from {choices}")
+
+    @model_validator(mode="after")
+    def _initialization_arguments(self) -> LoraSection:
+        if self.init_args and not self.custom_initializer:
+            raise ValueError("init_args is only for sft initializers (pca, pissa, umap, ...), not PEFT's")
+        if self.init_lora_weights == "loftq" and not (self.model_extra or {}).get("loftq_config"):
+            raise ValueError('loftq needs lora.loftq_config, e.g. {"loftq_bits": 4, "loftq_iter": 1}')
+        return self
+
+    @property
+    def custom_initializer(self) -> str | None:
+        """The sft initializer named by init_lora_weights, or None for PEFT's own initializations."""
+        from sft.initialization import INITIALIZERS
+
+        value = self.init_lora_weights
+        return value if isinstance(value, str) and value in INITIALIZERS else None
 
     def peft_kwargs(self) -> dict[str, Any]:
-        return self.model_dump()
+        """peft.LoraConfig arguments. An sft initializer starts from PEFT's default (B = 0) and is applied to
+        the PEFT model afterwards (sft.initialization.apply)."""
+        kwargs = self.model_dump(exclude={"init_args"})
+        value = self.init_lora_weights
+        if self.custom_initializer:
+            kwargs["init_lora_weights"] = True
+        elif isinstance(value, str):
+            kwargs["init_lora_weights"] = PEFT_INITIALIZATIONS.get(value, value)
+        return kwargs
 
 
 class PromptingConfig(Section):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.config import ConfigError, ModelConfig
-from sft.registry import did_you_mean
+from sft.placement import balanced_device_map, split_placement_args
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +35,9 @@ def resolve_dtype(config: ModelConfig, device: str) -> Any:
 
 def quantization_config(config: ModelConfig) -> Any:
     """Instantiate the transformers quantization config class named in `model.quantization`."""
-    if config.quantization is None:
-        return None
-    from transformers.utils import quantization_config as module
+    from sft.quantization import build_quantization_config
 
-    # The classes defined in transformers' quantization module (walking all of `transformers` would
-    # import every model family).
-    known = {
-        name: value
-        for name, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, module.QuantizationConfigMixin) and name.endswith("Config")
-    }
-    name = config.quantization.config_class
-    if name not in known:
-        hint = did_you_mean(name, known)
-        listing = ", ".join(sorted(known))
-        raise ConfigError([f"model.quantization.config_class: unknown class {name!r}{hint}; known: {listing}"])
-    cls = known[name]
-    try:
-        return cls(**config.quantization.args)
-    except (TypeError, ValueError, ImportError) as error:
-        raise ConfigError([f"model.quantization.args: {name} rejected them: {error}"]) from None
+    return build_quantization_config(config.quantization)
 
 
 def _read_template(value: str) -> str:
@@ -105,12 +87,18 @@ def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool 
     quantization = quantization_config(config)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-    kwargs.update(config.model_args)
+    model_args, parallelize, no_split = split_placement_args(config.model_args)
+    kwargs.update(model_args)
+    if parallelize:
+        kwargs["device_map"] = balanced_device_map(config, kwargs["dtype"], no_split)
     placed = "device_map" in kwargs or quantization is not None
     if quantization is not None and "device_map" not in kwargs:
         kwargs["device_map"] = {"": device}
     log.info("Loading model %s on %s", config.name, kwargs.get("device_map", device))
-    model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+    except ImportError as error:  # a backend package transformers needs for this model
+        raise ConfigError([f"model: loading {config.name!r} needs a package that is not installed: {error}"]) from None
     if not placed:
         model.to(device)
     if adapter is not None:

@@ -60,9 +60,17 @@ def train_adapter(
         processing_class=tokenizer,
         peft_config=LoraConfig(**config.lora.peft_kwargs()),
     )
+    initial = keep_initial_adapter(trainer.model, run_folder)
+    if config.lora.custom_initializer:
+        # The trainer built the LoRA layers with PEFT's default init; overwrite them before the optimizer exists.
+        from sft.initialization.apply import apply_initializer, checkpoint_key
+
+        lora = config.lora
+        apply_initializer(trainer.model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
     result = trainer.train()
     model = trainer.model
     model.eval()
+    model.sft_initial_adapter = initial  # read by save_adapter
     trainable, total = model.get_nb_trainable_parameters()
     stats = {
         "train_examples": len(examples),
@@ -74,8 +82,23 @@ def train_adapter(
     return model, stats
 
 
+def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
+    """Save the untrained adapter when PEFT's initialization rewrote the base weights (pissa_residual,
+    pissa_niter_<n>, olora), so `save_adapter` can express the trained one on the original base model."""
+    value = str(model.peft_config["default"].init_lora_weights).lower()
+    if not (value.startswith("pissa") or value == "olora"):
+        return None
+    folder = run_folder / "initial-adapter"
+    model.save_pretrained(str(folder))
+    return folder
+
+
 def save_adapter(model: Any, tokenizer: Any, folder: Path) -> Path:
     """Save the adapter and the tokenizer (with its chat template) so `predict` can reload them."""
-    model.save_pretrained(str(folder))
+    # PEFT's PiSSA / OLoRA adapters are relative to a rewritten base weight (W - W_r); PEFT converts them into
+    # a plain LoRA adapter (rank 2r) on the original weights, given the adapter as it was before training.
+    # (Reloading the unconverted adapter would re-run the initialization, which randomized SVD doesn't repeat.)
+    initial = getattr(model, "sft_initial_adapter", None)
+    model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(initial) if initial else None)
     tokenizer.save_pretrained(str(folder))
     return folder

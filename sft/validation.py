@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.grid import load_experiments
+from sft.quantization import quantization_problems
 from sft.registry import did_you_mean, unknown_names
 
 # Set by sft itself, so a config must not set them.
@@ -76,6 +77,7 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
             found += _unknown_keys(
                 config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"
             )
+        found += quantization_problems(config.model.quantization)
         if config.evaluation.metrics:
             found += [f"evaluation.metrics: {m}" for m in unknown_names(METRICS, config.evaluation.metrics, "metric")]
         problems += [f"[{name}] {problem}" for problem in found]
