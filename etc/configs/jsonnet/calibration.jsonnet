@@ -1,7 +1,8 @@
 // Calibration grid on TweetEval emotion (4 labels): zero-shot with one in-context example per label,
-// and 8 shots per label with two LoRA initializations, each crossed with every calibration.
+// and 8 shots per label with four LoRA initializations (PEFT's default, sft's pca and simplified
+// pissa, PEFT's gaussian), each crossed with every calibration.
 //   python -m sft.cli run-experiments etc/configs/jsonnet/calibration.jsonnet --results-path results/calibration
-local inits = { default: true, gaussian: 'gaussian' };
+local inits = { default: true, pca: 'pca', pissa: 'pissa', gaussian: 'gaussian' };
 local calibrations = ['none', 'contextual', 'domain', 'batch', 'adjustable_batch'];
 
 local base(calibration) = {
