@@ -152,9 +152,10 @@ def _predict(config: ExperimentConfig, data: ExperimentData, model: Any, tokeniz
         for example in data.test
     ]
     if config.dataset.task_type == "classification":
-        from sft.scoring import label_logprobs
+        from sft.scoring import classification_scores, content_free_prompt
 
-        scores = label_logprobs(model, tokenizer, prompts, data.labels, inference.batch_size)
+        content_free = content_free_prompt(builder, sampler, prompting.input_columns, inference)
+        scores = classification_scores(model, tokenizer, prompts, data.labels, inference, content_free)
         probabilities = torch.softmax(scores.double(), dim=-1)
         for row, probs in zip(rows, probabilities.tolist()):
             row["prediction"] = data.labels[max(range(len(probs)), key=probs.__getitem__)]

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The input of the content-free prompt that `pmi` normalization scores labels under.
+CONTENT_FREE_INPUT = "N/A"
+
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     length = 0
@@ -165,6 +168,15 @@ def normalize(scores: LabelScores, labels: list[str], normalization: str, conten
             raise ValueError("normalization 'pmi' needs the label scores under a content-free prompt")
         return scores.sums - content_free.reshape(1, -1)
     raise ValueError(f"unknown normalization {normalization!r}; choose sum, mean, per_char or pmi")
+
+
+def content_free_prompt(builder: Any, sampler: Any, input_columns: list[str], inference: InferenceConfig) -> str | None:
+    """For `pmi`: the inference prompt with every input set to "N/A" and the in-context examples of the
+    first test prompt (all of them when `icl_fixed`); None for the other normalizations."""
+    if inference.normalization != "pmi":
+        return None
+    empty = {column: CONTENT_FREE_INPUT for column in input_columns}
+    return builder.prompt(empty, sampler.sample(inference.icl_examples, key=0))
 
 
 def classification_scores(
