@@ -209,7 +209,7 @@ def main() -> None:
         row += [f"{seconds['reference per-token'] / ours:.0f}x", f"{seconds['lm-eval'] / ours:.0f}x"]
         row.append(f"{difference:.1e}")
         rows.append(row)
-        print(f"{name}: done", flush=True)
+        print(" | ".join(map(str, row)), flush=True)  # progress; the table follows at the end
     headers = ["labels", "tokens", "trie nodes", "floor s", "ours s (/floor)", "ours no-prefix", "ref per-token",
                "brute force", "lm-eval", "ref/ours", "lm-eval/ours", "max |diff|"]  # fmt: skip
     print(tabulate(rows, headers=headers, tablefmt="github"))

@@ -122,10 +122,10 @@ def score_labels(
     """
     from sft.trie_scoring import TrieScorer, plan_prompt, supports_tree_attention
 
+    if not prompts or not labels:
+        return LabelScores(torch.empty(len(prompts), len(labels)), torch.empty(len(prompts), len(labels)))
     splits = split_all(tokenizer, prompts, labels)
-    counts = torch.tensor([[len(label) for _, label in row] for row in splits], dtype=torch.long).reshape(
-        len(prompts), len(labels)
-    )
+    counts = torch.tensor([[len(label) for _, label in row] for row in splits], dtype=torch.long)
     if not supports_tree_attention(model):
         log.warning(
             "Attention implementation %r takes no custom 4D mask: scoring labels by brute force "

@@ -126,6 +126,12 @@ def test_shared_prefix_and_chunked_trie_are_exercised(peaked, monkeypatch):
     assert (scores - expected).abs().max().item() <= TOLERANCE
 
 
+def test_no_prompts_or_no_labels_give_empty_scores(peaked):
+    model, tokenizer = peaked
+    assert label_logprobs(model, tokenizer, [], ["neg"]).shape == (0, 1)
+    assert label_logprobs(model, tokenizer, ["the cable is"], []).shape == (1, 0)
+
+
 def test_eager_attention_equals_brute_force(peaked):
     model, tokenizer = peaked
     prompts = random_prompts(random.Random(7), tokenizer, 4)
