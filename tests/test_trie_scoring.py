@@ -254,3 +254,27 @@ def test_content_free_prompt_is_the_template_around_n_a(peaked):
     prompt = content_free_prompt(builder, sampler, ["text"], InferenceConfig(normalization="pmi"))
     assert prompt == builder.prompt({"text": "N/A"}, [])
     assert "N/A" in prompt and "Classify." in prompt
+
+
+def test_split_all_after_special_tokens_equals_tokenizing_every_pair(peaked):
+    """Chat prompts are split at their last special token and each tail + label tokenized once; the result
+    must equal tokenizing every prompt + label, including labels that start with a special token or a newline.
+    Prompts without a special token take the full path."""
+    _, tokenizer = peaked
+    rng = random.Random(23)
+    chat = [p for p in random_prompts(rng, tokenizer, 12) if "<|" in p]
+    labels = [*random_labels(rng), "\n", " x", tokenizer.eos_token, "lent"]
+
+    def every_pair(prompts):
+        prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        full = [tokenizer(p + label, add_special_tokens=False)["input_ids"] for p in prompts for label in labels]
+        return [
+            [scoring._split(prompt_ids[p], full[p * len(labels) + l], label) for l, label in enumerate(labels)]
+            for p in range(len(prompts))
+        ]
+
+    assert scoring._split_after_special_tokens(tokenizer, chat, labels) is not None
+    assert split_all(tokenizer, chat, labels) == every_pair(chat)
+    mixed = [*chat[:2], "the phone was excel"]
+    assert scoring._split_after_special_tokens(tokenizer, mixed, labels) is None
+    assert split_all(tokenizer, mixed, labels) == every_pair(mixed)
