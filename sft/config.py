@@ -266,6 +266,11 @@ class InferenceConfig(Section):
     generation_args: dict[str, Any] = Field(
         default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
     )
+    normalization: Literal["sum", "mean", "per_char", "pmi"] = Field(
+        "sum",
+        description="Label score compared across labels: summed log-likelihood, its mean per token, per "
+        "character, or pmi (minus the label's log-likelihood after the prompt with input 'N/A').",
+    )
     calibration_args: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
 

@@ -159,10 +159,13 @@ def _predict(
     ]
     if config.dataset.task_type == "classification":
         from sft.calibration import calibrate, prompt_context
-        from sft.scoring import label_logprobs
+        from sft.scoring import classification_scores, content_free_prompt
+
+        content_free = content_free_prompt(builder, sampler, prompting.input_columns, inference)
 
         def score(prompts: list[str]) -> Any:
-            return label_logprobs(model, tokenizer, prompts, data.labels, inference.batch_size)
+            # Calibration prompts go through the same normalization as the test prompts.
+            return classification_scores(model, tokenizer, prompts, data.labels, inference, content_free)
 
         scores = score(prompts)
         context = prompt_context(builder, sampler, data, inference, score, seed)

@@ -3,15 +3,27 @@
 `label_logprobs` returns log p(label tokens | prompt): log-softmax over the vocabulary at every label
 position, summed over the label's tokens. Labels are tokenized as they follow the prompt (the prompt
 and prompt + label are tokenized together and split where they diverge), which is how the model saw
-them in training. This is the exact reference semantics; a faster engine must match it.
+them in training. `brute_force_logprobs` computes exactly that with one forward per (prompt, label);
+`label_logprobs` gets the same numbers from one pass over the prompts (`sft.trie_scoring`).
+`classification_scores` applies the configured normalization (sum, mean, per_char, pmi).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from sft.config import InferenceConfig
+
+log = logging.getLogger(__name__)
+
+# The input of the content-free prompt that `pmi` normalization scores labels under.
+CONTENT_FREE_INPUT = "N/A"
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -23,10 +35,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return length
 
 
-def split_continuation(tokenizer: Any, prompt: str, label: str) -> tuple[list[int], list[int]]:
-    """(context ids, label ids) with context + label == the tokens of `prompt + label`."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full_ids = tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+def _split(prompt_ids: list[int], full_ids: list[int], label: str) -> tuple[list[int], list[int]]:
     # Tokens may merge across the boundary; the label then starts where the two tokenizations diverge.
     start = common_prefix_length(prompt_ids, full_ids)
     if start == 0:
@@ -36,25 +45,93 @@ def split_continuation(tokenizer: Any, prompt: str, label: str) -> tuple[list[in
     return full_ids[:start], full_ids[start:]
 
 
+def split_continuation(tokenizer: Any, prompt: str, label: str) -> tuple[list[int], list[int]]:
+    """(context ids, label ids) with context + label == the tokens of `prompt + label`."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+    return _split(prompt_ids, full_ids, label)
+
+
+def split_all(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[tuple[list[int], list[int]]]]:
+    """`split_continuation` for every (prompt, label), in batched tokenizer calls."""
+    split = _split_after_special_tokens(tokenizer, prompts, labels)
+    if split is not None:
+        return split
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer([prompt + label for prompt in prompts for label in labels], add_special_tokens=False)
+    full_ids = full_ids["input_ids"]
+    return [
+        [_split(prompt_ids[p], full_ids[p * len(labels) + l], label) for l, label in enumerate(labels)]
+        for p in range(len(prompts))
+    ]
+
+
+def _split_after_special_tokens(
+    tokenizer: Any, prompts: list[str], labels: list[str]
+) -> list[list[tuple[list[int], list[int]]]] | None:
+    """The same splits with a fraction of the tokenization: a fast tokenizer cuts the text at special tokens
+    before it tokenizes, so prompt + label tokenizes as the prompt's tokens up to its last special token
+    followed by the tokens of (the text after it + label). Chat prompts end alike after their last special
+    token, so each distinct tail + label is tokenized once instead of once per prompt. The premise is
+    checked on every prompt and, for every distinct tail, on one full prompt + label; None (tokenize
+    everything) when a check fails or a prompt has no special token."""
+    if not getattr(tokenizer, "is_fast", False) or not prompts:
+        return None
+    special = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    encoded = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)
+    prompt_ids, heads, tails = encoded["input_ids"], [], []
+    for prompt, ids, offsets in zip(prompts, prompt_ids, encoded["offset_mapping"]):
+        last = max((i for i, token in enumerate(ids) if token in special), default=None)
+        if last is None:
+            return None
+        heads.append(ids[: last + 1])
+        tails.append(prompt[offsets[last][1] :])
+    distinct = list(dict.fromkeys(tails))
+    tail_ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    if any(head + tail_ids[tail] != ids for head, tail, ids in zip(heads, tails, prompt_ids)):
+        return None
+    texts = [tail + label for tail in distinct for label in labels]
+    continued = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"]))
+    first_prompt = {tail: tails.index(tail) for tail in distinct}
+    checks = [(p, label) for p in first_prompt.values() for label in labels]
+    full = tokenizer([prompts[p] + label for p, label in checks], add_special_tokens=False)["input_ids"]
+    if any(ids != heads[p] + continued[tails[p] + label] for ids, (p, label) in zip(full, checks)):
+        return None
+    return [
+        [_split(prompt_ids[p], heads[p] + continued[tails[p] + label], label) for label in labels]
+        for p in range(len(prompts))
+    ]
+
+
+@dataclass
+class LabelScores:
+    """Summed log-probabilities and the number of label tokens behind each, both (prompts, labels)."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+
+
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 @torch.inference_mode()
-def label_logprobs(
+def brute_force_logprobs(
     model: Any, tokenizer: Any, prompts: list[str], labels: list[str], batch_size: int = 8
 ) -> torch.Tensor:
-    """Summed log-probabilities of every label after every prompt, shape (len(prompts), len(labels))."""
+    """The reference: one full forward per (prompt + label), `batch_size` sequences per call."""
     pairs = []  # (prompt index, label index, token ids, index of the first label token)
-    for p, prompt in enumerate(prompts):
-        for l, label in enumerate(labels):
-            context, continuation = split_continuation(tokenizer, prompt, label)
+    for p, splits in enumerate(split_all(tokenizer, prompts, labels)):
+        for l, (context, continuation) in enumerate(splits):
             pairs.append((p, l, context + continuation, len(context)))
     # Similar lengths together waste less padding.
     pairs.sort(key=lambda pair: len(pair[2]))
     scores = torch.empty(len(prompts), len(labels), dtype=torch.float64)
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
         width = max(len(ids) for _, _, ids, _ in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        input_ids = torch.full((len(batch), width), _pad_id(tokenizer), dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (_, _, ids, _) in enumerate(batch):  # right padding keeps positions 0..n-1
             input_ids[row, : len(ids)] = torch.tensor(ids)
@@ -66,3 +143,96 @@ def label_logprobs(
             targets = torch.tensor(ids[first:], device=logprobs.device)
             scores[p, l] = logprobs.gather(1, targets[:, None]).sum().double().cpu()
     return scores.float()
+
+
+@torch.inference_mode()
+def score_labels(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    labels: list[str],
+    batch_size: int = 8,
+    shared_prefix: bool = True,
+    trie_chunk: int | None = None,
+) -> LabelScores:
+    """Every label's summed log-probability after every prompt, from one pass over the prompts.
+
+    `batch_size` prompts per forward; `shared_prefix` runs the tokens all prompts start with once;
+    `trie_chunk` caps the label-trie nodes per extra forward (default: from a logits memory budget).
+    """
+    from sft.trie_scoring import TrieScorer, plan_prompt, supports_tree_attention
+
+    if not prompts or not labels:
+        return LabelScores(torch.empty(len(prompts), len(labels)), torch.empty(len(prompts), len(labels)))
+    splits = split_all(tokenizer, prompts, labels)
+    counts = torch.tensor([[len(label) for _, label in row] for row in splits], dtype=torch.long)
+    if not supports_tree_attention(model):
+        log.warning(
+            "Attention implementation %r takes no custom 4D mask: scoring labels by brute force "
+            "(one forward per prompt and label); use attn_implementation 'sdpa' or 'eager' for one-pass scoring",
+            model.config._attn_implementation,
+        )
+        return LabelScores(brute_force_logprobs(model, tokenizer, prompts, labels, batch_size), counts)
+    plans = [plan_prompt(row) for row in splits]
+    scorer = TrieScorer(model, _pad_id(tokenizer), shared_prefix=shared_prefix, trie_chunk=trie_chunk)
+    scorer.prepare_prefix(plans)
+    sums = torch.empty(len(prompts), len(labels), dtype=torch.float64)
+    # Similar lengths together waste less padding.
+    order = sorted(range(len(plans)), key=lambda p: len(plans[p].context))
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        for p, per_label in zip(indices, scorer.score_batch([plans[p] for p in indices])):
+            sums[p] = torch.tensor([sum(values) for values, _ in per_label], dtype=torch.float64)
+    return LabelScores(sums.float(), counts)
+
+
+def label_logprobs(
+    model: Any, tokenizer: Any, prompts: list[str], labels: list[str], batch_size: int = 8, **options: Any
+) -> torch.Tensor:
+    """Summed log-probabilities of every label after every prompt, shape (len(prompts), len(labels));
+    equal to `brute_force_logprobs`. `options` go to `score_labels`."""
+    return score_labels(model, tokenizer, prompts, labels, batch_size, **options).sums
+
+
+def normalize(scores: LabelScores, labels: list[str], normalization: str, content_free: torch.Tensor | None = None):
+    """Scores to compare labels by: `sum` (log-likelihood), `mean` (per label token), `per_char` (per
+    character of the label) or `pmi` (minus the label's log-likelihood after a content-free prompt)."""
+    if normalization == "sum":
+        return scores.sums
+    if normalization == "mean":
+        return scores.sums / scores.counts
+    if normalization == "per_char":
+        return scores.sums / torch.tensor([len(label) for label in labels], dtype=scores.sums.dtype)
+    if normalization == "pmi":
+        if content_free is None:
+            raise ValueError("normalization 'pmi' needs the label scores under a content-free prompt")
+        return scores.sums - content_free.reshape(1, -1)
+    raise ValueError(f"unknown normalization {normalization!r}; choose sum, mean, per_char or pmi")
+
+
+def content_free_prompt(builder: Any, sampler: Any, input_columns: list[str], inference: InferenceConfig) -> str | None:
+    """For `pmi`: the inference prompt with every input set to "N/A" and the in-context examples of the
+    first test prompt (all of them when `icl_fixed`); None for the other normalizations."""
+    if inference.normalization != "pmi":
+        return None
+    empty = {column: CONTENT_FREE_INPUT for column in input_columns}
+    return builder.prompt(empty, sampler.sample(inference.icl_examples, key=0))
+
+
+def classification_scores(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    labels: list[str],
+    inference: InferenceConfig,
+    content_free_prompt: str | None = None,
+) -> torch.Tensor:
+    """(prompts, labels) scores under `inference.normalization`; softmax gives the label probabilities.
+    `pmi` needs `content_free_prompt` (the prompt template around an empty input), scored once."""
+    scores = score_labels(model, tokenizer, prompts, labels, inference.batch_size)
+    content_free = None
+    if inference.normalization == "pmi":
+        if content_free_prompt is None:
+            raise ValueError("normalization 'pmi' needs a content-free prompt")
+        content_free = score_labels(model, tokenizer, [content_free_prompt], labels).sums[0]
+    return normalize(scores, labels, inference.normalization, content_free)
