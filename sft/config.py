@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sft.registry import did_you_mean
 
 TaskType = Literal["classification", "generation"]
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation")
+SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's built-in initializations; `pissa_niter_<n>` is matched separately.
 PEFT_INITIALIZATIONS = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal")
@@ -177,6 +177,18 @@ class EvaluationConfig(Section):
     ece_bins: int = Field(10, ge=1)
 
 
+class ResourcesConfig(Section):
+    """How the grid runner runs the experiment; not part of the config hash (it does not change results)."""
+
+    gpus: int = Field(1, ge=1, description="GPUs the experiment takes from `run-experiments --gpus`.")
+    launcher: Literal["python", "accelerate"] = Field(
+        "python", description="'accelerate': data-parallel training through `accelerate launch`."
+    )
+    num_processes: int | None = Field(
+        None, ge=1, description="Processes of `accelerate launch`; default: one per GPU (CPU: 2)."
+    )
+
+
 class ExperimentConfig(Section):
     dataset: DatasetConfig
     model: ModelConfig
@@ -185,6 +197,7 @@ class ExperimentConfig(Section):
     training: TrainingConfig | None = None
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
     @property
     def trains(self) -> bool:
@@ -196,7 +209,7 @@ class ExperimentConfig(Section):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        return config_hash(self.resolved())
+        return config_hash({key: value for key, value in self.resolved().items() if key != "resources"})
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
