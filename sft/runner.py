@@ -94,7 +94,9 @@ def slots_needed(config: ExperimentConfig, options: Options) -> int:
 def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
     """Everything wrong with the options for this grid, at once, before anything runs."""
     problems = unknown_names(EXECUTORS, [options.executor], "executor")
-    if options.gpus is not None and options.executor != "ray":
+    if options.gpus is not None and options.executor == "ray":
+        problems.append("--gpus: Ray assigns GPUs itself (resources.gpus per experiment); drop --gpus")
+    elif options.gpus is not None:
         for name, config in configs.items():
             if config.resources.gpus > len(options.gpus):
                 problems.append(
@@ -130,24 +132,24 @@ class GridRunner:
 
     def run(self) -> int:
         slots = len(self.free_gpus) if self.options.gpus is not None else self.options.jobs
+        self.executor = get_executor(
+            self.options.executor, results_path=self.results_path, address=self.options.ray_address
+        )
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             with Progress(self.console, self.total, slots) as self.progress:
-                self.executor = get_executor(
-                    self.options.executor, results_path=self.results_path, address=self.options.ray_address
-                )
-                try:
-                    while self.waiting or self.active:
-                        if not self.stopping:
-                            self._start_what_fits()
-                        self._poll()
-                        if self.stopping and not self.active:
-                            break
-                        self.progress.tick()
-                        time.sleep(POLL_SECONDS)
-                finally:
-                    self.executor.close()
+                while self.waiting or self.active:
+                    if not self.stopping:
+                        self._start_what_fits()
+                    self._poll()
+                    if self.stopping and not self.active:
+                        break
+                    self.progress.tick()
+                    time.sleep(POLL_SECONDS)
         finally:
+            for active in self.active:  # only after an unexpected error: leave no experiment behind
+                active.handle.signal(signal.SIGKILL)
+            self.executor.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return self._summary()
@@ -190,6 +192,8 @@ class GridRunner:
             return
         if decision.set_aside:
             set_aside(run.folder)
+        for partial in run.folder.glob(".*.tmp"):  # left by a killed writer; we hold the lock, nobody writes
+            partial.unlink(missing_ok=True)
         gpus: list[str] = []
         if self.options.gpus is not None:
             gpus, self.free_gpus = self.free_gpus[:need], self.free_gpus[need:]
