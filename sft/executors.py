@@ -49,11 +49,19 @@ class Job:
     log_path: Path
     gpus: list[str] | None  # None: the runner manages no GPUs (CPU slots)
 
+    def visible_gpus(self) -> list[str]:
+        """The runner's GPUs for this job, else those the environment (e.g. a Ray worker) makes visible."""
+        if self.gpus is not None:
+            return self.gpus
+        return [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+
     def env(self) -> dict[str, str]:
         """Environment added to the child's: the runner captures its output; the GPUs it may use."""
         extra = {RUNNER_LOG_ENV: "1", "TOKENIZERS_PARALLELISM": "false"}
         if self.gpus is not None:
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        if self.config.resources.launcher == "accelerate" and not self.visible_gpus():
+            extra["ACCELERATE_USE_CPU"] = "true"  # data parallel over CPU processes (gloo)
         return extra
 
 
@@ -110,11 +118,12 @@ def signal_group(pid: int | None, signum: int) -> None:
 def accelerate_command(job: Job) -> list[str]:
     """`accelerate launch` of `run-experiment` with one process per GPU (or per CPU process)."""
     resources = job.config.resources
-    gpus = len(job.gpus) if job.gpus else 0
+    gpus = len(job.visible_gpus())
     processes = resources.num_processes or gpus or 2
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--multi_gpu"] if gpus and processes > 1 else ["--cpu"] if not gpus else []
+    # `--cpu` would run a single process: several processes (GPU or CPU, gloo) go through torchrun
+    launch += ["--multi_gpu"] if processes > 1 else [] if gpus else ["--cpu"]
     return [*launch, "-m", *experiment_arguments(job)]
 
 
