@@ -214,10 +214,11 @@ class GridRunner:
         now = time.time()
         for active in list(self.active):
             code = active.handle.poll()
-            if code is None:
-                if active.launched is None and active.handle.started():
-                    active.launched = now
+            if active.launched is None and active.handle.started():
+                active.launched = now
+                if code is None:
                     self._write_status(active, "running", None)
+            if code is None:
                 timeout = self.options.timeout
                 if timeout and active.launched and active.terminated is None and now - active.launched > timeout:
                     active.reason = f"timeout after {timeout:g} s"
@@ -274,6 +275,8 @@ class GridRunner:
             "executor": self.options.executor,
             "gpus": active.gpus or None,
             "started_at": _iso(active.started),
+            "launched_at": _iso(active.launched) if active.launched else None,  # after any queueing
+            "finished_at": _iso(time.time()) if state != "running" else None,
             "config_hash": active.config.config_hash(),
             "log": str(log),
         }
@@ -324,7 +327,7 @@ _SIGNALS = {member.value for member in signal.Signals}
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def plan(configs: dict[str, ExperimentConfig], results_path: Path, options: Options) -> list[tuple[Run, str, str]]:
