@@ -136,6 +136,27 @@ def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_pat
     assert executions(tmp_path, "a", 2) == 1 and len(list(Run("a", 2, tmp_path / "results").folder.glob("previous/*")))
 
 
+def test_options_are_checked_before_anything_runs(tmp_path):
+    from sft.config import ConfigError
+    from sft.runner import check_options
+
+    big = configs(tmp_path, a={"resources": {"gpus": 4}})
+    with pytest.raises(ConfigError) as error:
+        check_options(big, Options(gpus=["0", "1"], executor="forkserve", retries=-1))
+    messages = error.value.messages
+    assert any("unknown executor 'forkserve' (did you mean 'forkserver'?)" in message for message in messages)
+    assert any(message.startswith("a: resources.gpus is 4 but --gpus gives 2") for message in messages)
+    assert any("--retries" in message for message in messages)
+    assert not (tmp_path / "results").exists()
+
+
+def test_resources_do_not_change_the_config_hash(tmp_path):
+    plain = configs(tmp_path)["a"]
+    launched = configs(tmp_path, a={"resources": {"gpus": 2, "launcher": "accelerate"}})["a"]
+    assert plain.config_hash() == launched.config_hash()
+    assert launched.resolved()["resources"]["launcher"] == "accelerate"
+
+
 def test_decide_and_set_aside(tmp_path):
     run = Run("x", 1, tmp_path)
     assert decide(run, "h1").run and "no results yet" in decide(run, "h1").reason

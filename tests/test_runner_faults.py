@@ -147,12 +147,14 @@ def test_crashing_hanging_and_flaky_experiments_do_not_stop_the_others(tmp_path,
     assert not tagged(marker)
 
 
-def test_interrupt_stops_the_children_and_exits_130(tmp_path, tiny_qwen, sentiment_data):
+@pytest.mark.parametrize("executor", ["forkserver", "subprocess"])
+def test_interrupt_stops_the_children_and_exits_130(tmp_path, tiny_qwen, sentiment_data, executor):
     names = ["a", "b", "c"]
     grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
     results = tmp_path / "results"
     marker = uuid.uuid4().hex
-    runner = start_runner(grid, results, "--jobs", "2", faults=dict.fromkeys(names, "hang"), marker=marker)
+    arguments = ("--jobs", "2", "--executor", executor)
+    runner = start_runner(grid, results, *arguments, faults=dict.fromkeys(names, "hang"), marker=marker)
 
     def two_running() -> bool:
         states = [status(results, name) for name in names if (results / name / "seed-42" / "status.json").exists()]
