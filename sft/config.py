@@ -178,7 +178,8 @@ class EvaluationConfig(Section):
 
 
 class ResourcesConfig(Section):
-    """How the grid runner runs the experiment; not part of the config hash (it does not change results)."""
+    """How the grid runner runs the experiment. Part of the config hash like every section: data-parallel
+    training changes the effective batch size, so a changed launcher must not count as finished."""
 
     gpus: int = Field(1, ge=1, description="GPUs the experiment takes from `run-experiments --gpus`.")
     launcher: Literal["python", "accelerate"] = Field(
@@ -209,7 +210,7 @@ class ExperimentConfig(Section):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        return config_hash({key: value for key, value in self.resolved().items() if key != "resources"})
+        return config_hash(self.resolved())
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,10 @@ def serve(runner: int) -> None:
     die_with_parent(runner)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides what an interrupt stops
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    began = time.time()
     preload()
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else -1
+    print(f"fork server {os.getpid()}: imports took {time.time() - began:.1f} s; {threads} OS threads", file=sys.stderr)
     children: dict[int, Any] = {}
     pending = b""
     server = os.getpid()

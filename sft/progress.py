@@ -70,7 +70,7 @@ class Progress:
 
     def started(self, run: Run, detail: str = "") -> None:
         self.running[run] = time.time()
-        self._event(f"[{self._finished() + 1}/{self.total}] {label(run)}: started{detail}")
+        self._event(f"{label(run)}: started{detail}")
 
     def finished(self, run: Run, state: str, seconds: float, reason: str = "") -> None:
         self.running.pop(run, None)

@@ -102,6 +102,8 @@ def check_options(configs: dict[str, ExperimentConfig], options: Options) -> Non
                 problems.append(
                     f"{name}: resources.gpus is {config.resources.gpus} but --gpus gives {len(options.gpus)}"
                 )
+    if options.gpus is not None and not options.gpus:
+        problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
     if options.jobs < 1:
         problems.append("--jobs must be at least 1")
     if options.retries < 0:

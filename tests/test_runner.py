@@ -150,11 +150,11 @@ def test_options_are_checked_before_anything_runs(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_resources_do_not_change_the_config_hash(tmp_path):
+def test_resources_are_part_of_the_config_hash(tmp_path):
     plain = configs(tmp_path)["a"]
-    launched = configs(tmp_path, a={"resources": {"gpus": 2, "launcher": "accelerate"}})["a"]
-    assert plain.config_hash() == launched.config_hash()
-    assert launched.resolved()["resources"]["launcher"] == "accelerate"
+    launched = configs(tmp_path, a={"resources": {"num_processes": 2, "launcher": "accelerate"}})["a"]
+    assert plain.config_hash() != launched.config_hash()  # data parallel changes the effective batch size
+    assert plain.resolved()["resources"] == {"gpus": 1, "launcher": "python", "num_processes": None}
 
 
 def test_decide_and_set_aside(tmp_path):
