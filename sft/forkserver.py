@@ -7,9 +7,11 @@ restores default signal handlers, sends its output to the experiment's log, rese
 generators, runs `sft.experiment.run_experiment` and leaves with `os._exit`. The server reports the
 child's pid and, later, its exit status as JSON lines on stdout.
 
-Forking is safe here because the server never initializes CUDA and starts no threads of its own: torch
-creates its intra-op thread pool on the first tensor operation, which only children perform, and
-TOKENIZERS_PARALLELISM=false keeps the Rust tokenizers from starting a pool in the server.
+Forking is safe here because the server never initializes CUDA and runs no tensor operation: torch
+creates its OpenMP pool on the first parallel operation, which only children perform (each child
+gets its own pool), and TOKENIZERS_PARALLELISM=false keeps the Rust tokenizers from starting a pool.
+The few native threads the imports leave (pyarrow's jemalloc background thread, a torch helper) hold
+no lock a child needs; their count is written to forkserver.log.
 """
 
 from __future__ import annotations
