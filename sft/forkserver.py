@@ -17,6 +17,7 @@ no lock a child needs; their count is written to forkserver.log.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -109,6 +110,10 @@ def serve(runner: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     began = time.time()
     preload()
+    # Keep the imported modules' objects out of the children's garbage collections: a collection
+    # would touch (and so copy) every page of them in every child.
+    gc.collect()
+    gc.freeze()
     threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else -1
     print(f"fork server {os.getpid()}: imports took {time.time() - began:.1f} s; {threads} OS threads", file=sys.stderr)
     children: dict[int, Any] = {}
