@@ -111,18 +111,43 @@ def run_experiment(
     typer.echo(f"Results written to {run.folder / 'results.json'}")
 
 
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        _fail(ConfigError([f"{option} {text!r}: give comma-separated integers, e.g. 1,2,3"]))
+
+
 @app.command("run-experiments")
 def run_experiments(
     grid: GridArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
     ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds; one run per experiment and seed.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPU ids to use, e.g. 0,1,2,3: one slot per GPU.")] = None,
+    jobs: Annotated[int, typer.Option(help="Experiments at once without --gpus (CPU, or Ray tasks in flight).")] = 1,
+    executor: Annotated[str, typer.Option(help="forkserver (default), subprocess or ray.")] = "forkserver",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop an experiment after this many seconds.")] = None,
+    retries: Annotated[int, typer.Option(help="Run a failed experiment again up to this many times.")] = 0,
+    force: Annotated[bool, typer.Option(help="Re-run finished experiments (old results kept aside).")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print what would run and what would be skipped; run nothing.")] = False,
 ) -> None:  # fmt: skip
-    """Validate every experiment of a grid, run each in a fresh process, then aggregate the results."""
+    """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
     from sft.grid import parse_ext_vars
+    from sft.runner import Options
     from sft.runner import run_experiments as run_grid
     from sft.validation import validate_grid
 
     configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
-    raise typer.Exit(run_grid(configs, results_path, [random_seed]))
+    options = Options(
+        seeds=_int_list(seeds, "--seeds") or [random_seed],
+        gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
+        jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
+        force=force, dry_run=dry_run,
+    )  # fmt: skip
+    raise typer.Exit(_guard(run_grid, configs, results_path, options))
 
 
 def _keys(text: str | None) -> list[str] | None:

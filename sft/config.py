@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sft.registry import did_you_mean, unknown_names
 
 TaskType = Literal["classification", "generation"]
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation")
+SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
 # sft's simplified PiSSA (sft.initialization), so PEFT's (which rewrites the base weight into the residual
@@ -281,6 +281,19 @@ class EvaluationConfig(Section):
     ece_bins: int = Field(10, ge=1)
 
 
+class ResourcesConfig(Section):
+    """How the grid runner runs the experiment. Part of the config hash like every section: data-parallel
+    training changes the effective batch size, so a changed launcher must not count as finished."""
+
+    gpus: int = Field(1, ge=1, description="GPUs the experiment takes from `run-experiments --gpus`.")
+    launcher: Literal["python", "accelerate"] = Field(
+        "python", description="'accelerate': data-parallel training through `accelerate launch`."
+    )
+    num_processes: int | None = Field(
+        None, ge=1, description="Processes of `accelerate launch`; default: one per GPU (CPU: 2)."
+    )
+
+
 class ExperimentConfig(Section):
     dataset: DatasetConfig
     model: ModelConfig
@@ -289,6 +302,7 @@ class ExperimentConfig(Section):
     training: TrainingConfig | None = None
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
     @model_validator(mode="after")
     def _calibration_classifies(self) -> ExperimentConfig:

@@ -76,6 +76,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` every rank trains; only rank 0 saves the adapter and evaluates."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_config(config: ExperimentConfig, run: Run) -> Path:
     """The resolved config, every default filled in; itself a valid input for every command."""
     return atomic_write_text(run.folder / "config.json", config.model_dump_json(indent=2) + "\n")
@@ -113,6 +118,8 @@ def _train(config: ExperimentConfig, run: Run, data: ExperimentData) -> tuple[An
 
     model, tokenizer = _load(config, run, trainable=True)
     model, stats = train_adapter(config, data, model, tokenizer, run.seed, run.folder)
+    if not is_main_process():
+        return model, tokenizer, stats
     save_adapter(model, tokenizer, run.adapter_folder)
     log.info("Saved the adapter to %s (train loss %.4f)", run.adapter_folder, stats["train_loss"])
     return model, tokenizer, stats
@@ -214,6 +221,8 @@ def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
             model, tokenizer = _load(config, run, adapter_to_load(config, run))
             return _evaluate(config, run, data, model, tokenizer, started)
         model, tokenizer, training = _train(config, run, data)
+        if not is_main_process():
+            return training
         return _evaluate(config, run, data, model, tokenizer, started, training, time.time() - started)
 
 

@@ -78,6 +78,7 @@ def train_adapter(
         "train_steps": int(result.global_step),
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
+        "world_size": int(trainer.args.world_size),  # > 1 under data-parallel `accelerate launch`
     }
     return model, stats
 

@@ -1,0 +1,42 @@
+"""Test-only fault injection for the grid runner's fault tests (never on the path outside them).
+
+With this folder on PYTHONPATH and SFT_TEST_FAULTS='{"experiment name": "mode"}', every Python process
+wraps `sft.experiment.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
+first, or fail on their first attempt only. Each call also prints CUDA_VISIBLE_DEVICES to its log.
+"""
+
+import json
+import os
+
+_FAULTS = json.loads(os.environ.get("SFT_TEST_FAULTS", "{}"))
+
+if _FAULTS:
+    import signal
+    import sys
+    import time
+
+    import sft.experiment
+
+    _original = sft.experiment.run_experiment
+
+    def run_experiment(config, run):
+        print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr, flush=True)
+        mode = _FAULTS.get(run.name, "")
+        if mode == "raise":
+            raise RuntimeError("injected failure")
+        if mode == "exit":
+            os._exit(3)
+        if mode == "sigkill":  # what the kernel's out-of-memory killer does
+            os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "hang":
+            time.sleep(3600)
+        if mode.startswith("sleep:"):
+            time.sleep(float(mode.split(":")[1]))
+        if mode == "flaky":
+            marker = run.folder / "failed-once"
+            if not marker.exists():
+                marker.touch()
+                os._exit(4)
+        return _original(config, run)
+
+    sft.experiment.run_experiment = run_experiment

@@ -1,0 +1,178 @@
+"""The grid runner under faults, through the real CLI and the real executors: a runner killed with
+SIGKILL mid-grid and rerun (every experiment finished exactly once, no partial file, no orphan), a grid
+with crashing, hanging and flaky experiments (the others finish; each failure is recorded), and an
+interrupted grid (exit 130, no child process left)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import REPO, classification_config, merge
+
+pytestmark = pytest.mark.slow
+
+HOOKS = Path(__file__).parent / "fault_hooks"
+
+
+def fast_config(data: Path, model: Path) -> dict:
+    return merge(classification_config(data, model), {"dataset": {"max_n_test": 4}})
+
+
+def write_grid(folder: Path, configs: dict) -> Path:
+    grid = folder / "grid.json"
+    grid.write_text(json.dumps({"configs": configs}))
+    return grid
+
+
+def start_runner(grid: Path, results: Path, *args: str, faults: dict | None = None, marker: str = ""):
+    """The runner in its own process; `marker` tags it and every process it starts (see `tagged`)."""
+    env = {**os.environ, "PYTHONPATH": f"{HOOKS}{os.pathsep}{REPO}", "SFT_TEST_MARK": marker}
+    env["SFT_TEST_FAULTS"] = json.dumps(faults or {})
+    command = [sys.executable, "-m", "sft.cli", "run-experiments", str(grid), "--results-path", str(results)]
+    return subprocess.Popen(
+        [*command, "--no-check-data", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def tagged(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment carries `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"SFT_TEST_MARK={marker}".encode() not in (entry / "environ").read_bytes():
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def status(results: Path, name: str, seed: int = 42) -> dict:
+    return json.loads((results / name / f"seed-{seed}" / "status.json").read_text())
+
+
+def finished_count(results: Path, name: str, seed: int = 42) -> int:
+    """How many times the experiment reached its end (each run logs one 'Finished' line to run.log)."""
+    log = results / name / f"seed-{seed}" / "run.log"
+    return log.read_text().count(f"Finished {name} seed {seed}:") if log.exists() else 0
+
+
+def test_killed_runner_leaves_no_orphan_and_the_rerun_does_each_experiment_exactly_once(
+    tmp_path, tiny_qwen, sentiment_data
+):
+    names = [f"exp{index}" for index in range(6)]
+    grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
+    results = tmp_path / "results"
+    marker = uuid.uuid4().hex
+    faults = {name: "sleep:1.5" for name in names}
+    runner = start_runner(grid, results, "--jobs", "2", faults=faults, marker=marker)
+    done = lambda: sum((results / name / "seed-42" / "results.json").exists() for name in names)  # noqa: E731
+    wait_until(lambda: done() >= 2 or runner.poll() is not None, 240, "two finished experiments")
+    assert runner.poll() is None, runner.communicate()[1][-3000:]
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    wait_until(lambda: not tagged(marker), 20, "the killed runner's children to die")
+    first_pass = done()
+    assert 2 <= first_pass < len(names)
+
+    rerun = start_runner(grid, results, "--jobs", "2", marker=marker)
+    _, stderr = rerun.communicate(timeout=400)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert stderr.count("skipped (finished with the same config hash)") >= first_pass
+    for name in names:
+        folder = results / name / "seed-42"
+        assert json.loads((folder / "results.json").read_text())["experiment"] == name
+        assert finished_count(results, name) == 1, (folder / "run.log").read_text()[-2000:]
+        assert status(results, name)["state"] == "done"
+    assert not list(results.rglob("*.tmp"))
+    assert not tagged(marker)
+
+
+def test_crashing_hanging_and_flaky_experiments_do_not_stop_the_others(tmp_path, tiny_qwen, sentiment_data):
+    faults = {"raises": "raise", "exits": "exit", "oom-killed": "sigkill", "hangs": "hang", "flaky": "flaky"}
+    names = ["ok-1", *faults, "ok-2"]
+    grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
+    results = tmp_path / "results"
+    marker = uuid.uuid4().hex
+    runner = start_runner(
+        grid, results, "--jobs", "2", "--timeout", "12", "--retries", "1", faults=faults, marker=marker
+    )
+    _, stderr = runner.communicate(timeout=600)
+    assert runner.returncode == 1, stderr[-3000:]
+    for name in ("ok-1", "ok-2", "flaky"):
+        assert status(results, name)["state"] == "done", stderr[-3000:]
+        assert finished_count(results, name) == 1
+    assert status(results, "flaky")["attempt"] == 2
+    expected = {
+        "raises": "exit code 1",
+        "exits": "exit code 3",
+        "oom-killed": "killed by SIGKILL",
+        "hangs": "timeout after 12 s",
+    }
+    for name, reason in expected.items():
+        record = status(results, name)
+        assert record["state"] == "failed" and record["reason"] == reason, record
+        assert record["attempt"] == 2  # --retries 1: each failure was tried twice
+        assert record["duration_seconds"] > 0
+        assert f"failed: {name} seed 42 ({reason})" in stderr
+        assert not (results / name / "seed-42" / "results.json").exists()
+    assert "injected failure" in status(results, "raises")["log_tail"]
+    assert status(results, "oom-killed")["signal"] == "SIGKILL"
+    assert status(results, "hangs")["signal"] == "SIGTERM"
+    failures = json.loads((results / "aggregated_results.json").read_text())["failures"]
+    assert sorted(failure["experiment"] for failure in failures) == sorted(expected)
+    assert not tagged(marker)
+
+
+@pytest.mark.parametrize("executor", ["forkserver", "subprocess"])
+def test_interrupt_stops_the_children_and_exits_130(tmp_path, tiny_qwen, sentiment_data, executor):
+    names = ["a", "b", "c"]
+    grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
+    results = tmp_path / "results"
+    marker = uuid.uuid4().hex
+    arguments = ("--jobs", "2", "--executor", executor)
+    runner = start_runner(grid, results, *arguments, faults=dict.fromkeys(names, "hang"), marker=marker)
+
+    def two_running() -> bool:
+        states = [status(results, name) for name in names if (results / name / "seed-42" / "status.json").exists()]
+        return sum(state["state"] == "running" and state["pid"] is not None for state in states) == 2
+
+    wait_until(lambda: two_running() or runner.poll() is not None, 120, "two running experiments")
+    children = [status(results, name)["pid"] for name in names[:2]]
+    runner.send_signal(signal.SIGINT)
+    _, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 130, stderr[-3000:]
+    assert [status(results, name)["state"] for name in names[:2]] == ["interrupted", "interrupted"]
+    assert not (results / "c" / "seed-42" / "status.json").exists()  # scheduling stopped
+    assert not tagged(marker)
+    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in children)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
