@@ -95,10 +95,18 @@ def load_tokenizer(config: ModelConfig, path: str | None = None) -> Any:
     return tokenizer
 
 
-def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool = False) -> Any:
-    """The causal LM on its device, with the trained adapter `adapter` applied when given."""
+def load_model(
+    config: ModelConfig,
+    adapter: str | None = None,
+    trainable: bool = False,
+    model_class: Any = None,
+    extra_args: dict[str, Any] | None = None,
+) -> Any:
+    """The causal LM (or `model_class`, e.g. a sequence classifier, with `extra_args` for from_pretrained)
+    on its device, with the trained adapter `adapter` applied when given."""
     from transformers import AutoModelForCausalLM
 
+    model_class = model_class or AutoModelForCausalLM
     device = resolve_device(config)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "revision": config.revision}
     kwargs["dtype"] = resolve_dtype(config, device)
@@ -106,11 +114,12 @@ def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool 
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     kwargs.update(config.model_args)
+    kwargs.update(extra_args or {})
     placed = "device_map" in kwargs or quantization is not None
     if quantization is not None and "device_map" not in kwargs:
         kwargs["device_map"] = {"": device}
     log.info("Loading model %s on %s", config.name, kwargs.get("device_map", device))
-    model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+    model = model_class.from_pretrained(config.name, **kwargs)
     if not placed:
         model.to(device)
     if adapter is not None:

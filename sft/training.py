@@ -60,12 +60,17 @@ def train_adapter(
         processing_class=tokenizer,
         peft_config=LoraConfig(**config.lora.peft_kwargs()),
     )
+    return run_trainer(trainer, len(examples))
+
+
+def run_trainer(trainer: Any, examples: int) -> tuple[Any, dict[str, Any]]:
+    """Train; return the trained model in eval mode and the statistics results.json reports."""
     result = trainer.train()
     model = trainer.model
     model.eval()
     trainable, total = model.get_nb_trainable_parameters()
     stats = {
-        "train_examples": len(examples),
+        "train_examples": examples,
         "train_loss": float(result.training_loss),
         "train_steps": int(result.global_step),
         "trainable_parameters": int(trainable),
