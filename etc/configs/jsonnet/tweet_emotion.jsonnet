@@ -24,8 +24,8 @@ local base = {
       lora: { r: 16, lora_alpha: 32, lora_dropout: 0.1, target_modules: ['query', 'key', 'value', 'dense'] },
       training: {
         trainer_args: {
-          num_train_epochs: 4,
-          learning_rate: 1.5e-3,
+          num_train_epochs: 2,
+          learning_rate: 2e-3,
           per_device_train_batch_size: 32,
           warmup_steps: 0.06,
           weight_decay: 0.01,
