@@ -205,6 +205,8 @@ class ExperimentConfig(Section):
     def _head_fits_task(self) -> ExperimentConfig:
         if self.model.head is not None and self.dataset.task_type == "generation":
             raise ValueError("model.head: a classification head cannot generate; use classification or multilabel")
+        if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
+            raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
         return self
 
     @property
