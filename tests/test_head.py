@@ -95,7 +95,7 @@ def test_head_config_rules(sentiment_data, tiny_qwen):
                 {"model": {"name": "m", "head": "classification"}, "dataset": {"path": "d", "task_type": "generation"}},
             )
         )
-    with pytest.raises(ConfigError, match="SEQ_CLS needs model.head"):
+    with pytest.raises(ConfigError, match=r"SEQ_CLS needs model\.head"):
         parse_config(merge(classification_config(sentiment_data, tiny_qwen), {"lora": {"task_type": "SEQ_CLS"}}))
     # head mode trains with transformers.Trainer: SFT-only arguments are reported
     config = head_config(sentiment_data, tiny_qwen, **training_sections())
