@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sft.registry import did_you_mean, unknown_names
 
-TaskType = Literal["classification", "generation"]
+TaskType = Literal["classification", "generation", "multilabel"]
 SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
@@ -93,6 +93,9 @@ class ModelConfig(Section):
     chat_template: str | None = Field(None, description="A Jinja chat template, or a path to a .jinja file.")
     chat_template_from: str | None = Field(None, description="Take the chat template of this other model.")
     adapter: str | None = Field(None, description="A trained adapter folder to load for predict/evaluate.")
+    head: Literal["classification"] | None = Field(
+        None, description="'classification': a sequence-classification head (see sft/head.py); default: generative."
+    )
 
     @model_validator(mode="after")
     def _one_template_source(self) -> ModelConfig:
@@ -140,7 +143,7 @@ class LoraSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    task_type: Literal["CAUSAL_LM"] = "CAUSAL_LM"
+    task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = Field("CAUSAL_LM", description="Set by sft from model.head.")
     r: int = Field(8, ge=1)
     lora_alpha: float = Field(16, gt=0)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -211,6 +214,7 @@ class PromptingConfig(Section):
     )
     max_input_length: int | None = Field(None, ge=1, description="Truncate each input text to this many tokens.")
     max_output_length: int | None = Field(None, ge=1, description="Truncate training targets to this many tokens.")
+    label_separator: str = Field(", ", min_length=1, description="Joins the labels of a multilabel answer.")
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> PromptingConfig:
@@ -226,7 +230,12 @@ class PromptingConfig(Section):
 
 class TrainingConfig(Section):
     icl_examples: int = Field(0, ge=0, description="In-context examples in each training prompt (per label).")
-    trainer_args: dict[str, Any] = Field(default_factory=dict, description="Arguments for trl.SFTConfig.")
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments for trl.SFTConfig (transformers.TrainingArguments in head mode)."
+    )
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        None, description="Head mode: loss weight per label (multilabel: BCE pos_weight); 'balanced' from counts."
+    )
 
 
 class CalibrationConfig(Section):
@@ -263,6 +272,12 @@ class InferenceConfig(Section):
     icl_fixed: bool = Field(False, description="Use the same in-context examples for every test prompt.")
     batch_size: int = Field(8, ge=1)
     max_seq_length: int | None = Field(None, ge=8, description="Longest prompt in tokens.")
+    thresholds: Literal["global", "per_label"] | float = Field(
+        "global", description="Multilabel: one threshold or one per label, tuned on validation; or a fixed number."
+    )
+    threshold_examples: int | None = Field(
+        None, ge=1, description="Multilabel: tune thresholds on at most this many validation examples."
+    )
     generation_args: dict[str, Any] = Field(
         default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
     )
@@ -307,7 +322,29 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _calibration_classifies(self) -> ExperimentConfig:
         if self.inference.calibration_args.calibration_fn and self.dataset.task_type != "classification":
-            raise ValueError("inference.calibration_args.calibration_fn applies to classification only; remove it")
+            raise ValueError(
+                "inference.calibration_args.calibration_fn applies to single-label classification only; remove it"
+            )
+        if self.inference.calibration_args.calibration_fn and self.model.head is not None:
+            raise ValueError(
+                "inference.calibration_args.calibration_fn calibrates label scoring, not a classification head; "
+                "remove it or model.head"
+            )
+        if self.inference.normalization != "sum" and (
+            self.model.head is not None or self.dataset.task_type != "classification"
+        ):
+            raise ValueError(
+                "inference.normalization applies to label scoring of single-label classification; "
+                "remove it (a head and multilabel scoring use their own probabilities)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _head_fits_task(self) -> ExperimentConfig:
+        if self.model.head is not None and self.dataset.task_type == "generation":
+            raise ValueError("model.head: a classification head cannot generate; use classification or multilabel")
+        if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
+            raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
         return self
 
     @property

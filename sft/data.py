@@ -33,7 +33,9 @@ class ExperimentData:
     shots: Dataset | None  # the sampled training examples (None for zero-shot)
     test: Dataset
     validation: Dataset | None
-    labels: list[str] | None  # classification only
+    labels: list[str] | None  # classification and multilabel
+    # multilabel: the thresholds the predictor used (tuned on validation), reported in results.json
+    thresholds: dict[str, float] | None = None
 
     @property
     def icl_pool(self) -> Dataset | None:
@@ -92,11 +94,20 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
             problems.append(
                 f"prompting: column(s) {missing} not in split {split!r}; its columns are {splits[split].column_names}"
             )
-    if dataset.task_type != "classification" or not labelled:
+    if dataset.task_type == "generation" or not labelled:
         return problems
 
     # Label checks run even when other problems were found, so one pass reports everything.
-    seen = {key: set(label_strings(splits[split], prompting.output_column)) for key, split in labelled.items()}
+    if dataset.task_type == "multilabel":
+        from sft.multilabel import label_list_problems, label_lists
+
+        for split in labelled.values():
+            problems += label_list_problems(splits[split], prompting.output_column, split)
+        if any(message.startswith("prompting.output_column") for message in problems):
+            return problems
+        seen = {key: set().union(*label_lists(splits[s], prompting.output_column)) for key, s in labelled.items()}
+    else:
+        seen = {key: set(label_strings(splits[split], prompting.output_column)) for key, split in labelled.items()}
     if dataset.labels is not None:
         for key, values in seen.items():
             unknown = sorted(values - set(dataset.labels))
@@ -150,6 +161,11 @@ def prepare_data(config: ExperimentConfig, seed: int, splits: DatasetDict | None
             return None
         return _with_string_labels(splits[name], output) if dataset.task_type == "classification" else splits[name]
 
+    if dataset.task_type == "multilabel":
+        from sft.multilabel import with_ordered_labels
+
+        split_or_none = with_ordered_labels(split_or_none, output, dataset.labels)  # type: ignore[assignment]
+
     train = split_or_none(dataset.train_split) if needs_train_split(config) else None
     test = split_or_none(dataset.test_split)
     validation = split_or_none(dataset.validation_split)
@@ -159,6 +175,9 @@ def prepare_data(config: ExperimentConfig, seed: int, splits: DatasetDict | None
     if dataset.task_type == "classification":
         present = set(test[output]) | (set(train[output]) if train is not None else set())
         labels = list(dataset.labels) if dataset.labels else sorted(present)
+    elif dataset.task_type == "multilabel":
+        present = set().union(*test[output], *(train[output] if train is not None else []))
+        labels = list(dataset.labels) if dataset.labels else sorted(present)
     shots = sample_shots(train, output, labels, dataset.shots, seed) if config.trains else None
     return ExperimentData(train=train, shots=shots, test=test, validation=validation, labels=labels)
 
@@ -167,7 +186,8 @@ def sample_shots(train: Dataset, column: str, labels: list[str] | None, shots: i
     """Sample training examples without replacement, deterministically for `seed`.
 
     Classification takes `shots` examples of every label (all of them, with a warning, when a label has
-    fewer); generation takes `shots` examples in all.
+    fewer); multilabel takes `shots` more examples containing each label, in label order, so every label
+    appears; generation takes `shots` examples in all.
     """
     rng = np.random.default_rng(seed)
     if labels is None:
@@ -176,17 +196,23 @@ def sample_shots(train: Dataset, column: str, labels: list[str] | None, shots: i
             log.warning("Asked for %d shots but the training split has only %d examples; using all.", shots, count)
         chosen = rng.choice(len(train), size=count, replace=False)
     else:
-        values = np.asarray(train[column])
+        from sft.multilabel import members_by_label
+
         chosen_parts = []
-        for label in labels:
-            candidates = np.flatnonzero(values == label)
-            if len(candidates) < shots:
+        taken: set[int] = set()  # a multilabel example counts for each of its labels but is taken once
+        for label, members in members_by_label(train[column], labels).items():
+            candidates = np.array([index for index in members if index not in taken], dtype=int)
+            wanted = shots - (len(members) - len(candidates))  # examples already taken count for this label
+            if wanted <= 0:
+                continue
+            if len(candidates) < wanted:
                 log.warning(
                     "Label %r has %d training examples, fewer than %d shots; using all of them.",
                     label,
-                    len(candidates),
+                    len(members),
                     shots,
                 )
-            chosen_parts.append(rng.choice(candidates, size=min(shots, len(candidates)), replace=False))
+            chosen_parts.append(rng.choice(candidates, size=min(wanted, len(candidates)), replace=False))
+            taken.update(chosen_parts[-1].tolist())
         chosen = rng.permutation(np.concatenate(chosen_parts))
     return train.select(chosen.tolist())

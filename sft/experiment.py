@@ -94,13 +94,23 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
-def _load(config: ExperimentConfig, run: Run, adapter: str | None = None, trainable: bool = False) -> tuple[Any, Any]:
+def _load(
+    config: ExperimentConfig,
+    run: Run,
+    adapter: str | None = None,
+    trainable: bool = False,
+    labels: list[str] | None = None,
+) -> tuple[Any, Any]:
     """Save the resolved config, then load model and tokenizer. Callers check the data first, so a bad
     dataset never costs a model load."""
     from sft.loading import load_model, load_tokenizer
 
     _quiet_libraries()
     write_config(config, run)
+    if config.model.head:
+        from sft.head import load_head_model
+
+        return load_head_model(config, labels or [], adapter, trainable)
     tokenizer = load_tokenizer(config.model)
     return load_model(config.model, adapter=adapter, trainable=trainable), tokenizer
 
@@ -114,10 +124,12 @@ def train(config: ExperimentConfig, run: Run) -> Path:
 
 def _train(config: ExperimentConfig, run: Run, data: ExperimentData) -> tuple[Any, Any, dict[str, Any]]:
     """(trained model, tokenizer, training statistics); the adapter is saved in the run folder."""
+    from sft.head import train_head
     from sft.training import save_adapter, train_adapter
 
-    model, tokenizer = _load(config, run, trainable=True)
-    model, stats = train_adapter(config, data, model, tokenizer, run.seed, run.folder)
+    model, tokenizer = _load(config, run, trainable=True, labels=data.labels)
+    trainer = train_head if config.model.head else train_adapter
+    model, stats = trainer(config, data, model, tokenizer, run.seed, run.folder)
     if not is_main_process():
         return model, tokenizer, stats
     save_adapter(model, tokenizer, run.adapter_folder)
@@ -153,6 +165,14 @@ def _predict(
     `report` receives details results.json records (the calibration)."""
     from sft.prompting import ICLSampler, PromptBuilder, inference_prompts
 
+    if config.model.head:
+        from sft.head import predict_head
+
+        return predict_head(config, data, model, tokenizer)
+    if config.dataset.task_type == "multilabel":
+        from sft.multilabel import predict_generative
+
+        return predict_generative(config, data, model, tokenizer, seed)
     inference, prompting = config.inference, config.prompting
     builder = PromptBuilder(tokenizer, prompting, inference.max_seq_length)
     sampler = ICLSampler(data.icl_pool, prompting.output_column, data.labels, seed, purpose="inference")
@@ -198,7 +218,7 @@ def predict(config: ExperimentConfig, run: Run) -> Path:
     """Write predictions.jsonl for the test split with the base model (zero-shot) or the trained adapter."""
     with run_logging(run):
         data = prepare_data(config, run.seed)
-        model, tokenizer = _load(config, run, adapter_to_load(config, run))
+        model, tokenizer = _load(config, run, adapter_to_load(config, run), labels=data.labels)
         rows = _predict(config, data, model, tokenizer, run.seed)
         return atomic_write_jsonl(run.folder / "predictions.jsonl", rows)
 
@@ -208,7 +228,7 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     with run_logging(run):
         started = time.time()
         data = prepare_data(config, run.seed)
-        model, tokenizer = _load(config, run, adapter_to_load(config, run))
+        model, tokenizer = _load(config, run, adapter_to_load(config, run), labels=data.labels)
         return _evaluate(config, run, data, model, tokenizer, started)
 
 
@@ -218,7 +238,7 @@ def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
         started = time.time()
         data = prepare_data(config, run.seed)
         if not config.trains:
-            model, tokenizer = _load(config, run, adapter_to_load(config, run))
+            model, tokenizer = _load(config, run, adapter_to_load(config, run), labels=data.labels)
             return _evaluate(config, run, data, model, tokenizer, started)
         model, tokenizer, training = _train(config, run, data)
         if not is_main_process():
@@ -254,6 +274,9 @@ def _evaluate(
         labels=data.labels,
         probabilities=probabilities,
     )
+    if config.dataset.task_type == "multilabel":
+        inputs.reference_sets = [row["reference"] for row in rows]
+        inputs.prediction_sets = [row["prediction"] for row in rows]
     metrics = compute_metrics(inputs, config.dataset.task_type, config.evaluation)
     results = {
         "experiment": run.name,
@@ -264,6 +287,7 @@ def _evaluate(
         "n_test": len(rows),
         "n_shots": len(data.shots) if data.shots is not None else 0,
         "labels": data.labels,
+        "thresholds": data.thresholds,
         "training": training,
         "calibration": report.get("calibration"),
         "timings": {

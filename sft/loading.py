@@ -77,10 +77,18 @@ def load_tokenizer(config: ModelConfig, path: str | None = None) -> Any:
     return tokenizer
 
 
-def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool = False) -> Any:
-    """The causal LM on its device, with the trained adapter `adapter` applied when given."""
+def load_model(
+    config: ModelConfig,
+    adapter: str | None = None,
+    trainable: bool = False,
+    model_class: Any = None,
+    extra_args: dict[str, Any] | None = None,
+) -> Any:
+    """The causal LM (or `model_class`, e.g. a sequence classifier, with `extra_args` for from_pretrained)
+    on its device, with the trained adapter `adapter` applied when given."""
     from transformers import AutoModelForCausalLM
 
+    model_class = model_class or AutoModelForCausalLM
     device = resolve_device(config)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "revision": config.revision}
     kwargs["dtype"] = resolve_dtype(config, device)
@@ -89,6 +97,7 @@ def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool 
         kwargs["quantization_config"] = quantization
     model_args, parallelize, no_split = split_placement_args(config.model_args)
     kwargs.update(model_args)
+    kwargs.update(extra_args or {})
     if parallelize:
         kwargs["device_map"] = balanced_device_map(config, kwargs["dtype"], no_split)
     placed = "device_map" in kwargs or quantization is not None
@@ -96,7 +105,7 @@ def load_model(config: ModelConfig, adapter: str | None = None, trainable: bool 
         kwargs["device_map"] = {"": device}
     log.info("Loading model %s on %s", config.name, kwargs.get("device_map", device))
     try:
-        model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+        model = model_class.from_pretrained(config.name, **kwargs)
     except ImportError as error:  # a backend package transformers needs for this model
         raise ConfigError([f"model: loading {config.name!r} needs a package that is not installed: {error}"]) from None
     if not placed:

@@ -32,11 +32,13 @@ DEFAULT_METRICS: dict[TaskType, list[str]] = {
         "confusion_matrix",
     ],
     "generation": ["bleu", "chrf", "rouge", "exact_match"],
+    "multilabel": ["multilabel_f1", "subset_accuracy", "hamming_loss", "per_label"],
 }
 # The columns of the aggregated table, in this order.
 MAIN_METRICS: dict[TaskType, list[str]] = {
     "classification": ["accuracy", "f1_macro", "f1_micro", "mcc", "ece"],
     "generation": ["bleu", "chrf", "rougeL", "exact_match"],
+    "multilabel": ["f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss"],
 }
 
 
@@ -46,6 +48,8 @@ class MetricInputs:
     predictions: list[str]
     labels: list[str] | None = None  # classification: the label set, in order
     probabilities: np.ndarray | None = None  # classification: (examples, labels)
+    reference_sets: list[list[str]] | None = None  # multilabel: the label sets
+    prediction_sets: list[list[str]] | None = None
 
 
 def compute_metrics(inputs: MetricInputs, task_type: TaskType, config: EvaluationConfig) -> dict[str, Any]:
@@ -224,3 +228,61 @@ def exact_match(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any
 
     matches = [norm(p) == norm(r) for p, r in zip(inputs.predictions, inputs.references)]
     return {"exact_match": float(np.mean(matches)) if matches else 0.0}
+
+
+# -- multilabel ----------------------------------------------------------------------------------------
+
+
+def _indicators(inputs: MetricInputs) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, prediction) 0/1 matrices of shape (examples, labels)."""
+    from sft.multilabel import binarize
+
+    if inputs.reference_sets is None or inputs.prediction_sets is None or inputs.labels is None:
+        raise ValueError("multilabel metrics need reference_sets, prediction_sets and labels")
+    return binarize(inputs.reference_sets, inputs.labels), binarize(inputs.prediction_sets, inputs.labels)
+
+
+@register_metric("multilabel_f1")
+def multilabel_f1(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
+    """F1 over all (example, label) decisions (micro), averaged over labels (macro) or over examples
+    (samples; an example with no reference and no predicted label counts as 1)."""
+    from sklearn.metrics import f1_score
+
+    truth, predicted = _indicators(inputs)
+    return {
+        f"f1_{average}": float(f1_score(truth, predicted, average=average, zero_division=int(average == "samples")))
+        for average in ("micro", "macro", "samples")
+    }
+
+
+@register_metric("subset_accuracy")
+def subset_accuracy(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
+    """Share of examples whose predicted label set is exactly the reference set."""
+    from sklearn.metrics import accuracy_score
+
+    truth, predicted = _indicators(inputs)
+    return {"subset_accuracy": float(accuracy_score(truth, predicted))}
+
+
+@register_metric("hamming_loss")
+def hamming(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
+    """Share of wrong (example, label) decisions."""
+    from sklearn.metrics import hamming_loss
+
+    truth, predicted = _indicators(inputs)
+    return {"hamming_loss": float(hamming_loss(truth, predicted))}
+
+
+@register_metric("per_label")
+def per_label(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
+    """Precision, recall, F1 and support of every label as its own binary decision."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    truth, predicted = _indicators(inputs)
+    precision, recall, f1_scores, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    return {
+        "per_label": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for label, p, r, f, n in zip(inputs.labels or [], precision, recall, f1_scores, support)
+        }
+    }

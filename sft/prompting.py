@@ -49,8 +49,9 @@ class ICLSampler:
         self.purpose_id = zlib.crc32(purpose.encode())
         self._by_label: dict[str, np.ndarray] = {}
         if pool is not None and labels is not None:
-            values = np.asarray(pool[output_column])
-            self._by_label = {label: np.flatnonzero(values == label) for label in labels}
+            from sft.multilabel import members_by_label
+
+            self._by_label = members_by_label(pool[output_column], labels)
         self._warned = False
 
     def sample(self, k: int, key: int, exclude: int | None = None) -> list[dict[str, Any]]:
@@ -72,7 +73,10 @@ class ICLSampler:
                 )
                 self._warned = True
             chosen.append(rng.choice(candidates, size=min(k, len(candidates)), replace=False))
-        order = rng.permutation(np.concatenate(chosen)) if chosen else []
+        picked = np.concatenate(chosen) if chosen else np.array([], dtype=int)
+        # a multilabel example may be drawn for two of its labels; show it once
+        picked = picked[np.sort(np.unique(picked, return_index=True)[1])]
+        order = rng.permutation(picked) if chosen else []
         return [self.pool[int(index)] for index in order]
 
 
@@ -107,7 +111,10 @@ class PromptBuilder:
 
     def answer_text(self, example: dict[str, Any]) -> str:
         """The assistant turn: the output column, truncated to `max_output_length` tokens."""
-        return self._truncate(_text(example[self.config.output_column]), self.config.max_output_length)
+        value = example[self.config.output_column]
+        if isinstance(value, list):  # multilabel: the labels in label order (sft.data orders them)
+            value = self.config.label_separator.join(value)
+        return self._truncate(_text(value), self.config.max_output_length)
 
     def messages(
         self, example: dict[str, Any], icl_examples: list[dict[str, Any]], max_tokens: int | None = None

@@ -302,9 +302,11 @@ class GridRunner:
         )  # fmt: skip
 
     def _summary(self) -> int:
-        from sft.report import aggregate
+        from sft.report import ReportOptions, aggregate
 
-        _, markdown = aggregate(self.results_path)
+        # The grid's runs, so that the report lists the ones an interruption left without a folder.
+        expected = [(name, seed) for name in self.configs for seed in self.options.seeds]
+        _, markdown = aggregate(self.results_path, ReportOptions(expected=expected))
         states = [status["state"] for status in self.outcomes.values()]
         failed = [status for status in self.outcomes.values() if status["state"] == "failed"]
         done = states.count("done")

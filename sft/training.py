@@ -67,13 +67,19 @@ def train_adapter(
 
         lora = config.lora
         apply_initializer(trainer.model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
+    model, stats = run_trainer(trainer, len(examples))
+    model.sft_initial_adapter = initial  # read by save_adapter
+    return model, stats
+
+
+def run_trainer(trainer: Any, examples: int) -> tuple[Any, dict[str, Any]]:
+    """Train; return the trained model in eval mode and the statistics results.json reports."""
     result = trainer.train()
     model = trainer.model
     model.eval()
-    model.sft_initial_adapter = initial  # read by save_adapter
     trainable, total = model.get_nb_trainable_parameters()
     stats = {
-        "train_examples": len(examples),
+        "train_examples": examples,
         "train_loss": float(result.training_loss),
         "train_steps": int(result.global_step),
         "trainable_parameters": int(trainable),

@@ -43,6 +43,13 @@ def _trainer_fields() -> frozenset[str]:
 
 
 @cache
+def _head_trainer_fields() -> frozenset[str]:
+    from transformers import TrainingArguments
+
+    return frozenset(field.name for field in dataclasses.fields(TrainingArguments) if field.init)
+
+
+@cache
 def _generation_fields() -> frozenset[str]:
     from transformers import GenerationConfig
 
@@ -70,9 +77,12 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
         if config.lora is not None and config.lora.model_extra:
             found += _unknown_keys(config.lora.model_extra, _lora_fields(), "lora", "peft.LoraConfig")
         if config.training is not None and config.training.trainer_args:
-            found += _unknown_keys(
-                config.training.trainer_args, _trainer_fields(), "training.trainer_args", "trl.SFTConfig"
+            fields, library = (
+                (_head_trainer_fields(), "transformers.TrainingArguments")
+                if config.model.head
+                else (_trainer_fields(), "trl.SFTConfig")
             )
+            found += _unknown_keys(config.training.trainer_args, fields, "training.trainer_args", library)
         if config.dataset.task_type == "generation":
             found += _unknown_keys(
                 config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"

@@ -230,10 +230,7 @@ def test_csv_round_trips_through_pandas(results):
     assert len(frame) == len(document["rows"]) == 12
     # the CSV has the columns json_normalize gives (sections that are empty dicts aside) in a fixed order
     empty_sections = {
-        f"settings.{key}"
-        for row in document["rows"]
-        for key, value in row["settings"].items()
-        if value == {}
+        f"settings.{key}" for row in document["rows"] for key, value in row["settings"].items() if value == {}
     }
     assert empty_sections and set(frame.columns) - set(normalized.columns) <= empty_sections
     assert list(frame.columns[:3]) == ["experiment", "seed", "status"]

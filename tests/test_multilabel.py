@@ -1,0 +1,235 @@
+"""Multi-label classification: data handling, thresholds, metrics, generative label-set scoring and a
+whole run on a tiny offline model."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import merge, training_sections
+
+from sft.config import ConfigError, EvaluationConfig, parse_config
+from sft.data import load_splits, prepare_data
+from sft.experiment import Run, run_experiment
+from sft.metrics import MetricInputs, compute_metrics
+from sft.multilabel import _best_cut, binarize, decide, label_set_probabilities, tune_thresholds
+from sft.prompting import ICLSampler, PromptBuilder
+from sft.scoring import label_logprobs
+from sft.storage import read_jsonl
+from sft.synthetic import sentiment_examples, write_splits
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def multilabel_examples(count: int, seed: int) -> list[dict]:
+    """Reviews made of one or two sentiment sentences; the labels are those of the sentences, listed in
+    a shuffled order (sft must put them in label order itself)."""
+    rng = random.Random(seed)
+    pool = sentiment_examples(count * 2, seed)
+    examples = []
+    for index in range(count):
+        parts = pool[2 * index : 2 * index + (1 if rng.random() < 0.5 else 2)]
+        labels = list({part["label"] for part in parts})
+        rng.shuffle(labels)
+        examples.append({"text": " and ".join(part["text"] for part in parts), "labels": labels})
+    return examples
+
+
+@pytest.fixture(scope="session")
+def multilabel_data(assets) -> Path:
+    return write_splits(
+        assets / "multilabel",
+        {
+            "train": multilabel_examples(60, seed=1),
+            "validation": multilabel_examples(16, seed=2),
+            "test": multilabel_examples(12, seed=3),
+        },
+    )
+
+
+def multilabel_config(data: Path, model: Path, **sections):
+    raw = {
+        "dataset": {"path": str(data), "task_type": "multilabel", "shots": 0, "validation_split": "validation"},
+        "model": {"name": str(model)},
+        "prompting": {
+            "instruction": "Which sentiments does the review express?",
+            "input_columns": ["text"],
+            "output_column": "labels",
+        },
+        "inference": {"batch_size": 16},
+    }
+    return parse_config(merge(raw, sections))
+
+
+# -- thresholds --------------------------------------------------------------------------------------------
+
+
+def test_best_cut_by_hand():
+    # scores sorted: 0.9 (pos), 0.8 (neg), 0.6 (pos), 0.3 (pos), 0.1 (neg); 3 positives
+    scores = np.array([0.3, 0.9, 0.1, 0.6, 0.8])
+    truth = np.array([1, 1, 0, 1, 0])
+    # cut at 0.9: TP 1, F1 2/(1+3)=0.5; 0.8: 2/(2+3)=0.4; 0.6: 4/(3+3)=0.667; 0.3: 6/(4+3)=0.857; 0.1: 6/8=0.75
+    threshold, f1 = _best_cut(scores, truth)
+    assert threshold == 0.3
+    assert math.isclose(f1, 6 / 7)
+
+
+def test_best_cut_ties_go_to_the_highest_threshold_and_equal_scores_are_one_cut():
+    # two equal scores cannot be split: predicting "0.5 or more" takes both
+    threshold, f1 = _best_cut(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0]))
+    assert threshold == 0.5 and math.isclose(f1, 2 / 3)
+    # F1 2/3 when predicting only 0.9 (TP 1 of 1, 2 positives) and when predicting all four (TP 2 of 4)
+    threshold, f1 = _best_cut(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 0, 1]))
+    assert threshold == 0.9 and math.isclose(f1, 2 / 3)
+
+
+def test_global_and_per_label_thresholds_by_hand():
+    probabilities = np.array([[0.9, 0.2], [0.6, 0.3], [0.4, 0.1], [0.2, 0.25]])
+    truth = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    per_label = tune_thresholds(probabilities, truth, "per_label")
+    # label 0: cut at 0.6 is perfect; label 1: 0.3 (TP1 F1 2/3) vs 0.25 (TP2 of 2 predicted: F1 1.0)
+    assert per_label.tolist() == [0.6, 0.25]
+    # pooled: 0.9(1) 0.6(1) 0.4(0) 0.3(1) 0.25(1) 0.2(0,0) 0.1(0); 4 positives
+    # F1 at 0.25: TP 4 of 5 predicted -> 8/9, the best
+    assert tune_thresholds(probabilities, truth, "global").tolist() == [0.25, 0.25]
+    assert decide(probabilities, per_label, ["a", "b"]) == [["a"], ["a", "b"], [], ["b"]]
+    with pytest.raises(ValueError, match="per_label"):
+        tune_thresholds(probabilities, truth, "best")
+
+
+def test_label_without_positives_gets_a_threshold_above_every_score():
+    threshold, f1 = _best_cut(np.array([0.2, 0.7]), np.array([0, 0]))
+    assert threshold > 0.7 and f1 == 0.0
+
+
+# -- metrics -----------------------------------------------------------------------------------------------
+
+
+def test_multilabel_metrics_match_hand_computation():
+    references = [["a"], ["a", "b"], ["c"], []]
+    predictions = [["a"], ["b"], ["a", "c"], []]
+    inputs = MetricInputs(
+        references=[str(r) for r in references],
+        predictions=[str(p) for p in predictions],
+        labels=["a", "b", "c"],
+        reference_sets=references,
+        prediction_sets=predictions,
+    )
+    metrics = compute_metrics(inputs, "multilabel", EvaluationConfig())
+    # a: TP1 FP1 FN1 -> F1 0.5; b: TP1 -> 1.0; c: TP1 -> 1.0; micro TP3 FP1 FN1 -> 6/8
+    assert math.isclose(metrics["f1_micro"], 0.75)
+    assert math.isclose(metrics["f1_macro"], (0.5 + 1 + 1) / 3)
+    # per example: 1, 2*1/(2+1)=2/3, 2*1/(1+2)=2/3, empty/empty=1
+    assert math.isclose(metrics["f1_samples"], (1 + 2 / 3 + 2 / 3 + 1) / 4)
+    assert math.isclose(metrics["subset_accuracy"], 0.5)
+    assert math.isclose(metrics["hamming_loss"], 2 / 12)  # 'a' missed in row 2, 'a' extra in row 3
+    assert metrics["per_label"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert metrics["per_label"]["c"]["support"] == 1
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+
+def test_label_lists_are_put_in_label_order_and_shots_cover_every_label(multilabel_data, tiny_qwen):
+    config = multilabel_config(multilabel_data, tiny_qwen, dataset={"shots": 3})
+    data = prepare_data(config, seed=0)
+    assert data.labels == LABELS
+    for split in (data.train, data.test, data.validation):
+        for labels in split["labels"]:
+            assert labels == sorted(labels)  # label order is alphabetical here
+    counts = binarize(data.shots["labels"], LABELS).sum(axis=0)
+    assert (counts >= 3).all(), counts
+    assert len(set(data.shots["text"])) == len(data.shots)  # no example taken twice
+
+
+def test_explicit_label_order_orders_the_targets(multilabel_data, tiny_qwen):
+    order = ["positive", "neutral", "negative"]
+    config = multilabel_config(multilabel_data, tiny_qwen, dataset={"labels": order})
+    data = prepare_data(config, seed=0)
+    assert data.labels == order
+    two = next(labels for labels in data.test["labels"] if len(labels) == 2)
+    assert two == [label for label in order if label in two]
+
+
+def test_training_target_joins_labels_with_the_separator(multilabel_data, tiny_qwen):
+    from transformers import AutoTokenizer
+
+    config = multilabel_config(multilabel_data, tiny_qwen, prompting={"label_separator": " | "})
+    builder = PromptBuilder(AutoTokenizer.from_pretrained(tiny_qwen), config.prompting)
+    assert builder.answer_text({"text": "x", "labels": ["negative", "positive"]}) == "negative | positive"
+
+
+def test_in_context_examples_show_every_label_once(multilabel_data, tiny_qwen):
+    config = multilabel_config(multilabel_data, tiny_qwen, inference={"icl_examples": 1})
+    data = prepare_data(config, seed=0)
+    sampler = ICLSampler(data.train, "labels", data.labels, seed=0, purpose="inference")
+    for key in range(5):
+        shown = sampler.sample(1, key=key)
+        assert binarize([example["labels"] for example in shown], LABELS).max(axis=0).tolist() == [1, 1, 1]
+        assert len({example["text"] for example in shown}) == len(shown)
+
+
+def test_a_string_label_column_is_reported(sentiment_data, tiny_qwen):
+    config = multilabel_config(sentiment_data, tiny_qwen, prompting={"output_column": "label"})
+    with pytest.raises(ConfigError, match="multilabel needs a list of labels"):
+        prepare_data(config, seed=0, splits=load_splits(config.dataset))
+
+
+# -- generative scoring ---------------------------------------------------------------------------------------
+
+
+def test_label_set_probabilities_follow_the_chain_rule(tiny_loaded):
+    model, tokenizer = tiny_loaded
+    labels = ["negative", "neutral", "positive"]
+    prompts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        for text in ("the phone was awful.", "my new camera is lovely and the cable was plain")
+    ]
+    probabilities = label_set_probabilities(model, tokenizer, prompts, labels, ", ")
+    first = label_logprobs(model, tokenizer, prompts, labels).double().exp().numpy()
+    assert probabilities.shape == (2, 3)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    # the first label can only start the answer
+    np.testing.assert_allclose(probabilities[:, 0], first[:, 0], rtol=1e-6)
+    # "positive" after "negative, " or "neutral, ": brute force over the two-label answers
+    for p, prompt in enumerate(prompts):
+        expected = first[p, 2]
+        for m in (0, 1):
+            pair = label_logprobs(model, tokenizer, [prompt], [f"{labels[m]}, positive"]).double().exp().item()
+            expected += pair
+        assert math.isclose(probabilities[p, 2], expected, rel_tol=1e-4), (probabilities[p, 2], expected)
+    # each label is at least as likely as its starting the answer, and the scores are not a distribution
+    assert np.all(probabilities >= first - 1e-9)
+
+
+@pytest.fixture(scope="module")
+def generative_run(multilabel_data, tiny_qwen, tmp_path_factory):
+    config = multilabel_config(
+        multilabel_data, tiny_qwen, **training_sections(shots=2, epochs=1), inference={"thresholds": "per_label"}
+    )
+    run = Run("multilabel", 0, tmp_path_factory.mktemp("results"))
+    return config, run, run_experiment(config, run)
+
+
+def test_generative_multilabel_run_writes_sets_thresholds_and_metrics(generative_run, multilabel_data):
+    _, run, results = generative_run
+    assert results["task_type"] == "multilabel"
+    assert set(results["thresholds"]) == set(LABELS)
+    for key in ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "per_label"):
+        assert key in results["metrics"]
+    rows = read_jsonl(run.folder / "predictions.jsonl")
+    test = read_jsonl(multilabel_data / "test.jsonl")
+    assert len(rows) == len(test)
+    for row, example in zip(rows, test):
+        assert sorted(row["reference"]) == sorted(example["labels"])
+        expected = [label for label in LABELS if row["probabilities"][label] >= results["thresholds"][label]]
+        assert row["prediction"] == expected
+
+
+def test_fixed_threshold_is_used_as_given(multilabel_data, tiny_qwen, tmp_path):
+    config = multilabel_config(multilabel_data, tiny_qwen, inference={"thresholds": 0.01, "batch_size": 16})
+    results = run_experiment(config, Run("fixed", 0, tmp_path))
+    assert results["thresholds"] == dict.fromkeys(LABELS, 0.01)
