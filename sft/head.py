@@ -182,6 +182,7 @@ def train_head(
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
+    from sft.initialization.apply import apply_configured_initializer
     from sft.training import run_trainer
 
     assert config.lora is not None and data.shots is not None and data.labels is not None
@@ -199,6 +200,7 @@ def train_head(
     # LoRA matrices and the new head are drawn from the global RNG.
     set_seed(seed)
     model = get_peft_model(model, LoraConfig(**{**config.lora.peft_kwargs(), "task_type": "SEQ_CLS"}))
+    apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
     log.info("Training the head and LoRA on %d examples", len(train_set))
     trainer = _trainer_class()(
         model=model,

@@ -46,6 +46,8 @@ def train_adapter(
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from sft.initialization.apply import apply_configured_initializer
+
     assert config.lora is not None and config.training is not None and data.shots is not None
     builder = PromptBuilder(tokenizer, config.prompting)
     sampler = ICLSampler(data.shots, config.prompting.output_column, data.labels, seed, purpose="train")
@@ -61,12 +63,8 @@ def train_adapter(
         peft_config=LoraConfig(**config.lora.peft_kwargs()),
     )
     initial = keep_initial_adapter(trainer.model, run_folder)
-    if config.lora.custom_initializer:
-        # The trainer built the LoRA layers with PEFT's default init; overwrite them before the optimizer exists.
-        from sft.initialization.apply import apply_initializer, checkpoint_key
-
-        lora = config.lora
-        apply_initializer(trainer.model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
+    # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.
+    apply_configured_initializer(trainer.model, config)
     model, stats = run_trainer(trainer, len(examples))
     model.sft_initial_adapter = initial  # read by save_adapter
     return model, stats

@@ -152,3 +152,24 @@ def test_minilm_head_learns_real_tweets(shared_data, tmp_path):
     majority = Counter(references).most_common(1)[0][1] / len(references)
     assert results["metrics"]["accuracy"] > majority + 0.05, (results["metrics"]["accuracy"], majority)
     assert results["metrics"]["f1_macro"] > 0.3
+
+
+def test_head_mode_applies_sft_initializers(tiny_llama, sentiment_data, tmp_path):
+    """`init_lora_weights: pca` in head mode: every LoRA A has orthonormal rows (top right singular vectors),
+    every B is zero; PEFT's default init gives neither. Learning rate 0 keeps the initial values."""
+    from sft.head import train_head
+    from sft.initialization.apply import lora_layers
+
+    sections = training_sections(shots=2, epochs=1)
+    sections["lora"]["init_lora_weights"] = "pca"
+    sections["training"]["trainer_args"]["learning_rate"] = 0.0
+    config = head_config(sentiment_data, tiny_llama, **sections)
+    data = prepare_data(config, seed=0)
+    model, tokenizer = load_head_model(config, LABELS)
+    model, _ = train_head(config, data, model, tokenizer, 0, tmp_path)
+    layers = lora_layers(model)
+    assert layers
+    for _, layer in layers:
+        a = layer.lora_A["default"].weight.detach().double()
+        torch.testing.assert_close(a @ a.T, torch.eye(a.shape[0], dtype=torch.float64), atol=1e-5, rtol=0)
+        assert torch.count_nonzero(layer.lora_B["default"].weight) == 0

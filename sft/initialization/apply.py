@@ -103,3 +103,11 @@ def apply_initializer(
         "Initialized %d LoRA layers with %s in %.1fs (%d from the cache)", len(layers), method, seconds, cache.hits
     )
     return {"layers": len(layers), "cache_hits": cache.hits, "computed": cache.misses, "seconds": seconds}
+
+
+def apply_configured_initializer(model: Any, config: Any) -> None:
+    """Apply `config.lora.init_lora_weights` when it names an sft initializer (the LoRA layers were built
+    with PEFT's default init); call it before the optimizer exists. `config` is an ExperimentConfig."""
+    lora = config.lora
+    if lora is not None and lora.custom_initializer:
+        apply_initializer(model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
