@@ -330,6 +330,14 @@ class ExperimentConfig(Section):
                 "inference.calibration_args.calibration_fn calibrates label scoring, not a classification head; "
                 "remove it or model.head"
             )
+        if self.inference.normalization == "pmi" and self.inference.calibration_args.calibration_fn in (
+            "contextual",
+            "domain",
+        ):
+            raise ValueError(
+                "inference.normalization 'pmi' already divides by the content-free prompt's label probabilities; "
+                f"calibrating it with {self.inference.calibration_args.calibration_fn!r} corrects twice: choose one"
+            )
         if self.inference.normalization != "sum" and (
             self.model.head is not None or self.dataset.task_type != "classification"
         ):
@@ -343,6 +351,29 @@ class ExperimentConfig(Section):
     def _head_fits_task(self) -> ExperimentConfig:
         if self.model.head is not None and self.dataset.task_type == "generation":
             raise ValueError("model.head: a classification head cannot generate; use classification or multilabel")
+        head_ignores = [
+            key
+            for key, value in (
+                ("inference.icl_examples", self.inference.icl_examples),
+                ("training.icl_examples", self.training.icl_examples if self.training else 0),
+            )
+            if value
+        ]
+        if self.model.head is not None and head_ignores:
+            raise ValueError(
+                f"{', '.join(head_ignores)}: a classification head reads the input alone, without in-context "
+                "examples; remove them or model.head"
+            )
+        if self.model.head is None and self.training is not None and self.training.class_weights is not None:
+            raise ValueError("training.class_weights applies to model.head: 'classification' only; remove it")
+        init = str(self.lora.init_lora_weights).lower() if self.lora is not None else ""
+        if self.model.head is not None and (init.startswith("pissa_") or init == "olora"):
+            # PEFT cannot convert such an adapter back onto the original weights when a head is in
+            # modules_to_save, so a saved head adapter would not reload on the untouched checkpoint.
+            raise ValueError(
+                f"lora.init_lora_weights: {self.lora.init_lora_weights!r} rewrites the base weights, which head mode "
+                "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
+            )
         if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
             raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
         return self
@@ -356,8 +387,14 @@ class ExperimentConfig(Section):
         """The config with every default filled in, as plain JSON data."""
         return self.model_dump(mode="json")
 
+    def hashed_settings(self) -> dict[str, Any]:
+        """The settings that differ from the schema's defaults: what identifies an experiment. A setting
+        sft adds later with a default (or a default spelled out) leaves every existing hash as it was, so
+        resuming a grid never re-runs finished work because sft grew a field."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
     def config_hash(self) -> str:
-        return config_hash(self.resolved())
+        return config_hash(self.hashed_settings())
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -33,7 +33,8 @@ from sft.executors import Job, ProcessHandle, child_command, die_with_parent, si
 
 PRELOAD = (
     "torch", "transformers", "trl", "peft", "datasets", "accelerate",
-    "sft.experiment", "sft.loading", "sft.training", "sft.scoring", "sft.generation", "sft.metrics", "sft.grid",
+    "sft.experiment", "sft.loading", "sft.training", "sft.scoring", "sft.trie_scoring", "sft.generation",
+    "sft.metrics", "sft.grid", "sft.calibration", "sft.multilabel", "sft.head", "sft.initialization.apply",
 )  # fmt: skip
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -7,6 +7,7 @@ config sets `model.trust_remote_code`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ def resolve_device(config: ModelConfig) -> str:
 
     if config.device:
         return config.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    # Under `accelerate launch` every rank loads its own copy: onto its own GPU, not all onto GPU 0.
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if local_rank is not None else "cuda"
 
 
 def resolve_dtype(config: ModelConfig, device: str) -> Any:
@@ -99,7 +104,7 @@ def load_model(
     kwargs.update(model_args)
     kwargs.update(extra_args or {})
     if parallelize:
-        kwargs["device_map"] = balanced_device_map(config, kwargs["dtype"], no_split)
+        kwargs["device_map"] = balanced_device_map(config, kwargs["dtype"], no_split, model_class, extra_args)
     placed = "device_map" in kwargs or quantization is not None
     if quantization is not None and "device_map" not in kwargs:
         kwargs["device_map"] = {"": device}

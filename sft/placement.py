@@ -26,17 +26,27 @@ def split_placement_args(model_args: dict[str, Any]) -> tuple[dict[str, Any], bo
     return rest, bool(model_args.get("parallelize", False)), model_args.get("no_split_module_classes")
 
 
-def balanced_device_map(config: ModelConfig, dtype: Any, no_split: list[str] | None = None) -> dict[str, Any]:
-    """A device map that balances `config`'s model over the visible GPUs (or puts it on the CPU)."""
+def balanced_device_map(
+    config: ModelConfig,
+    dtype: Any,
+    no_split: list[str] | None = None,
+    model_class: Any = None,
+    config_args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A device map that balances `config`'s model over the visible GPUs (or puts it on the CPU). The empty
+    model is built from the class that will be loaded (`model_class`, e.g. a sequence classifier, with
+    `config_args` such as num_labels), so the map names that class's modules (its head, not lm_head)."""
     from accelerate import infer_auto_device_map, init_empty_weights
     from accelerate.utils import get_balanced_memory
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model_config = AutoConfig.from_pretrained(
-        config.name, revision=config.revision, trust_remote_code=config.trust_remote_code
+        config.name, revision=config.revision, trust_remote_code=config.trust_remote_code, **(config_args or {})
     )
     with init_empty_weights():
-        empty = AutoModelForCausalLM.from_config(model_config, trust_remote_code=config.trust_remote_code)
+        empty = (model_class or AutoModelForCausalLM).from_config(
+            model_config, trust_remote_code=config.trust_remote_code
+        )
     no_split = list(no_split if no_split is not None else (getattr(empty, "_no_split_modules", None) or []))
     if dtype == "auto":  # the checkpoint's dtype
         dtype = getattr(model_config, "dtype", None)

@@ -51,7 +51,7 @@ ROW_FIELDS = [
     "n_test", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
 ]  # fmt: skip
 # The metric of the pivot and the plot when --metric is not given.
-HEADLINE_METRIC = {"classification": "f1_macro", "generation": "bleu"}
+HEADLINE_METRIC = {"classification": "f1_macro", "multilabel": "f1_macro", "generation": "bleu"}
 FAILURE_LINES = 5
 
 

@@ -21,7 +21,7 @@ LOWER_IS_BETTER = frozenset(
     {"ece", "hamming_loss", "log_loss", "nll", "brier", "brier_score", "loss", "perplexity", "ter", "wer", "cer"}
 )
 # The usual few-shot grid: model x adapter initialization x in-context examples, against shots.
-DEFAULT_PIVOT_ROWS = ("model.name", "lora.init_lora_weights", "inference.icl_examples")
+DEFAULT_PIVOT_ROWS = ("model.name", "model.head", "lora.init_lora_weights", "inference.icl_examples")
 DEFAULT_PIVOT_COLS = ("dataset.shots",)
 NONE_TEXT = "—"
 CELL_CHARACTERS = 80  # longer settings (a chat template, a long instruction) are cut in the Markdown

@@ -90,8 +90,11 @@ def run_trainer(trainer: Any, examples: int) -> tuple[Any, dict[str, Any]]:
 def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
     """Save the untrained adapter when PEFT's initialization rewrote the base weights (pissa_residual,
     pissa_niter_<n>, olora), so `save_adapter` can express the trained one on the original base model."""
+    from sft.experiment import is_main_process
+
     value = str(model.peft_config["default"].init_lora_weights).lower()
-    if not (value.startswith("pissa") or value == "olora"):
+    # Only rank 0 saves (and so converts) the adapter; other data-parallel ranks must not write the folder.
+    if not (value.startswith("pissa") or value == "olora") or not is_main_process():
         return None
     folder = run_folder / "initial-adapter"
     model.save_pretrained(str(folder))

@@ -389,12 +389,17 @@ def test_config_hash_is_stable_and_ignores_key_order(trained_raw):
     assert len(first) == 64 and int(first, 16) >= 0
 
 
-def test_config_hash_is_sha256_of_the_canonical_resolved_json(trained_raw):
+def test_config_hash_is_sha256_of_the_canonical_non_default_settings(trained_raw):
     trained_raw["prompting"]["instruction"] = "Classez la critique : négative, neutre ou positive."
     config = parse_config(trained_raw, SOURCE)
-    canonical = json.dumps(config.resolved(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    settings = config.hashed_settings()
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config.config_hash() == hashlib.sha256(canonical.encode("ascii")).hexdigest()
-    assert config_hash(reorder(config.resolved())) == config.config_hash()
+    assert config_hash(reorder(settings)) == config.config_hash()
+    # sections left at their defaults are not hashed, so a field added to them later keeps old hashes
+    assert "resources" not in settings and "evaluation" not in settings
+    assert settings["prompting"]["instruction"].startswith("Classez")
+    assert "max_input_length" not in settings["prompting"]
 
 
 def test_spelling_out_a_default_does_not_change_the_hash(raw):

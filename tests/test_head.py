@@ -173,3 +173,14 @@ def test_head_mode_applies_sft_initializers(tiny_llama, sentiment_data, tmp_path
         a = layer.lora_A["default"].weight.detach().double()
         torch.testing.assert_close(a @ a.T, torch.eye(a.shape[0], dtype=torch.float64), atol=1e-5, rtol=0)
         assert torch.count_nonzero(layer.lora_B["default"].weight) == 0
+
+
+@pytest.mark.parametrize("init", ["pissa_residual", "pissa_niter_2", "olora"])
+def test_head_mode_refuses_peft_inits_that_rewrite_the_base(tiny_llama, sentiment_data, init):
+    """PEFT cannot convert a base-rewriting adapter back when the head is in modules_to_save, so the saved
+    adapter would not reload on the untouched checkpoint: refused at load, with the alternatives named."""
+    sections = training_sections(shots=2, epochs=1)
+    sections["lora"]["init_lora_weights"] = init
+    with pytest.raises(ConfigError) as error:
+        head_config(sentiment_data, tiny_llama, **sections)
+    assert "rewrites the base weights" in str(error.value) and "'pissa'" in str(error.value)
