@@ -27,7 +27,7 @@ def build(size: int, layers: int, rank: int):
 
 
 def main() -> None:
-    from sft.initialization.apply import apply_initializer
+    from sft.model.initialization.apply import apply_initializer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)

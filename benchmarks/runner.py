@@ -33,13 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 HOOK = """
 import os, time
 if os.environ.get("SFT_BENCH_ENTRY"):
-    import sft.experiment
+    import sft.experiment.run
     def run_experiment(config, run):
         import torch, transformers, trl, peft, datasets  # what the experiment needs: no-ops once imported
         with open(os.environ["SFT_BENCH_ENTRY"] + f".{run.seed}", "w") as handle:
             handle.write(repr(time.time()))
         return {}
-    sft.experiment.run_experiment = run_experiment
+    sft.experiment.run.run_experiment = run_experiment
 """
 
 
@@ -67,8 +67,8 @@ def small_config(data: Path, model: Path, index: int):
 
 def overheads(executor_name: str, config, root: Path, repeats: int) -> tuple[list[float], float | None]:
     """Start-to-first-line seconds of `repeats` experiments, and the executor's own start-up (fork server)."""
-    from sft.executors import Job, get_executor
-    from sft.experiment import Run, write_config
+    from sft.results.layout import Run, write_config
+    from sft.runner.executors import Job, get_executor
 
     results = root / f"overhead-{executor_name}"
     entry = root / f"entry-{executor_name}"
@@ -107,7 +107,7 @@ def makespan(results: Path) -> float:
 
 
 def grid_makespan(configs: dict, root: Path, jobs: int, tag: str) -> float:
-    from sft.runner import Options, run_experiments
+    from sft.runner.scheduler import Options, run_experiments
 
     results = root / f"grid-{tag}"
     code = run_experiments(configs, results, Options(jobs=jobs), Console(file=io.StringIO()))

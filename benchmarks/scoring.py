@@ -8,11 +8,11 @@ scores 32 chat prompts of about 128 tokens (instruction + two fixed in-context e
 against label sets of 3 single-token labels, 4 multi-token labels, 20 and 100 multi-token labels.
 Columns are median CPU seconds (one torch thread; `--clock wall` for wall-clock) and their ratio to
 the floor: one plain forward over the prompts that keeps the logits of the last position only. Methods:
-- ours: `sft.scoring.label_logprobs` (shared prefix once, prompts once, one trie pass for the labels);
+- ours: `sft.scoring.label_scoring.label_logprobs` (shared prefix once, prompts once, one trie pass for the labels);
 - ours, no shared prefix: the same with `shared_prefix=False` (the floor has no shared prefix either);
 - reference per-token: the design of the tool our users know: one forward over all prompts per label
   token position (per distinct label prefix), each recomputing prompt + label prefix from scratch;
-- brute force: `sft.scoring.brute_force_logprobs`, one full forward per (prompt, label);
+- brute force: `sft.scoring.label_scoring.brute_force_logprobs`, one full forward per (prompt, label);
 - lm-eval: lm-evaluation-harness's `HFLM.loglikelihood` on the same (prompt, label) requests.
 Targets: ours/floor <= 1.2 (3-4 labels), <= 1.5 (20), <= 2.5 (100); with 20 and 100 labels ours is
 >= 5x faster than reference per-token and >= 10x faster than lm-eval. "max |diff|" compares ours with
@@ -33,9 +33,10 @@ from collections.abc import Callable
 import torch
 from tabulate import tabulate
 
-from sft.scoring import brute_force_logprobs, label_logprobs, split_all
+from sft.scoring.label_scoring import brute_force_logprobs, label_logprobs
+from sft.scoring.label_tokens import split_all
+from sft.scoring.trie import Trie, plan_prompt
 from sft.synthetic import LEXICON, NOUNS, SENTENCES, SENTIMENT_WORDS, build_model, build_tokenizer
-from sft.trie_scoring import Trie, plan_prompt
 
 INSTRUCTION = "Classify the sentiment of the product review as negative, neutral or positive."
 FIXED_EXAMPLES = [("the phone was excellent. the battery is lovely", "positive"),

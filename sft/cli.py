@@ -4,13 +4,12 @@ function. Nothing heavy (torch, transformers, trl, peft) is imported here, so `-
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sft.config import ConfigError
+from sft.config import DEFAULT_SEED, ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -18,7 +17,6 @@ app = typer.Typer(
     help="Few-shot fine-tuning and evaluation of decoder-only LLMs, from one config or a JSONNET grid.",
 )
 
-DEFAULT_SEED = 42
 ConfigArg = Annotated[Path, typer.Argument(help="A JSON config (one experiment) or a JSONNET file with one.")]
 GridArg = Annotated[
     Path, typer.Argument(help="A JSONNET grid ({'configs': {name: config}} or a list) or a JSON config.")
@@ -39,9 +37,8 @@ def _fail(error: ConfigError) -> None:
 
 def _single(path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
-    from sft.experiment import Run
-    from sft.grid import load_single, parse_ext_vars
-    from sft.storage import check_name
+    from sft.config.grid import load_single, parse_ext_vars
+    from sft.results.layout import Run, check_name
 
     try:
         file_name, config = load_single(path, command, parse_ext_vars(ext_vars))
@@ -67,7 +64,7 @@ def train(
     name: NameOpt = None, ext_var: ExtVarOpt = None,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
-    from sft.experiment import train as train_experiment
+    from sft.experiment.run import train as train_experiment
 
     experiment, run = _single(config, "train", name, ext_var, results_path, random_seed)
     typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
@@ -79,7 +76,7 @@ def predict(
     name: NameOpt = None, ext_var: ExtVarOpt = None,
 ) -> None:  # fmt: skip
     """Predict the test split; write predictions.jsonl (inputs, reference, prediction, label probabilities)."""
-    from sft.experiment import predict as predict_experiment
+    from sft.experiment.run import predict as predict_experiment
 
     experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed)
     typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
@@ -91,7 +88,7 @@ def evaluate(
     name: NameOpt = None, ext_var: ExtVarOpt = None,
 ) -> None:  # fmt: skip
     """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
-    from sft.experiment import evaluate as evaluate_experiment
+    from sft.experiment.run import evaluate as evaluate_experiment
 
     experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed)
     _guard(evaluate_experiment, experiment, run)
@@ -104,7 +101,7 @@ def run_experiment(
     name: NameOpt = None, ext_var: ExtVarOpt = None,
 ) -> None:  # fmt: skip
     """Train (when shots > 0) and evaluate one experiment in this process."""
-    from sft.experiment import run_experiment as run_one
+    from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed)
     _guard(run_one, experiment, run)
@@ -135,10 +132,10 @@ def run_experiments(
     dry_run: Annotated[bool, typer.Option(help="Print what would run and what would be skipped; run nothing.")] = False,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.grid import parse_ext_vars
-    from sft.runner import Options
-    from sft.runner import run_experiments as run_grid
-    from sft.validation import validate_grid
+    from sft.config.grid import parse_ext_vars
+    from sft.config.validation import validate_grid
+    from sft.runner.scheduler import Options
+    from sft.runner.scheduler import run_experiments as run_grid
 
     configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
     options = Options(
@@ -166,10 +163,10 @@ def aggregate(
     ext_var: ExtVarOpt = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
-    from sft.collect import expected_runs
-    from sft.grid import parse_ext_vars
-    from sft.report import ReportOptions, parse_plots
-    from sft.report import aggregate as aggregate_results
+    from sft.config.grid import parse_ext_vars
+    from sft.report.aggregate import ReportOptions, parse_plots
+    from sft.report.aggregate import aggregate as aggregate_results
+    from sft.report.collect import expected_runs
 
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
@@ -187,8 +184,8 @@ def aggregate(
 @app.command()
 def validate(grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True) -> None:
     """Expand and validate a grid; print the experiment names, or every problem found."""
-    from sft.grid import parse_ext_vars
-    from sft.validation import validate_grid
+    from sft.config.grid import parse_ext_vars
+    from sft.config.validation import validate_grid
 
     configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
     for name in configs:
@@ -198,11 +195,9 @@ def validate(grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt 
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from sft.results.logs import setup_logging
+
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 def main() -> None:

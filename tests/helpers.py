@@ -39,3 +39,16 @@ def merge(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
         else:
             config[section] = values
     return config
+
+
+def icl_sampler(pool: Any, column: str, labels: list[str] | None, seed: int, purpose: str) -> Any:
+    """An ICLSampler over `pool` grouped as the tasks group examples: by label, or all together."""
+    import numpy as np
+
+    from sft.data.labels import members_by_label
+    from sft.data.prompts import ICLSampler
+
+    if pool is None:
+        return ICLSampler(None, [], seed, purpose)
+    groups = list(members_by_label(pool[column], labels).values()) if labels else [np.arange(len(pool))]
+    return ICLSampler(pool, groups, seed, purpose)

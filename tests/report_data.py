@@ -1,4 +1,4 @@
-"""Result files as sft.experiment writes them, built from literal dicts, for the report tests."""
+"""Result files as sft.experiment.run writes them, built from literal dicts, for the report tests."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def generation_metrics(score: float) -> dict[str, Any]:
 
 
 def write_results(root: Path, experiment: str, seed: int, raw: dict[str, Any], metrics: dict[str, Any]) -> Path:
-    """A results.json with the structure of sft.experiment._evaluate."""
+    """A results.json with the structure of sft.experiment.run._evaluate."""
     config = parse_config(raw)
     results = {
         "experiment": experiment,

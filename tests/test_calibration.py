@@ -1,4 +1,4 @@
-"""sft.calibration: each formula on hand-computed numbers, bias removal on planted biases, prompts with replaced
+"""sft.scoring.calibration: each formula on hand-computed numbers, bias removal on planted biases, prompts with replaced
 inputs, config errors, and contextual/batch calibration end to end through run_experiment."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import classification_config
+from helpers import classification_config, icl_sampler
 
-from sft.calibration import (
+from sft.config import CalibrationConfig, ConfigError, parse_config
+from sft.scoring.calibration import (
     CALIBRATIONS,
     CalibrationContext,
     calibrate,
@@ -19,8 +20,6 @@ from sft.calibration import (
     remove_log_prior,
     softmax,
 )
-from sft.config import CalibrationConfig, ConfigError, parse_config
-from sft.registry import lookup
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -296,7 +295,7 @@ def test_unknown_calibration_lists_the_available_ones(sentiment_data, tiny_qwen)
     assert "did you mean 'contextual'" in message
     assert "adjustable_batch, batch, contextual, domain" in message
     with pytest.raises(KeyError, match="available: adjustable_batch, batch, contextual, domain"):
-        lookup(CALIBRATIONS, "platt", "calibration")
+        CALIBRATIONS.get("platt")
 
 
 def test_calibration_config_errors(sentiment_data, tiny_qwen):
@@ -317,7 +316,7 @@ def test_calibration_config_errors(sentiment_data, tiny_qwen):
 
 
 def test_defaults_and_labelled_calibration_needs_the_train_split(sentiment_data, tiny_qwen):
-    from sft.data import needs_train_split
+    from sft.data.prepare import needs_train_split
 
     plain = parse_config(classification_config(sentiment_data, tiny_qwen))
     assert plain.inference.calibration_args.calibration_fn is None
@@ -333,23 +332,23 @@ def test_defaults_and_labelled_calibration_needs_the_train_split(sentiment_data,
 @pytest.fixture(scope="module")
 def qwen(tiny_qwen):
     from sft.config import ModelConfig
-    from sft.loading import load_model, load_tokenizer
+    from sft.model.loading import load_model, load_tokenizer
 
     model_config = ModelConfig(name=str(tiny_qwen))
     return load_model(model_config), load_tokenizer(model_config)
 
 
 def built_context(sentiment_data, tiny_qwen, qwen, **inference):
-    from sft.data import prepare_data
-    from sft.prompting import ICLSampler, PromptBuilder, inference_prompts
-    from sft.scoring import label_logprobs
+    from sft.data.prepare import prepare_data
+    from sft.data.prompts import PromptBuilder, inference_prompts
+    from sft.scoring.label_scoring import label_logprobs
 
     dataset = {"path": str(sentiment_data), "max_n_test": 6}  # six test prompts are enough here
     config = parse_config(classification_config(sentiment_data, tiny_qwen, dataset=dataset, inference=inference))
     data = prepare_data(config, 0)
     model, tokenizer = qwen
     builder = PromptBuilder(tokenizer, config.prompting)
-    sampler = ICLSampler(data.icl_pool, "label", data.labels, 0, purpose="inference")
+    sampler = icl_sampler(data.icl_pool, "label", data.labels, 0, purpose="inference")
     prompts = inference_prompts(builder, sampler, data.test, config.inference.icl_examples, config.inference.icl_fixed)
     scored = []
 
@@ -357,7 +356,7 @@ def built_context(sentiment_data, tiny_qwen, qwen, **inference):
         scored.append(list(batch))
         return label_logprobs(model, tokenizer, batch, data.labels, 8)
 
-    return prompt_context(builder, sampler, data, config.inference, score, 0), prompts, data, scored
+    return prompt_context(builder, sampler, data, data.test, config.inference, score, 0), prompts, data, scored
 
 
 def test_content_free_prompts_keep_each_test_prompts_instruction_and_examples(sentiment_data, tiny_qwen, qwen):
@@ -406,8 +405,9 @@ def test_labelled_examples_come_from_the_training_split_without_themselves_in_co
 
 @pytest.mark.parametrize("method", ["contextual", "batch"])
 def test_calibrated_run_records_prior_and_both_probabilities(method, sentiment_data, tiny_qwen, tmp_path):
-    from sft.experiment import Run, run_experiment
-    from sft.storage import read_json, read_jsonl
+    from sft.experiment.run import run_experiment
+    from sft.results.files import read_json, read_jsonl
+    from sft.results.layout import Run
 
     raw = classification_config(sentiment_data, tiny_qwen, inference={"calibration_args": {"calibration_fn": method}})
     run = Run(method, 0, tmp_path)

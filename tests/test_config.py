@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 from helpers import classification_config, merge, training_sections
 
-from sft.config import (
-    PEFT_INITIALIZATIONS,
-    ConfigError,
-    ExperimentConfig,
-    check_command,
-    config_hash,
-    parse_config,
-)
+from sft.config import ConfigError, ExperimentConfig, check_command, config_hash, parse_config
+from sft.config.schema import PEFT_INITIALIZATIONS
 
 SOURCE = "cfg.json"
 
@@ -156,7 +150,7 @@ def test_unknown_lora_key_is_reported_with_the_close_peft_argument(trained_raw):
     """`lora` passes extra keys on to peft.LoraConfig; the full validation checks them against peft.
 
     `rank` is the usual name of LoRA's `r`: a researcher writing it must be pointed at `r`."""
-    from sft.validation import library_problems
+    from sft.config.validation import library_problems
 
     raw = copy.deepcopy(trained_raw)
     del raw["lora"]["r"]

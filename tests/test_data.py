@@ -1,4 +1,4 @@
-"""sft.data: loading splits from every kind of source, checking them against the config, sampling shots."""
+"""sft.data.prepare: loading splits from every kind of source, checking them against the config, sampling shots."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from helpers import classification_config
 
 from sft.config import ConfigError, DatasetConfig, parse_config
-from sft.data import data_problems, load_splits, prepare_data, sample_shots
+from sft.data.prepare import data_problems, load_splits, prepare_data, sample_shots
 
 LABELS = ["negative", "neutral", "positive"]
 FEATURES = Features({"id": Value("int64"), "text": Value("string"), "label": Value("string")})
@@ -161,7 +161,7 @@ def test_sample_shots_is_deterministic_per_seed(train_split):
 
 def test_sample_shots_label_with_too_few_examples_gives_all_and_warns(caplog):
     train = split([*rows(30, labels=["negative", "positive"]), {"id": 99, "text": "rare", "label": "neutral"}])
-    with caplog.at_level(logging.WARNING, logger="sft.data"):
+    with caplog.at_level(logging.WARNING, logger="sft.data.prepare"):
         sampled = sample_shots(train, "label", LABELS, 5, seed=0)
     assert Counter(sampled["label"]) == {"negative": 5, "positive": 5, "neutral": 1}
     assert 99 in sampled["id"]
@@ -171,7 +171,7 @@ def test_sample_shots_label_with_too_few_examples_gives_all_and_warns(caplog):
 
 
 def test_sample_shots_without_warning_when_every_label_has_enough(train_split, caplog):
-    with caplog.at_level(logging.WARNING, logger="sft.data"):
+    with caplog.at_level(logging.WARNING, logger="sft.data.prepare"):
         sample_shots(train_split, "label", LABELS, 20, seed=0)
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
@@ -182,7 +182,7 @@ def test_generation_shots_are_shots_in_total(train_split, caplog):
     assert len(set(sampled["id"])) == 7
     assert sample_shots(train_split, "label", None, 7, seed=2)["id"] == sampled["id"]
     assert sorted(sample_shots(train_split, "label", None, 7, seed=5)["id"]) != sorted(sampled["id"])
-    with caplog.at_level(logging.WARNING, logger="sft.data"):
+    with caplog.at_level(logging.WARNING, logger="sft.data.prepare"):
         everything = sample_shots(train_split, "label", None, 100, seed=2)
     assert sorted(everything["id"]) == list(range(60))
     assert any(record.levelno == logging.WARNING for record in caplog.records)

@@ -1,4 +1,4 @@
-"""sft.experiment, in process: the files a run leaves, train/predict/evaluate consistency, errors before loading."""
+"""sft.experiment.run, in process: the files a run leaves, train/predict/evaluate consistency, errors before loading."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 import torch
 from helpers import classification_config, merge, training_sections
 
-import sft.loading
+import sft.model.loading
 from sft.config import ConfigError, parse_config
-from sft.experiment import Run, evaluate, predict, run_experiment, train
-from sft.storage import read_json, read_jsonl
+from sft.experiment.run import evaluate, predict, run_experiment, train
+from sft.results.files import read_json, read_jsonl
+from sft.results.layout import Run
 
 SEED = 0
 LABELS = ["negative", "neutral", "positive"]
@@ -99,7 +100,10 @@ def test_zero_shot_run_writes_config_predictions_and_results(zero_shot, sentimen
     timings = stored["timings"]
     assert timings["train_seconds"] is None
     assert 0 <= timings["inference_seconds"] <= timings["total_seconds"]
+    # the build that ran (2.14.1+cu130 on a CUDA build, where package metadata says 2.14.1), its CUDA and GPU
     assert stored["versions"]["torch"] == torch.__version__
+    assert stored["versions"]["cuda"] == torch.version.cuda
+    assert stored["versions"]["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     assert stored["versions"]["transformers"] == transformers.__version__
     assert "python" in stored["versions"]
 
@@ -120,10 +124,10 @@ def test_zero_shot_metrics_agree_with_the_predictions(zero_shot):
 
 def test_zero_shot_probabilities_are_the_models_label_scores(zero_shot):
     """Row i holds the softmax of the base model's label log-probabilities for test example i's prompt."""
-    from sft.data import prepare_data
-    from sft.loading import load_model, load_tokenizer
-    from sft.prompting import PromptBuilder
-    from sft.scoring import label_logprobs
+    from sft.data.prepare import prepare_data
+    from sft.data.prompts import PromptBuilder
+    from sft.model.loading import load_model, load_tokenizer
+    from sft.scoring.label_scoring import label_logprobs
 
     config, run, _ = zero_shot
     rows = read_jsonl(run.folder / "predictions.jsonl")
@@ -176,7 +180,7 @@ def test_few_shot_predict_without_an_adapter_asks_to_train_first(
     def no_loading(*args, **kwargs):
         pytest.fail("no model may be loaded when there is no adapter")
 
-    monkeypatch.setattr(sft.loading, "load_model", no_loading)
+    monkeypatch.setattr(sft.model.loading, "load_model", no_loading)
     config = few_shot_config(sentiment_data, tiny_qwen)
     run = Run("few-shot", SEED, tmp_path)
     with pytest.raises(ConfigError) as error:
@@ -263,9 +267,9 @@ def generation_config(data: Path, model: Path):
 
 
 def test_generation_run_writes_text_metrics(tiny_qwen, translation_data, tmp_path):
-    from sft.generation import generate
-    from sft.loading import load_model, load_tokenizer
-    from sft.prompting import PromptBuilder
+    from sft.data.prompts import PromptBuilder
+    from sft.model.loading import load_model, load_tokenizer
+    from sft.predictors.generation import generate
 
     config = generation_config(translation_data, tiny_qwen)
     run = Run("translation", SEED, tmp_path)
@@ -309,8 +313,8 @@ def test_invalid_dataset_fails_before_loading_and_leaves_files_untouched(
     def no_loading(*args, **kwargs):
         pytest.fail("a model or tokenizer was loaded although the data is invalid")
 
-    monkeypatch.setattr(sft.loading, "load_model", no_loading)
-    monkeypatch.setattr(sft.loading, "load_tokenizer", no_loading)
+    monkeypatch.setattr(sft.model.loading, "load_model", no_loading)
+    monkeypatch.setattr(sft.model.loading, "load_tokenizer", no_loading)
 
     run = Run("broken", SEED, tmp_path)
     run.folder.mkdir(parents=True)

@@ -1,11 +1,11 @@
-"""sft.generation: batched greedy generation with left padding equals generating every prompt alone."""
+"""sft.predictors.generation: batched greedy generation with left padding equals generating every prompt alone."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sft.generation import generate, stop_token_ids
+from sft.predictors.generation import generate, stop_token_ids
 
 GREEDY = {"do_sample": False, "max_new_tokens": 5}
 SOURCES = [

@@ -11,8 +11,9 @@ import pytest
 from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError
-from sft.grid import derived_name, evaluate_file, load_experiments, load_single, parse_ext_vars
-from sft.storage import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_name, read_jsonl, run_dir
+from sft.config.grid import derived_name, evaluate_file, load_experiments, load_single, parse_ext_vars
+from sft.results.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from sft.results.layout import check_name, run_dir
 
 DATA = Path("data/sentiment")
 MODEL = Path("models/tiny")

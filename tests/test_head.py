@@ -15,18 +15,14 @@ import torch
 from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError, parse_config
-from sft.data import prepare_data
-from sft.experiment import Run, evaluate, run_experiment
-from sft.head import (
-    PACKAGED_MODELS,
-    _loss_function,
-    class_weights,
-    head_probabilities,
-    load_head_model,
-    resolve_model_name,
-)
-from sft.storage import read_jsonl
-from sft.validation import library_problems
+from sft.config.validation import library_problems
+from sft.data.prepare import prepare_data
+from sft.experiment.run import evaluate, run_experiment
+from sft.predictors.head import PACKAGED_MODELS, head_probabilities, load_head_model, resolve_model_name
+from sft.results.files import read_jsonl
+from sft.results.layout import Run
+from sft.tasks import task_for
+from sft.training.head import class_weights
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -42,12 +38,14 @@ def test_decoder_head_scores_do_not_depend_on_batching(tiny_qwen, sentiment_data
     config = head_config(sentiment_data, tiny_qwen, inference={"batch_size": 8})
     if multilabel:
         config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"task_type": "multilabel"})})
-    model, tokenizer = load_head_model(config, LABELS)
+    objective = task_for(config).head
+    model, tokenizer = load_head_model(config, LABELS, objective.problem_type)
     assert model.config.pad_token_id == tokenizer.pad_token_id is not None
     test = prepare_data(head_config(sentiment_data, tiny_qwen), seed=0).test
-    batched = head_probabilities(config, model, tokenizer, test, len(LABELS))
+    batched = head_probabilities(config, objective, model, tokenizer, test, len(LABELS))
     one_by_one = head_probabilities(
         config.model_copy(update={"inference": config.inference.model_copy(update={"batch_size": 1})}),
+        objective,
         model,
         tokenizer,
         test,
@@ -67,22 +65,23 @@ def test_decoder_head_scores_do_not_depend_on_batching(tiny_qwen, sentiment_data
 def test_balanced_class_weights_by_hand(sentiment_data, tiny_qwen):
     config = head_config(sentiment_data, tiny_qwen, training={"class_weights": "balanced"})
     # 4 examples, 2 labels: n / (K * count) = 4 / (2 * 3) and 4 / (2 * 1)
-    weights = class_weights(config, np.array([0, 0, 0, 1]), ["a", "b"])
+    weights = class_weights(config, task_for(config).head, np.array([0, 0, 0, 1]), ["a", "b"])
     np.testing.assert_allclose(weights, [2 / 3, 2.0], rtol=1e-6)
     multilabel = config.model_copy(update={"dataset": config.dataset.model_copy(update={"task_type": "multilabel"})})
     # positives per label 1 and 3 of 4: pos_weight = negatives / positives = 3 and 1/3
     target = np.array([[1, 1], [0, 1], [0, 1], [0, 0]], dtype=np.float32)
-    np.testing.assert_allclose(class_weights(multilabel, target, ["a", "b"]), [3.0, 1 / 3], rtol=1e-6)
+    balanced = class_weights(multilabel, task_for(multilabel).head, target, ["a", "b"])
+    np.testing.assert_allclose(balanced, [3.0, 1 / 3], rtol=1e-6)
     listed = head_config(sentiment_data, tiny_qwen, training={"class_weights": [1.0, 2.0]})
     with pytest.raises(ConfigError, match="2 weights for 3 labels"):
-        class_weights(listed, np.array([0, 1, 2]), LABELS)
+        class_weights(listed, task_for(listed).head, np.array([0, 1, 2]), LABELS)
 
 
 def test_weighted_cross_entropy_weights_each_example_by_its_label(sentiment_data, tiny_qwen):
     config = head_config(sentiment_data, tiny_qwen)
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
-    loss = _loss_function(config, np.array([1.0, 3.0], dtype=np.float32))(logits, labels)
+    loss = task_for(config).head.loss(torch.tensor([1.0, 3.0]))(logits, labels)
     nll = -torch.log_softmax(logits, dim=-1)[[0, 1], [0, 1]]
     assert math.isclose(loss.item(), ((1 * nll[0] + 3 * nll[1]) / 4).item(), rel_tol=1e-6)
 
@@ -157,16 +156,17 @@ def test_minilm_head_learns_real_tweets(shared_data, tmp_path):
 def test_head_mode_applies_sft_initializers(tiny_llama, sentiment_data, tmp_path):
     """`init_lora_weights: pca` in head mode: every LoRA A has orthonormal rows (top right singular vectors),
     every B is zero; PEFT's default init gives neither. Learning rate 0 keeps the initial values."""
-    from sft.head import train_head
-    from sft.initialization.apply import lora_layers
+    from sft.model.initialization.apply import lora_layers
+    from sft.predictors.head import CLASSIFICATION_HEAD
 
     sections = training_sections(shots=2, epochs=1)
     sections["lora"]["init_lora_weights"] = "pca"
     sections["training"]["trainer_args"]["learning_rate"] = 0.0
     config = head_config(sentiment_data, tiny_llama, **sections)
     data = prepare_data(config, seed=0)
-    model, tokenizer = load_head_model(config, LABELS)
-    model, _ = train_head(config, data, model, tokenizer, 0, tmp_path)
+    task = task_for(config)
+    loaded = CLASSIFICATION_HEAD.load(config, task, LABELS, None, True)
+    model = CLASSIFICATION_HEAD.train(config, task, data, loaded, 0, tmp_path).model
     layers = lora_layers(model)
     assert layers
     for _, layer in layers:

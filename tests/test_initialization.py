@@ -1,4 +1,4 @@
-"""sft.initialization: the pca / pissa / umap initializers checked against their definitions, applied
+"""sft.model.initialization: the pca / pissa / umap initializers checked against their definitions, applied
 through PEFT on tiny Llama and Qwen2 models, the safetensors cache, and config validation of the names."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import torch
 from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError, LoraSection, parse_config
-from sft.initialization import INITIALIZERS, get_initializer, register_initializer
-from sft.initialization.apply import apply_initializer, lora_layers
-from sft.initialization.cache import ENV_VAR, default_folder
-from sft.initialization.methods import pca, pissa, umap
+from sft.model.initialization import INITIALIZERS, get_initializer, register_initializer
+from sft.model.initialization.apply import apply_initializer, lora_layers
+from sft.model.initialization.cache import ENV_VAR, default_folder
+from sft.model.initialization.methods import pca, pissa, umap
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -236,7 +236,7 @@ def counting():
         return pca(base_layer, rank, dtype)
 
     yield calls
-    INITIALIZERS.pop("counting_pca")
+    INITIALIZERS.remove("counting_pca")
 
 
 def test_cache_returns_identical_tensors_without_recomputing(tiny_llama, tmp_path, counting):
@@ -286,9 +286,10 @@ def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_da
     """The trainer's LoRA layers hold pissa's factors when training starts (recorded by a trainer subclass)."""
     import trl
 
-    from sft.data import prepare_data
-    from sft.loading import load_model, load_tokenizer
-    from sft.training import train_adapter
+    from sft.data.prepare import prepare_data
+    from sft.model.loading import load_model, load_tokenizer
+    from sft.tasks import task_for
+    from sft.training.causal_lm import train_adapter
 
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "cache"))
     raw = merge(classification_config(sentiment_data, tiny_qwen), training_sections(shots=1))
@@ -307,7 +308,7 @@ def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_da
 
     monkeypatch.setattr(trl, "SFTTrainer", RecordingSFTTrainer)
     model = load_model(config.model, trainable=True)
-    train_adapter(config, data, model, load_tokenizer(config.model), 0, tmp_path / "run")
+    train_adapter(config, task_for(config), data, model, load_tokenizer(config.model), 0, tmp_path / "run")
     updates, weights = starts
     assert len(updates) == 2 * len(TARGETS)
     for update, weight in zip(updates, weights, strict=True):
@@ -323,19 +324,28 @@ def test_adapters_of_base_rewriting_peft_inits_reload_on_the_original_model(
     """PEFT's PiSSA and OLoRA rewrite the base weights; the saved adapter is converted so that loading it on
     the untouched checkpoint gives the trained model's outputs. (Unconverted, reloading re-runs the init:
     exact for SVD, not for pissa_niter's randomized SVD, which this test catches.)"""
-    from sft.data import prepare_data
-    from sft.loading import load_model, load_tokenizer
-    from sft.training import save_adapter, train_adapter
+    from sft.data.prepare import prepare_data
+    from sft.model.loading import load_model, load_tokenizer
+    from sft.tasks import task_for
+    from sft.training.causal_lm import train_adapter
+    from sft.training.common import save_adapter
 
     raw = merge(classification_config(sentiment_data, tiny_qwen), training_sections(shots=1))
     raw["lora"]["init_lora_weights"] = init
     config = parse_config(raw)
     tokenizer = load_tokenizer(config.model)
-    model, _ = train_adapter(
-        config, prepare_data(config, 0), load_model(config.model, trainable=True), tokenizer, 0, tmp_path
+    result = train_adapter(
+        config,
+        task_for(config),
+        prepare_data(config, 0),
+        load_model(config.model, trainable=True),
+        tokenizer,
+        0,
+        tmp_path,
     )
+    model = result.model
     trained = logits(model)
-    folder = save_adapter(model, tokenizer, tmp_path / "adapter")
+    folder = save_adapter(model, tokenizer, tmp_path / "adapter", result.initial_adapter)
     reloaded = load_model(config.model, adapter=str(folder))
     assert (logits(reloaded) - trained).abs().max() <= 1e-4
     assert (logits(load_model(config.model)) - trained).abs().max() > 1e-3  # the adapter does something

@@ -1,4 +1,4 @@
-"""sft.metrics against values computed by hand."""
+"""sft.evaluation.metrics against values computed by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from sft.config import EvaluationConfig
-from sft.metrics import DEFAULT_METRICS, METRICS, MetricInputs, compute_metrics, register_metric
+from sft.evaluation.metrics import MetricInputs, compute_metrics
+from sft.evaluation.registry import METRICS, higher_is_better, register_metric
+from sft.tasks import TASKS
 
 # references a a a b b c, predictions a a b b c c; confusion (rows = reference, columns = prediction):
 #   a: 2 1 0
@@ -25,14 +27,19 @@ PER_CLASS = {
 }
 
 
+def metrics_of(inputs: MetricInputs, task: str, config: EvaluationConfig) -> dict:
+    """What a run computes: the configured metrics, else the task's defaults."""
+    return compute_metrics(inputs, config.metrics or TASKS[task].default_metrics, config)
+
+
 def classification(metrics: list[str] | None = None, **config) -> dict:
     inputs = MetricInputs(references=REFERENCES, predictions=PREDICTIONS, labels=LABELS)
-    return compute_metrics(inputs, "classification", EvaluationConfig(metrics=metrics, **config))
+    return metrics_of(inputs, "classification", EvaluationConfig(metrics=metrics, **config))
 
 
 def generation(references: list[str], predictions: list[str], metrics: list[str] | None = None) -> dict:
     inputs = MetricInputs(references=references, predictions=predictions)
-    return compute_metrics(inputs, "generation", EvaluationConfig(metrics=metrics))
+    return metrics_of(inputs, "generation", EvaluationConfig(metrics=metrics))
 
 
 # -- classification ------------------------------------------------------------------------------------
@@ -58,14 +65,14 @@ def test_classification_metrics_by_hand():
 
 def test_confusion_matrix_follows_the_label_order():
     inputs = MetricInputs(references=REFERENCES, predictions=PREDICTIONS, labels=["c", "a", "b"])
-    results = compute_metrics(inputs, "classification", EvaluationConfig(metrics=["confusion_matrix", "per_class"]))
+    results = metrics_of(inputs, "classification", EvaluationConfig(metrics=["confusion_matrix", "per_class"]))
     assert results["confusion_matrix"] == {"labels": ["c", "a", "b"], "matrix": [[1, 0, 0], [0, 2, 1], [1, 0, 1]]}
     assert list(results["per_class"]) == ["c", "a", "b"]
 
 
 def test_a_label_never_predicted_or_seen_still_counts_in_macro_averages():
     inputs = MetricInputs(references=REFERENCES, predictions=PREDICTIONS, labels=[*LABELS, "d"])
-    results = compute_metrics(inputs, "classification", EvaluationConfig(metrics=["f1", "per_class"]))
+    results = metrics_of(inputs, "classification", EvaluationConfig(metrics=["f1", "per_class"]))
     assert results["f1_macro"] == pytest.approx((0.8 + 0.5 + 2 / 3 + 0) / 4)
     assert results["per_class"]["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
@@ -86,7 +93,7 @@ def ece(references: list[str], probabilities, labels: list[str], bins: int) -> f
         labels=labels,
         probabilities=np.asarray(probabilities),
     )
-    return compute_metrics(inputs, "classification", EvaluationConfig(metrics=["ece"], ece_bins=bins))["ece"]
+    return metrics_of(inputs, "classification", EvaluationConfig(metrics=["ece"], ece_bins=bins))["ece"]
 
 
 def test_ece_by_hand():
@@ -191,7 +198,8 @@ def test_evaluation_metrics_restricts_the_output():
     assert set(classification(["f1"])) == {"f1_macro", "f1_micro", "f1_weighted"}
     defaults = classification()
     assert {"accuracy", "f1_macro", "mcc", "per_class", "confusion_matrix"} <= set(defaults)
-    assert set(DEFAULT_METRICS["classification"]) <= set(METRICS)
+    for task in TASKS.values():
+        assert set(task.default_metrics) <= set(METRICS)
 
 
 def test_unknown_metric_lists_the_available_ones():
@@ -211,10 +219,10 @@ def test_references_and_predictions_must_have_the_same_length():
 
 @pytest.fixture
 def clean_registry():
-    before = dict(METRICS)
+    before = set(METRICS)
     yield
-    METRICS.clear()
-    METRICS.update(before)
+    for name in set(METRICS) - before:
+        METRICS.remove(name)
 
 
 def test_register_metric_is_usable_through_compute_metrics(clean_registry):
@@ -223,9 +231,30 @@ def test_register_metric_is_usable_through_compute_metrics(clean_registry):
         ratios = [len(p) / len(r) for p, r in zip(inputs.predictions, inputs.references)]
         return {"mean_length_ratio": sum(ratios) / len(ratios)}
 
-    assert METRICS["mean_length_ratio"] is mean_length_ratio
+    assert METRICS.get("mean_length_ratio") is mean_length_ratio
     results = generation(["abcd", "ab"], ["ab", "ab"], metrics=["mean_length_ratio", "exact_match"])
     assert results == {"mean_length_ratio": pytest.approx(0.75), "exact_match": pytest.approx(0.5)}
 
     with pytest.raises(ValueError, match="already registered"):
         register_metric("mean_length_ratio")(lambda inputs, config: {})
+
+
+def test_every_metric_declares_its_direction_where_it_is_registered(clean_registry):
+    """The report reads the direction from the registry: lower is better exactly where a metric says so."""
+    lower = {name for name in METRICS if not METRICS.info(name)["higher_is_better"]}
+    assert lower == {"ece", "hamming_loss"}
+    assert higher_is_better("f1_macro") and higher_is_better("per_class.a.f1")
+    assert not higher_is_better("ece") and not higher_is_better("hamming_loss")
+
+    @register_metric("edit_distance", higher_is_better=False)
+    def edit_distance(inputs: MetricInputs, config: EvaluationConfig) -> dict:
+        return {"edit_distance": 0.0}
+
+    # a name alone says nothing: "edit_distance" is lower-better because it was registered so
+    assert not higher_is_better("edit_distance")
+
+
+def test_every_table_metric_of_a_task_is_produced_by_a_default_metric():
+    for task in TASKS.values():
+        produced = {key for name in task.default_metrics for key in METRICS.info(name)["outputs"]}
+        assert set(task.table_metrics) <= produced, task.name

@@ -9,17 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import merge, training_sections
+from helpers import icl_sampler, merge, training_sections
 
 from sft.config import ConfigError, EvaluationConfig, parse_config
-from sft.data import load_splits, prepare_data
-from sft.experiment import Run, run_experiment
-from sft.metrics import MetricInputs, compute_metrics
-from sft.multilabel import _best_cut, binarize, decide, label_set_probabilities, tune_thresholds
-from sft.prompting import ICLSampler, PromptBuilder
-from sft.scoring import label_logprobs
-from sft.storage import read_jsonl
+from sft.data.labels import binarize
+from sft.data.prepare import load_splits, prepare_data
+from sft.data.prompts import PromptBuilder
+from sft.evaluation.metrics import MetricInputs, compute_metrics
+from sft.experiment.run import run_experiment
+from sft.results.files import read_jsonl
+from sft.results.layout import Run
+from sft.scoring.label_scoring import label_logprobs
+from sft.scoring.label_sets import label_set_probabilities
 from sft.synthetic import sentiment_examples, write_splits
+from sft.tasks import TASKS
+from sft.tasks.thresholds import _best_cut, decide, tune_thresholds
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -118,7 +122,7 @@ def test_multilabel_metrics_match_hand_computation():
         reference_sets=references,
         prediction_sets=predictions,
     )
-    metrics = compute_metrics(inputs, "multilabel", EvaluationConfig())
+    metrics = compute_metrics(inputs, TASKS["multilabel"].default_metrics, EvaluationConfig())
     # a: TP1 FP1 FN1 -> F1 0.5; b: TP1 -> 1.0; c: TP1 -> 1.0; micro TP3 FP1 FN1 -> 6/8
     assert math.isclose(metrics["f1_micro"], 0.75)
     assert math.isclose(metrics["f1_macro"], (0.5 + 1 + 1) / 3)
@@ -158,14 +162,15 @@ def test_training_target_joins_labels_with_the_separator(multilabel_data, tiny_q
     from transformers import AutoTokenizer
 
     config = multilabel_config(multilabel_data, tiny_qwen, prompting={"label_separator": " | "})
-    builder = PromptBuilder(AutoTokenizer.from_pretrained(tiny_qwen), config.prompting)
+    target = lambda value: TASKS["multilabel"].target_text(value, config.prompting)  # noqa: E731
+    builder = PromptBuilder(AutoTokenizer.from_pretrained(tiny_qwen), config.prompting, target=target)
     assert builder.answer_text({"text": "x", "labels": ["negative", "positive"]}) == "negative | positive"
 
 
 def test_in_context_examples_show_every_label_once(multilabel_data, tiny_qwen):
     config = multilabel_config(multilabel_data, tiny_qwen, inference={"icl_examples": 1})
     data = prepare_data(config, seed=0)
-    sampler = ICLSampler(data.train, "labels", data.labels, seed=0, purpose="inference")
+    sampler = icl_sampler(data.train, "labels", data.labels, seed=0, purpose="inference")
     for key in range(5):
         shown = sampler.sample(1, key=key)
         assert binarize([example["labels"] for example in shown], LABELS).max(axis=0).tolist() == [1, 1, 1]

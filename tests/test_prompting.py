@@ -1,4 +1,4 @@
-"""sft.prompting: chat prompts from examples with the tiny tokenizers' real chat templates."""
+"""sft.data.prompts: chat prompts from examples with the tiny tokenizers' real chat templates."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from datasets import Dataset
-from helpers import classification_config
+from helpers import classification_config, icl_sampler
 from transformers import AutoTokenizer
 
 from sft.config import PromptingConfig, parse_config
-from sft.data import prepare_data
-from sft.prompting import ICLSampler, PromptBuilder, inference_prompts, supports_system_role, training_examples
+from sft.data.prepare import prepare_data
+from sft.data.prompts import ICLSampler, PromptBuilder, inference_prompts, supports_system_role, training_examples
 from sft.synthetic import sentiment_examples
 
 LABELS = ["negative", "neutral", "positive"]
@@ -160,7 +160,7 @@ def pool() -> Dataset:
 
 
 def test_sampler_takes_k_per_label_for_classification(pool):
-    sampler = ICLSampler(pool, "label", LABELS, seed=0, purpose="inference")
+    sampler = icl_sampler(pool, "label", LABELS, seed=0, purpose="inference")
     for k in (1, 2, 4):
         for key in range(5):
             chosen = sampler.sample(k, key=key)
@@ -170,7 +170,7 @@ def test_sampler_takes_k_per_label_for_classification(pool):
 
 
 def test_sampler_takes_k_in_all_for_generation(pool):
-    sampler = ICLSampler(pool, "label", None, seed=0, purpose="inference")
+    sampler = icl_sampler(pool, "label", None, seed=0, purpose="inference")
     for k in (1, 3, 5):
         chosen = sampler.sample(k, key=2)
         assert len(chosen) == k
@@ -181,7 +181,7 @@ def test_sampler_takes_k_in_all_for_generation(pool):
 def test_sampler_never_returns_the_excluded_example(labels):
     # Two examples per label and k=2: without the exclusion the excluded example would always be drawn.
     small = Dataset.from_list(pool_rows(6))
-    sampler = ICLSampler(small, "label", labels, seed=3, purpose="train")
+    sampler = icl_sampler(small, "label", labels, seed=3, purpose="train")
     k = 2 if labels else 5
     for key in range(60):
         exclude = key % len(small)
@@ -190,16 +190,16 @@ def test_sampler_never_returns_the_excluded_example(labels):
         assert exclude not in ids
         assert len(ids) == len(set(ids)) == 5  # everything else was taken
 
-    big = ICLSampler(Dataset.from_list(pool_rows(30)), "label", labels, seed=3, purpose="train")
+    big = icl_sampler(Dataset.from_list(pool_rows(30)), "label", labels, seed=3, purpose="train")
     for key in range(200):
         exclude = (7 * key) % 30
         assert exclude not in [example["id"] for example in big.sample(3, key=key, exclude=exclude)]
 
 
 def test_sampler_is_reproducible_per_seed_and_key(pool):
-    first = ICLSampler(pool, "label", LABELS, seed=11, purpose="inference")
-    second = ICLSampler(pool, "label", LABELS, seed=11, purpose="inference")
-    other = ICLSampler(pool, "label", LABELS, seed=12, purpose="inference")
+    first = icl_sampler(pool, "label", LABELS, seed=11, purpose="inference")
+    second = icl_sampler(pool, "label", LABELS, seed=11, purpose="inference")
+    other = icl_sampler(pool, "label", LABELS, seed=12, purpose="inference")
 
     def ids(sampler: ICLSampler, key: int) -> list[int]:
         return [example["id"] for example in sampler.sample(2, key=key)]
@@ -221,7 +221,7 @@ def test_in_context_examples_come_only_from_the_pool(tmp_path):
 
     few_shot = prepare_data(parse_config(classification_config(data_folder, Path("m"), dataset={"shots": 2})), 0)
     shot_ids = set(few_shot.shots["id"])
-    sampler = ICLSampler(few_shot.icl_pool, "label", few_shot.labels, seed=0, purpose="inference")
+    sampler = icl_sampler(few_shot.icl_pool, "label", few_shot.labels, seed=0, purpose="inference")
     drawn = {example["id"] for key in range(50) for example in sampler.sample(1, key=key)}
     assert drawn <= shot_ids
     assert not drawn & test_ids
@@ -229,7 +229,7 @@ def test_in_context_examples_come_only_from_the_pool(tmp_path):
     zero_shot = prepare_data(
         parse_config(classification_config(data_folder, Path("m"), inference={"icl_examples": 1})), 0
     )
-    sampler = ICLSampler(zero_shot.icl_pool, "label", zero_shot.labels, seed=0, purpose="inference")
+    sampler = icl_sampler(zero_shot.icl_pool, "label", zero_shot.labels, seed=0, purpose="inference")
     drawn = {example["id"] for key in range(50) for example in sampler.sample(1, key=key)}
     assert drawn <= set(range(60))
     assert len(drawn) > 3 * 2  # the whole training split is used, not only a few examples
@@ -243,7 +243,7 @@ def test_training_examples_never_show_an_example_in_its_own_context(tokenizers):
     # shown, so the example's own text can only be missing from its context if it is excluded.
     shots = Dataset.from_list(pool_rows(9))
     builder = PromptBuilder(tokenizers["qwen"], classification_prompting())
-    sampler = ICLSampler(shots, "label", LABELS, seed=5, purpose="train")
+    sampler = icl_sampler(shots, "label", LABELS, seed=5, purpose="train")
     pairs = training_examples(builder, sampler, shots, icl_examples=3)
     assert len(pairs) == len(shots)
     for example, pair in zip(shots, pairs):
@@ -259,7 +259,7 @@ def test_training_examples_never_show_an_example_in_its_own_context(tokenizers):
 def test_fixed_inference_context_is_the_same_for_every_prompt(tokenizers, pool):
     test = Dataset.from_list(pool_rows(8, seed=9, start=500))
     builder = PromptBuilder(tokenizers["qwen"], classification_prompting())
-    sampler = ICLSampler(pool, "label", LABELS, seed=0, purpose="inference")
+    sampler = icl_sampler(pool, "label", LABELS, seed=0, purpose="inference")
 
     fixed = inference_prompts(builder, sampler, test, icl_examples=1, fixed=True)
     assert len(fixed) == len(test)
@@ -425,7 +425,7 @@ def test_same_seed_same_prompts_across_builds(tiny_llama):
     def build(seed: int) -> list[str]:
         tokenizer = AutoTokenizer.from_pretrained(tiny_llama)  # a fresh tokenizer and builder every time
         builder = PromptBuilder(tokenizer, classification_prompting(), max_seq_length=200)
-        sampler = ICLSampler(pool, "label", LABELS, seed=seed, purpose="inference")
+        sampler = icl_sampler(pool, "label", LABELS, seed=seed, purpose="inference")
         return inference_prompts(builder, sampler, test, icl_examples=1, fixed=False)
 
     first = build(21)

@@ -10,10 +10,10 @@ import torch
 from test_initialization import TARGETS, distance, logits, projector, rank_r_part, reference_svd, with_lora
 
 from sft.config import ConfigError, ModelConfig
-from sft.initialization.apply import apply_initializer, lora_layers
-from sft.initialization.dequantize import AWQ_ORDER, dequantize_weight, unpack_awq, unpack_gptq
-from sft.loading import load_model
-from sft.quantization import BACKENDS, quantization_problems
+from sft.model.initialization.apply import apply_initializer, lora_layers
+from sft.model.initialization.dequantize import AWQ_ORDER, dequantize_weight, unpack_awq, unpack_gptq
+from sft.model.loading import load_model
+from sft.model.quantization import BACKENDS, quantization_problems
 
 BNB = {
     "nf4": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
@@ -49,11 +49,23 @@ def test_bitsandbytes_weights_dequantize_to_what_the_layer_computes(tiny_llama, 
         assert (weight - reference).norm() / reference.norm() < TOLERANCE[kind]
         # the dequantized matrix is the one the quantized layer multiplies by
         x = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            out = module(x).float()
-        # LLM.int8 also quantizes the inputs (per row, to int8): a few percent of the output range
-        tolerance = 1e-5 if kind != "int8" else 3e-2 * out.abs().max()
-        assert (out - x @ weight.t()).abs().max() <= tolerance
+        if kind == "int8":
+            with torch.no_grad():
+                out = module(x).float()
+            # LLM.int8 also quantizes the inputs (per row, to int8): a few percent of the output range
+            assert (out - x @ weight.t()).abs().max() <= 3e-2 * out.abs().max()
+        else:
+            # with a gradient to compute, Linear4bit multiplies by the float32 dequantized weight
+            out = module(x.clone().requires_grad_(True)).detach()
+            assert (out - x @ weight.t()).abs().max() <= 1e-5
+            # in inference, bitsandbytes >= 0.49 on an AVX512-BF16 CPU repacks the weight in place and runs a bf16
+            # kernel: x, the block scales and the output are each rounded to bf16 (unit roundoff 2^-8), so the
+            # error is at most 3 * 2^-8 * |x| |W|^T (measured <= 0.9; the float checkpoint's weight gives >= 6)
+            with torch.no_grad():
+                out = module(x)
+            assert ((out - x @ weight.t()).abs() <= 3 * 2**-8 * (x.abs() @ weight.abs().t())).all()
+            # and the repacked layer still dequantizes to W, its block scales rounded to bf16
+            assert ((dequantize_weight(module) - weight).abs() <= 2**-8 * weight.abs()).all()
         checked += 1
     assert checked == 2 * len(TARGETS)
 
@@ -192,7 +204,7 @@ def test_grid_validation_reports_quantization_problems(tmp_path):
     from helpers import classification_config
 
     from sft.config import parse_config
-    from sft.validation import library_problems
+    from sft.config.validation import library_problems
 
     raw = classification_config(tmp_path, tmp_path)
     raw["model"]["quantization"] = {"config_class": "BitsAndBytesConfg"}

@@ -1,4 +1,5 @@
-"""sft.report: aggregating results.json files (as sft.experiment writes them) into JSON, CSV and Markdown."""
+"""sft.report.aggregate: aggregating results.json files (as sft.experiment.run writes them) into JSON, CSV and
+Markdown."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from report_data import (
 )
 
 from sft.config import parse_config
-from sft.report import ReportOptions, aggregate, collect, flatten, varying_settings
+from sft.report.aggregate import ReportOptions, aggregate, collect, flatten, varying_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 CLASSIFICATION = "cardiffnlp/tweet_eval (sentiment) · classification"
@@ -116,12 +117,22 @@ def test_summary_and_constant_settings(results):
     assert summary["datasets"] == ["bentrevett/multi30k", "cardiffnlp/tweet_eval (sentiment)"]
     assert summary["models"] == [MODEL]
     assert summary["compute_seconds"] == pytest.approx(sum(2.5 + seed for seed in SEEDS) * 4 + 3.5 * 2)
-    assert "- Runs: 10 done (6 experiment(s)), 0 failed, 0 skipped, 0 missing" in markdown
+    assert "- Runs: 10 done (6 experiment(s)), 0 failed, 0 missing" in markdown
     assert "- Compute time: 39.0 s in finished runs" in markdown
-    constant = {row["setting"]: row for row in tables(markdown)["Settings constant across the grid"]}
+    table = tables(markdown)["Settings constant across the grid, defaults left out"]
+    constant = {row["setting"]: row for row in table}
     assert constant["model.name"] == {"setting": "model.name", "value": MODEL, "runs": "all"}
-    assert constant["lora.r"]["runs"] == "4 of 10"  # only the adapter runs have it
+    # only the adapter runs have it
+    assert constant["training.trainer_args.num_train_epochs"] == {
+        "setting": "training.trainer_args.num_train_epochs", "value": "3", "runs": "4 of 10"
+    }  # fmt: skip
     assert "lora" not in constant and "dataset.shots" not in constant
+    # the schema's defaults (lora.r 8, inference.batch_size 8, ...) are what nobody set: left out
+    assert "lora.r" not in constant and "inference.batch_size" not in constant and "model.dtype" not in constant
+    assert set(constant) == {
+        "dataset.args.name", "model.name", "training.trainer_args.num_train_epochs",
+        "training.trainer_args.learning_rate",
+    }  # fmt: skip
     assert document["constant_settings"]["model.name"] == MODEL
     assert "dataset.shots" in document["varying_settings"]
 
@@ -202,16 +213,19 @@ def test_only_metrics_present_in_some_run_are_columns(tmp_path):
 
 
 def golden_results(root: Path) -> Path:
-    """Every kind of run folder: finished (two task types, several seeds), failed, skipped, still
-    running, a state this version does not know, a corrupt result file, results kept aside."""
+    """Every kind of run folder: finished (two task types, several seeds), failed (an error, a timeout),
+    interrupted, still running, a state this version does not know, a corrupt result file, results kept
+    aside."""
     build_results(root)
     write_results(root, "shots16_default", 1, classification_config(16), classification_metrics(0.6))
     write_results(root, "shots16_default", 2, classification_config(16), classification_metrics(0.64))
     log_tail = "".join(f"line {i}\n" for i in range(1, 9)) + "RuntimeError: CUDA out of memory\n"
     write_status(root, "crashed", 3, "failed", exit_code=1, duration_seconds=12.5, log_tail=log_tail)
-    write_status(root, "hung", 1, "timeout", exit_code=-9, duration_seconds=3600.0, log_tail="")
+    write_status(
+        root, "hung", 1, "failed", reason="timeout after 3600 s", exit_code=-9, duration_seconds=3600.0, log_tail=""
+    )
     (root / "hung" / "seed-1" / "run.log").write_text("loading\nstill loading\n", encoding="utf-8")
-    write_status(root, "already-done", 1, "skipped", reason="results exist with the same config hash")
+    write_status(root, "stopped", 1, "interrupted", reason="interrupted")
     write_status(root, "in-flight", 1, "running")
     write_status(root, "odd", 1, "paused-by-operator")
     broken = root / "broken" / "seed-1"
@@ -240,14 +254,15 @@ def test_golden_fixture_sorts_every_run(tmp_path):
     root = golden_results(tmp_path)
     collected = collect(root, [("never-run", None), ("crashed", None), ("shots8_default", 3)])
     assert len(collected.rows) == 12  # the aside copy is not a row
-    assert [(f["experiment"], f["state"]) for f in collected.failures] == [("crashed", "failed"), ("hung", "timeout")]
+    assert [(f["experiment"], f["state"]) for f in collected.failures] == [("crashed", "failed"), ("hung", "failed")]
     assert "still loading" in collected.failures[1]["log_tail"]  # read from run.log when status has none
-    assert [s["experiment"] for s in collected.skipped] == ["already-done"]
+    assert collected.skipped == []
     assert [(m["experiment"], m["seed"], m["state"]) for m in collected.missing] == [
         ("in-flight", 1, "running"),
         ("never-run", None, "not started"),
         ("odd", 1, "paused-by-operator"),
         ("shots8_default", 3, "not started"),
+        ("stopped", 1, "interrupted"),
     ]
     assert collected.problems == [
         "broken/seed-1/results.json: unreadable result file (JSONDecodeError: Unterminated string starting at: "
@@ -324,11 +339,18 @@ def test_failed_runs_have_their_own_section_with_their_last_log_lines(results):
     document, markdown = read_aggregate(results)
     assert [(f["experiment"], f["seed"], f["exit_code"]) for f in document["failures"]] == [("crashed", 3, 137)]
     assert [(m["experiment"], m["state"]) for m in document["missing"]] == [("running", "running")]
-    assert "1 failed, 0 skipped, 1 missing" in markdown
+    assert "1 failed, 1 missing" in markdown
     assert "12.5 s in failed runs" in markdown
     found = tables(markdown)
     assert found["Failed runs"] == [
-        {"experiment": "crashed", "seed": "3", "state": "failed", "exit code": "137", "log": "crashed/seed-3/run.log"}
+        {
+            "experiment": "crashed",
+            "seed": "3",
+            "state": "failed",
+            "reason": "—",
+            "exit code": "137",
+            "log": "crashed/seed-3/run.log",
+        }
     ]
     block = markdown.split("crashed seed 3, last lines of its log:", 1)[1].split("```text\n", 1)[1].split("```")[0]
     assert block == "step 6\nstep 7\nstep 8\nstep 9\nKilled\n"
@@ -337,7 +359,7 @@ def test_failed_runs_have_their_own_section_with_their_last_log_lines(results):
 
 
 def test_missing_experiments_from_the_grid_file(results, tmp_path_factory):
-    from sft.collect import expected_runs
+    from sft.report.collect import expected_runs
 
     grid = tmp_path_factory.mktemp("grid") / "grid.jsonnet"
     configs = {**CLASSIFICATION_RUNS, "later": classification_config(32)}
@@ -375,7 +397,7 @@ def test_a_done_status_without_results_is_missing_not_done(results):
 
 
 def test_long_or_multiline_settings_stay_one_table_cell(tmp_path):
-    from sft.tables import CELL_CHARACTERS, setting_text
+    from sft.report.tables import CELL_CHARACTERS, setting_text
 
     long = "Classify | the tweet.\n" * 20
     assert setting_text(long).count("\\|") == setting_text(long).count("|")  # every pipe escaped
@@ -389,3 +411,17 @@ def test_long_or_multiline_settings_stay_one_table_cell(tmp_path):
     rows = tables(markdown)[CLASSIFICATION]
     # sorted by value: "Classify..." before "Short."; the order sorts the full text, the cell shows the cut one
     assert [row["prompting.instruction"] for row in rows] == [setting_text(long), "Short."]
+
+
+def test_the_report_knows_exactly_the_states_the_runner_writes(tmp_path):
+    """One enum (RunState) for the writer and the reader: its failed state is a failure, every other
+    unfinished state is missing; a state no runner writes (e.g. "timeout") is shown as missing by name."""
+    from sft.results.states import FAILED_STATES, RunState
+
+    for index, state in enumerate([*RunState, "timeout"]):
+        value = state.value if isinstance(state, RunState) else state
+        write_status(tmp_path, f"run{index}", 1, value, log_tail="x\n")
+    collected = collect(tmp_path)
+    assert {f["state"] for f in collected.failures} == {state.value for state in FAILED_STATES} == {"failed"}
+    missing = {m["state"] for m in collected.missing}
+    assert missing == {"running", "interrupted", "timeout", "done (no results.json)"}

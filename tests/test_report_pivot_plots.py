@@ -1,4 +1,4 @@
-"""sft.report pivots, plots and the CSV: cells equal brute-force statistics, PNGs are real images of
+"""sft.report.aggregate pivots, plots and the CSV: cells equal brute-force statistics, PNGs are real images of
 the documented size, the CSV round-trips through pandas."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from report_data import (
     write_results,
 )
 
-from sft.report import ReportOptions, aggregate, parse_plots
+from sft.report.aggregate import ReportOptions, aggregate, parse_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -129,7 +129,7 @@ def test_parse_plots():
 def test_plots_are_png_images_of_the_documented_size(results):
     from matplotlib.image import imread
 
-    from sft.plots import HEIGHT, WIDTH
+    from sft.report.plots import HEIGHT, WIDTH
 
     for folder in results.glob("*/seed-*"):
         if folder.parent.name in CLASSIFICATION_RUNS or folder.parent.name == "shots16_default":
@@ -138,7 +138,7 @@ def test_plots_are_png_images_of_the_documented_size(results):
     document = json.loads(document_path.read_text(encoding="utf-8"))
     markdown = markdown_path.read_text(encoding="utf-8")
     experiments = sorted([*CLASSIFICATION_RUNS, "shots16_default"])
-    expected = ["_plots/cardiffnlp_tweet_eval__sentiment_classification_f1_macro.png"] + [
+    expected = ["_plots/cardiffnlp_tweet_eval_sentiment_classification_f1_macro.png"] + [
         f"_plots/{name}/{kind}.png" for name in experiments for kind in ("confusion", "reliability")
     ]
     assert document["plots"] == expected
@@ -164,11 +164,12 @@ def test_plots_are_replaced_not_accumulated(results):
 
 
 def test_reliability_bins_give_the_metrics_ece():
-    """The diagram's bins are the ones sft.metrics' ECE uses: same data, same number."""
+    """The diagram's bins are the ones sft.evaluation.metrics' ECE uses: same data, same number."""
     from sft.config import EvaluationConfig
-    from sft.metrics import MetricInputs, expected_calibration_error
-    from sft.plots import expected_calibration_error as diagram_ece
-    from sft.plots import reliability_bins
+    from sft.evaluation.classification import ece as expected_calibration_error
+    from sft.evaluation.metrics import MetricInputs
+    from sft.report.plots import expected_calibration_error as diagram_ece
+    from sft.report.plots import reliability_bins
 
     rng = np.random.default_rng(0)
     labels = ["a", "b", "c"]
@@ -185,7 +186,7 @@ def test_reliability_bins_give_the_metrics_ece():
 
 
 def test_confusion_plot_counts_pool_the_seeds(results, monkeypatch):
-    import sft.plots
+    import sft.report.plots
 
     seen = {}
 
@@ -193,7 +194,7 @@ def test_confusion_plot_counts_pool_the_seeds(results, monkeypatch):
         seen[path.parent.name] = (labels, matrix.tolist())
         return path
 
-    monkeypatch.setattr(sft.plots, "confusion_plot", record)
+    monkeypatch.setattr(sft.report.plots, "confusion_plot", record)
     for seed in SEEDS:
         write_predictions(results / "shots8_default" / f"seed-{seed}")
     aggregate(results, ReportOptions(plots=frozenset({"confusion"})))
@@ -250,7 +251,7 @@ def test_csv_round_trips_through_pandas(results):
 
 
 def test_the_readme_documents_the_json_schema():
-    from sft.report import ROW_FIELDS, SCHEMA_VERSION
+    from sft.report.aggregate import ROW_FIELDS, SCHEMA_VERSION
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f'"schema_version": {SCHEMA_VERSION}' in readme

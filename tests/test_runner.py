@@ -20,13 +20,14 @@ from helpers import REPO, classification_config, merge, training_sections
 from rich.console import Console
 
 from sft.config import parse_config
-from sft.executors import ProcessHandle, register_executor
-from sft.experiment import Run
-from sft.resume import RunLock, decide, set_aside
-from sft.runner import Options, plan, run_experiments
+from sft.results.layout import Run
+from sft.runner.executors import ProcessHandle
+from sft.runner.registry import EXECUTORS
+from sft.runner.resume import RunLock, decide, set_aside
+from sft.runner.scheduler import Options, plan, run_experiments
 
 
-@register_executor("test-sh")
+@EXECUTORS.register("test-sh")
 class ShellExecutor:
     """Each job: log its GPUs and start/end times, count itself, sleep, write results.json atomically."""
 
@@ -138,7 +139,7 @@ def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_pat
 
 def test_options_are_checked_before_anything_runs(tmp_path):
     from sft.config import ConfigError
-    from sft.runner import check_options
+    from sft.runner.scheduler import check_options
 
     big = configs(tmp_path, a={"resources": {"gpus": 4}})
     with pytest.raises(ConfigError) as error:

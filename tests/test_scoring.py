@@ -1,11 +1,12 @@
-"""sft.scoring: label log-likelihoods must equal a brute-force, one-sequence-at-a-time computation."""
+"""sft.scoring.label_scoring: label log-likelihoods must equal a brute-force, one-sequence-at-a-time computation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sft.scoring import common_prefix_length, label_logprobs, split_continuation
+from sft.scoring.label_scoring import label_logprobs
+from sft.scoring.label_tokens import common_prefix_length, split_continuation
 
 # Single-token and multi-token labels, with shared text prefixes ("neg"/"negative", "positive"/"positively great").
 LABELS = ["positive", "positively great", "neutral", "negative", "neg"]

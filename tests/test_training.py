@@ -1,5 +1,5 @@
-"""sft.training and sft.loading: trainer defaults, LoRA training on the completion only, adapter round trips,
-tokenizer chat templates and model loading arguments."""
+"""sft.training.causal_lm and sft.model.loading: trainer defaults, LoRA training on the completion only, adapter
+round trips, tokenizer chat templates and model loading arguments."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import torch
 from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError, ModelConfig, parse_config
-from sft.data import prepare_data
-from sft.loading import load_model, load_tokenizer, quantization_config, resolve_dtype
-from sft.prompting import ICLSampler, PromptBuilder, inference_prompts
-from sft.scoring import label_logprobs
+from sft.data.prepare import prepare_data
+from sft.data.prompts import ICLSampler, PromptBuilder, inference_prompts
+from sft.model.loading import load_model, load_tokenizer, quantization_config, resolve_dtype
+from sft.scoring.label_scoring import label_logprobs
 from sft.synthetic import CHATML_TEMPLATE, build_model, build_tokenizer
-from sft.training import save_adapter, train_adapter, trainer_arguments
+from sft.tasks import task_for
+from sft.training.causal_lm import train_adapter
+from sft.training.common import save_adapter, trainer_arguments
 
 SEED = 0
 
@@ -27,7 +29,7 @@ def few_shot_config(data: Path, model: Path, **sections):
 
 def prompts_for(config, data, tokenizer, count: int = 4) -> list[str]:
     builder = PromptBuilder(tokenizer, config.prompting, config.inference.max_seq_length)
-    sampler = ICLSampler(data.icl_pool, config.prompting.output_column, data.labels, SEED, purpose="inference")
+    sampler = ICLSampler.of(data, SEED, purpose="inference")
     return inference_prompts(builder, sampler, data.test.select(range(count)), 0, False)
 
 
@@ -143,7 +145,8 @@ def trained(setup, tmp_path_factory):
     run_folder = tmp_path_factory.mktemp("train-run")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trl, "SFTTrainer", RecordingSFTTrainer)
-        peft_model, stats = train_adapter(config, data, model, tokenizer, SEED, run_folder)
+        result = train_adapter(config, task_for(config), data, model, tokenizer, SEED, run_folder)
+    peft_model, stats = result.model, result.stats
     assert len(trainers) == 1
     # training must not change the tokenizer that inference goes on using
     assert (tokenizer.chat_template, tokenizer.pad_token, tokenizer.padding_side) == (template, pad_token, padding_side)

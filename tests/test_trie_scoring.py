@@ -1,4 +1,5 @@
-"""The one-pass scorer (sft.trie_scoring behind sft.scoring.label_logprobs) must equal brute force exactly:
+"""The one-pass scorer (sft.scoring.trie behind sft.scoring.label_scoring.label_logprobs) must equal brute force
+exactly:
 random label sets (shared prefixes, single- and multi-token, labels merging with the prompt's end), padding,
 batch sizes 1..N, small trie chunks, shared prefix on and off; on Llama and Qwen2, LoRA and 8-bit models."""
 
@@ -9,10 +10,20 @@ import random
 
 import pytest
 import torch
+from helpers import icl_sampler
 
-from sft import scoring, trie_scoring
 from sft.config import InferenceConfig
-from sft.scoring import brute_force_logprobs, classification_scores, label_logprobs, normalize, score_labels, split_all
+from sft.scoring import label_scoring as scoring
+from sft.scoring import label_tokens
+from sft.scoring import trie as trie_scoring
+from sft.scoring.label_scoring import (
+    brute_force_logprobs,
+    classification_scores,
+    label_logprobs,
+    normalize,
+    score_labels,
+    split_all,
+)
 from sft.synthetic import INSTRUCTION_WORDS, NOUNS, SENTIMENT_WORDS, build_model, build_tokenizer
 
 TOLERANCE = 1e-4
@@ -160,7 +171,7 @@ def test_attention_without_4d_masks_falls_back_to_brute_force(peaked, monkeypatc
     monkeypatch.setattr(scoring, "brute_force_logprobs", brute_force_in_sdpa)
     model.config._attn_implementation = "flash_attention_2"
     try:
-        with caplog.at_level(logging.WARNING, logger="sft.scoring"):
+        with caplog.at_level(logging.WARNING, logger="sft.scoring.label_scoring"):
             scores = label_logprobs(model, tokenizer, prompts, labels)
     finally:
         model.config._attn_implementation = "sdpa"
@@ -243,13 +254,13 @@ def test_normalization_is_validated():
 
 def test_content_free_prompt_is_the_template_around_n_a(peaked):
     from sft.config import PromptingConfig
-    from sft.prompting import ICLSampler, PromptBuilder
-    from sft.scoring import content_free_prompt
+    from sft.data.prompts import PromptBuilder
+    from sft.scoring.label_scoring import content_free_prompt
 
     _, tokenizer = peaked
     prompting = PromptingConfig(instruction="Classify.", input_columns=["text"], output_column="label")
     builder = PromptBuilder(tokenizer, prompting)
-    sampler = ICLSampler(None, "label", ["neg", "pos"], seed=0, purpose="inference")
+    sampler = icl_sampler(None, "label", ["neg", "pos"], seed=0, purpose="inference")
     assert content_free_prompt(builder, sampler, ["text"], InferenceConfig()) is None
     prompt = content_free_prompt(builder, sampler, ["text"], InferenceConfig(normalization="pmi"))
     assert prompt == builder.prompt({"text": "N/A"}, [])
@@ -269,12 +280,12 @@ def test_split_all_after_special_tokens_equals_tokenizing_every_pair(peaked):
         prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
         full = [tokenizer(p + label, add_special_tokens=False)["input_ids"] for p in prompts for label in labels]
         return [
-            [scoring._split(prompt_ids[p], full[p * len(labels) + l], label) for l, label in enumerate(labels)]
+            [label_tokens._split(prompt_ids[p], full[p * len(labels) + l], label) for l, label in enumerate(labels)]
             for p in range(len(prompts))
         ]
 
-    assert scoring._split_after_special_tokens(tokenizer, chat, labels) is not None
+    assert label_tokens._split_after_special_tokens(tokenizer, chat, labels) is not None
     assert split_all(tokenizer, chat, labels) == every_pair(chat)
     mixed = [*chat[:2], "the phone was excel"]
-    assert scoring._split_after_special_tokens(tokenizer, mixed, labels) is None
+    assert label_tokens._split_after_special_tokens(tokenizer, mixed, labels) is None
     assert split_all(tokenizer, mixed, labels) == every_pair(mixed)

@@ -1,7 +1,7 @@
 """Test-only fault injection for the grid runner's fault tests (never on the path outside them).
 
 With this folder on PYTHONPATH and SFT_TEST_FAULTS='{"experiment name": "mode"}', every Python process
-wraps `sft.experiment.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
+wraps `sft.experiment.run.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
 first, or fail on their first attempt only. Each call also prints CUDA_VISIBLE_DEVICES to its log.
 """
 
@@ -15,9 +15,9 @@ if _FAULTS:
     import sys
     import time
 
-    import sft.experiment
+    import sft.experiment.run
 
-    _original = sft.experiment.run_experiment
+    _original = sft.experiment.run.run_experiment
 
     def run_experiment(config, run):
         print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr, flush=True)
@@ -39,4 +39,4 @@ if _FAULTS:
                 os._exit(4)
         return _original(config, run)
 
-    sft.experiment.run_experiment = run_experiment
+    sft.experiment.run.run_experiment = run_experiment

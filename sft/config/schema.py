@@ -1,0 +1,441 @@
+"""The experiment config: one pydantic model per section, validated once, every error reported at once.
+
+Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig` and reads
+its fields; it never looks keys up in raw dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+
+from sft.config.errors import ConfigError
+from sft.registry import did_you_mean
+
+__all__ = ["ConfigError"]  # re-exported: the schema's validators and its users raise it
+
+TaskType = Literal["classification", "generation", "multilabel"]
+# The seed of a single run when none is given (`--random-seed`, `run-experiments` without --seeds).
+DEFAULT_SEED = 42
+# `resources.num_processes` of an `accelerate` experiment on CPU (no GPUs to count).
+DEFAULT_CPU_PROCESSES = 2
+# `inference.calibration_args.num_estimations` of `domain` calibration: the paper's 20 random strings.
+DOMAIN_ESTIMATIONS = 20
+# Input tokens a classification head reads when `prompting.max_input_length` is not set (or less, when
+# the tokenizer's own limit is lower).
+HEAD_MAX_LENGTH = 512
+SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
+
+# PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
+# sft's simplified PiSSA (sft.model.initialization), so PEFT's (which rewrites the base weight into the residual
+# W - W_r) is `pissa_residual`; `pissa_niter_<n>` (PEFT's fast-SVD PiSSA) is matched separately.
+PEFT_INITIALIZATIONS = {
+    "gaussian": "gaussian",
+    "pissa_residual": "pissa",
+    "olora": "olora",
+    "orthogonal": "orthogonal",
+    "loftq": "loftq",
+    "mica": "mica",
+}
+# PEFT initializations that need a pass over data before training, which sft does not run (yet).
+DATA_DRIVEN_INITIALIZATIONS = {
+    "eva": "peft.initialize_lora_eva_weights",
+    "corda": "peft.tuners.lora.corda.preprocess_corda",
+    "lora_ga": "peft.tuners.lora.lora_ga.preprocess_loraga",
+}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Section):
+    path: str = Field(description="Hub dataset id, a save_to_disk folder, a data folder or a data file.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Extra arguments for datasets.load_dataset.")
+    task_type: TaskType = "classification"
+    shots: int = Field(0, ge=0, description="Training examples per label (classification) or in all (generation).")
+    max_n_test: int | None = Field(None, ge=1, description="Evaluate on at most this many test examples.")
+    train_split: str = "train"
+    test_split: str = "test"
+    validation_split: str | None = None
+    labels: list[str] | None = Field(None, description="The label set in this order; default: sorted from the data.")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None:
+            if len(labels) < 2:
+                raise ValueError("give at least two labels")
+            duplicates = sorted({label for label in labels if labels.count(label) > 1})
+            if duplicates:
+                raise ValueError(f"labels must be unique; repeated: {duplicates}")
+        return labels
+
+
+class QuantizationConfig(Section):
+    config_class: str = Field(description="A transformers quantization config class, e.g. BitsAndBytesConfig.")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelArgs(BaseModel):
+    """`model.model_args`: arguments for from_pretrained (any key it takes), plus sft's own placement
+    settings, which never reach from_pretrained (see sft/model/placement.py)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    parallelize: StrictBool = Field(
+        False, description="Spread the model over every visible GPU with a balanced accelerate device map."
+    )
+    no_split_module_classes: list[StrictStr] | None = Field(
+        None, description="parallelize: module classes kept on one device; default: the model's own."
+    )
+
+    @field_validator("parallelize", mode="before")
+    @classmethod
+    def _a_bool(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError("model_args.parallelize must be true or false")
+        return value
+
+    @field_validator("no_split_module_classes", mode="before")
+    @classmethod
+    def _class_names(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+            raise ValueError("model_args.no_split_module_classes must be a list of module class names")
+        return value
+
+    @model_validator(mode="after")
+    def _no_shadowed_fields(self) -> ModelArgs:
+        # These have their own fields; accepting them here too would let model_args silently win
+        # (e.g. run remote code while model.trust_remote_code says false).
+        owned = {
+            "trust_remote_code": "model.trust_remote_code",
+            "revision": "model.revision",
+            "dtype": "model.dtype",
+            "torch_dtype": "model.dtype",
+            "quantization_config": "model.quantization",
+        }
+        extra = self.model_extra or {}
+        clashes = [f"{key} (use {owned[key]})" for key in extra if key in owned]
+        if clashes:
+            raise ValueError(f"model_args must not set {', '.join(clashes)}")
+        if self.parallelize and "device_map" in extra:
+            raise ValueError("model_args.parallelize computes the device_map; don't set both")
+        return self
+
+    def from_pretrained_args(self) -> dict[str, Any]:
+        """The arguments passed through to from_pretrained (sft's placement settings left out)."""
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(Section):
+    name: str = Field(description="Hub model id or local folder.")
+    revision: str | None = None
+    trust_remote_code: bool = Field(False, description="Run code shipped with the model; only when you trust it.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto': the checkpoint's dtype on GPU, float32 on CPU."
+    )
+    device: str | None = Field(None, description="e.g. 'cpu' or 'cuda:1'; default: cuda when available, else cpu.")
+    model_args: ModelArgs = Field(default_factory=ModelArgs, description="Extra arguments for from_pretrained.")
+    quantization: QuantizationConfig | None = None
+    chat_template: str | None = Field(None, description="A Jinja chat template, or a path to a .jinja file.")
+    chat_template_from: str | None = Field(None, description="Take the chat template of this other model.")
+    adapter: str | None = Field(None, description="A trained adapter folder to load for predict/evaluate.")
+    head: Literal["classification"] | None = Field(
+        None, description="'classification': a sequence-classification head (see sft/head.py); default: generative."
+    )
+
+    @model_validator(mode="after")
+    def _one_template_source(self) -> ModelConfig:
+        if self.chat_template is not None and self.chat_template_from is not None:
+            raise ValueError("can't provide both chat_template and chat_template_from. Choose one.")
+        return self
+
+    @model_validator(mode="after")
+    def _parallelize_without_device(self) -> ModelConfig:
+        if self.model_args.parallelize and self.device is not None:
+            raise ValueError(
+                "model_args.parallelize uses every visible GPU; remove model.device (or set CUDA_VISIBLE_DEVICES)"
+            )
+        return self
+
+
+class LoraSection(BaseModel):
+    """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted
+    and checked against peft by `sft.config.validation` (it costs a peft import, so it is not done here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = Field("CAUSAL_LM", description="Set by sft from model.head.")
+    r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | str | None = "all-linear"
+    bias: Literal["none", "all", "lora_only"] = "none"
+    init_lora_weights: bool | str = Field(
+        True, description="True, False, an sft initializer (pca, pissa, umap) or a PEFT initialization name."
+    )
+    init_args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the sft initializer, e.g. {'n_neighbors': 10}."
+    )
+    use_rslora: bool = False
+    use_dora: bool = False
+    modules_to_save: list[str] | None = None
+
+    @field_validator("init_lora_weights")
+    @classmethod
+    def _known_initialization(cls, value: bool | str) -> bool | str:
+        from sft.model.initialization.registry import INITIALIZERS
+
+        if not isinstance(value, str) or value in INITIALIZERS or value in PEFT_INITIALIZATIONS:
+            return value
+        if re.fullmatch(r"pissa_niter_\d+", value):
+            return value
+        if value in DATA_DRIVEN_INITIALIZATIONS:
+            raise ValueError(
+                f"PEFT's {value!r} initialization needs a pass over training data "
+                f"({DATA_DRIVEN_INITIALIZATIONS[value]}) that sft does not run; choose another initialization"
+            )
+        names = [*sorted(INITIALIZERS), *PEFT_INITIALIZATIONS]
+        choices = ", ".join([*names, "pissa_niter_<n>", "true", "false"])
+        raise ValueError(f"unknown initialization {value!r}{did_you_mean(value, names)}; choose from {choices}")
+
+    @model_validator(mode="after")
+    def _initialization_arguments(self) -> LoraSection:
+        if self.init_args and not self.custom_initializer:
+            raise ValueError("init_args is only for sft initializers (pca, pissa, umap, ...), not PEFT's")
+        if self.init_lora_weights == "loftq" and not (self.model_extra or {}).get("loftq_config"):
+            raise ValueError('loftq needs lora.loftq_config, e.g. {"loftq_bits": 4, "loftq_iter": 1}')
+        return self
+
+    @property
+    def custom_initializer(self) -> str | None:
+        """The sft initializer named by init_lora_weights, or None for PEFT's own initializations."""
+        from sft.model.initialization.registry import INITIALIZERS
+
+        value = self.init_lora_weights
+        return value if isinstance(value, str) and value in INITIALIZERS else None
+
+    def peft_kwargs(self) -> dict[str, Any]:
+        """peft.LoraConfig arguments. An sft initializer starts from PEFT's default (B = 0) and is applied to
+        the PEFT model afterwards (sft.model.initialization.apply)."""
+        kwargs = self.model_dump(exclude={"init_args"})
+        value = self.init_lora_weights
+        if self.custom_initializer:
+            kwargs["init_lora_weights"] = True
+        elif isinstance(value, str):
+            kwargs["init_lora_weights"] = PEFT_INITIALIZATIONS.get(value, value)
+        return kwargs
+
+
+class PromptingConfig(Section):
+    instruction: str = Field("", description="The task instruction, sent as the system turn.")
+    input_columns: list[str] = Field(min_length=1)
+    output_column: str
+    input_template: str | None = Field(
+        None, description="How input columns form the user turn, e.g. 'Premise: {premise}\\nHypothesis: {hypothesis}'."
+    )
+    max_input_length: int | None = Field(None, ge=1, description="Truncate each input text to this many tokens.")
+    max_output_length: int | None = Field(None, ge=1, description="Truncate training targets to this many tokens.")
+    label_separator: str = Field(", ", min_length=1, description="Joins the labels of a multilabel answer.")
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> PromptingConfig:
+        if self.output_column in self.input_columns:
+            raise ValueError(f"output_column {self.output_column!r} is also an input column; the answer would leak")
+        if self.input_template is not None:
+            names = {field for _, field, _, _ in string.Formatter().parse(self.input_template) if field}
+            unknown = sorted(names - set(self.input_columns))
+            if unknown:
+                raise ValueError(f"input_template uses {unknown}, which are not in input_columns {self.input_columns}")
+        return self
+
+
+class TrainingConfig(Section):
+    icl_examples: int = Field(0, ge=0, description="In-context examples in each training prompt (per label).")
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments for trl.SFTConfig (transformers.TrainingArguments in head mode)."
+    )
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        None, description="Head mode: loss weight per label (multilabel: BCE pos_weight); 'balanced' from counts."
+    )
+
+
+class CalibrationConfig(Section):
+    """`inference.calibration_args`: which calibration (sft/calibration.py) and its estimation options."""
+
+    calibration_fn: str | None = Field(
+        None, description="contextual, domain, batch or adjustable_batch (see sft.scoring.calibration); None: off."
+    )
+    content_free_inputs: list[str] = Field(default_factory=lambda: ["N/A", "", "[MASK]"], min_length=1)
+    num_estimations: int | None = Field(
+        None, ge=1, description="domain: random strings averaged (default 20); batch: prior from the first n tests."
+    )
+    estimate_per_prompt: bool = Field(
+        True, description="contextual/domain with per-example in-context examples: one prior per test prompt."
+    )
+    gamma_grid: list[float] = Field(default_factory=lambda: [i / 10 for i in range(21)], min_length=1)
+    gamma_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    labelled_examples: int = Field(64, ge=1, description="adjustable_batch: labelled examples that choose gamma.")
+    seed: int | None = Field(None, description="For random strings and labelled examples; default: the run seed.")
+
+    def domain_estimations(self) -> int:
+        """Random in-domain strings `domain` calibration averages over."""
+        return self.num_estimations or DOMAIN_ESTIMATIONS
+
+    @field_validator("calibration_fn")
+    @classmethod
+    def _registered(cls, name: str | None) -> str | None:
+        from sft.scoring.registry import CALIBRATIONS
+
+        problems = CALIBRATIONS.unknown([name] if name is not None else [])
+        if problems:
+            raise ValueError(problems[0])
+        return name
+
+
+class InferenceConfig(Section):
+    icl_examples: int = Field(0, ge=0, description="In-context examples in each test prompt (per label).")
+    icl_fixed: bool = Field(False, description="Use the same in-context examples for every test prompt.")
+    batch_size: int = Field(8, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, description="Longest prompt in tokens.")
+    thresholds: Literal["global", "per_label"] | float = Field(
+        "global", description="Multilabel: one threshold or one per label, tuned on validation; or a fixed number."
+    )
+    threshold_examples: int | None = Field(
+        None, ge=1, description="Multilabel: tune thresholds on at most this many validation examples."
+    )
+    generation_args: dict[str, Any] = Field(
+        default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
+    )
+    normalization: Literal["sum", "mean", "per_char", "pmi"] = Field(
+        "sum",
+        description="Label score compared across labels: summed log-likelihood, its mean per token, per "
+        "character, or pmi (minus the label's log-likelihood after the prompt with input 'N/A').",
+    )
+    calibration_args: CalibrationConfig = Field(default_factory=CalibrationConfig)
+
+
+class EvaluationConfig(Section):
+    metrics: list[str] | None = Field(None, description="Metric names; default: every metric of the task type.")
+    tokenizer_name: str | None = Field(None, description="A HF tokenizer that splits words for BLEU and ROUGE.")
+    bleu_tokenize: str = Field("13a", description="sacrebleu tokenizer when tokenizer_name is not set.")
+    ece_bins: int = Field(10, ge=1)
+
+
+class ResourcesConfig(Section):
+    """How the grid runner runs the experiment. Part of the config hash like every section: data-parallel
+    training changes the effective batch size, so a changed launcher must not count as finished."""
+
+    gpus: int = Field(1, ge=1, description="GPUs the experiment takes from `run-experiments --gpus`.")
+    launcher: Literal["python", "accelerate"] = Field(
+        "python", description="'accelerate': data-parallel training through `accelerate launch`."
+    )
+    num_processes: int | None = Field(
+        None, ge=1, description="Processes of `accelerate launch`; default: one per GPU (CPU: 2)."
+    )
+
+    def processes(self, gpus: int = 0) -> int:
+        """Processes the experiment runs as: 1 (python launcher), else num_processes, one per GPU given
+        (`gpus`), or DEFAULT_CPU_PROCESSES on CPU."""
+        if self.launcher != "accelerate":
+            return 1
+        return self.num_processes or gpus or DEFAULT_CPU_PROCESSES
+
+
+class ExperimentConfig(Section):
+    dataset: DatasetConfig
+    model: ModelConfig
+    prompting: PromptingConfig
+    lora: LoraSection | None = None
+    training: TrainingConfig | None = None
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _calibration_classifies(self) -> ExperimentConfig:
+        if self.inference.calibration_args.calibration_fn and self.dataset.task_type != "classification":
+            raise ValueError(
+                "inference.calibration_args.calibration_fn applies to single-label classification only; remove it"
+            )
+        if self.inference.calibration_args.calibration_fn and self.model.head is not None:
+            raise ValueError(
+                "inference.calibration_args.calibration_fn calibrates label scoring, not a classification head; "
+                "remove it or model.head"
+            )
+        if self.inference.normalization == "pmi" and self.inference.calibration_args.calibration_fn in (
+            "contextual",
+            "domain",
+        ):
+            raise ValueError(
+                "inference.normalization 'pmi' already divides by the content-free prompt's label probabilities; "
+                f"calibrating it with {self.inference.calibration_args.calibration_fn!r} corrects twice: choose one"
+            )
+        if self.inference.normalization != "sum" and (
+            self.model.head is not None or self.dataset.task_type != "classification"
+        ):
+            raise ValueError(
+                "inference.normalization applies to label scoring of single-label classification; "
+                "remove it (a head and multilabel scoring use their own probabilities)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _head_fits_task(self) -> ExperimentConfig:
+        if self.model.head is not None and self.dataset.task_type == "generation":
+            raise ValueError("model.head: a classification head cannot generate; use classification or multilabel")
+        head_ignores = [
+            key
+            for key, value in (
+                ("inference.icl_examples", self.inference.icl_examples),
+                ("training.icl_examples", self.training.icl_examples if self.training else 0),
+            )
+            if value
+        ]
+        if self.model.head is not None and head_ignores:
+            raise ValueError(
+                f"{', '.join(head_ignores)}: a classification head reads the input alone, without in-context "
+                "examples; remove them or model.head"
+            )
+        if self.model.head is None and self.training is not None and self.training.class_weights is not None:
+            raise ValueError("training.class_weights applies to model.head: 'classification' only; remove it")
+        init = str(self.lora.init_lora_weights).lower() if self.lora is not None else ""
+        if self.model.head is not None and (init.startswith("pissa_") or init == "olora"):
+            # PEFT cannot convert such an adapter back onto the original weights when a head is in
+            # modules_to_save, so a saved head adapter would not reload on the untouched checkpoint.
+            raise ValueError(
+                f"lora.init_lora_weights: {self.lora.init_lora_weights!r} rewrites the base weights, which head mode "
+                "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
+            )
+        if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
+            raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
+        return self
+
+    @property
+    def trains(self) -> bool:
+        """Few-shot experiments train an adapter; zero-shot ones use the model as it is."""
+        return self.dataset.shots > 0
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in, as plain JSON data."""
+        return self.model_dump(mode="json")
+
+    def hashed_settings(self) -> dict[str, Any]:
+        """The settings that differ from the schema's defaults: what identifies an experiment. A setting
+        sft adds later with a default (or a default spelled out) leaves every existing hash as it was, so
+        resuming a grid never re-runs finished work because sft grew a field."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def config_hash(self) -> str:
+        return config_hash(self.hashed_settings())
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()

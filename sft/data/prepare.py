@@ -1,0 +1,77 @@
+"""The data of one experiment: its splits read the way its task keeps labels, the training shots of
+its seed, and the test subset.
+
+Every problem with the data (a missing split or column, an empty split, a label without training
+examples) is found before any model is loaded, and reported all at once as a ConfigError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sft.config import ConfigError, ExperimentConfig
+from sft.data.checks import data_problems, needs_train_split
+from sft.data.shots import sample_shots
+from sft.data.splits import load_splits
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from sft.tasks.base import Task
+
+__all__ = ["ExperimentData", "data_problems", "load_splits", "needs_train_split", "prepare_data", "sample_shots"]
+
+# The test subset chosen by max_n_test is the same for every seed, so experiments stay comparable.
+TEST_SUBSET_SEED = 0
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    """The splits one experiment uses, with labels as its task keeps them (strings; ordered lists)."""
+
+    train: Dataset | None
+    shots: Dataset | None  # the sampled training examples (None for zero-shot)
+    test: Dataset
+    validation: Dataset | None
+    labels: list[str] | None  # classification and multilabel
+    # indices of `icl_pool` from which in-context examples are drawn: one group per label, or one in all
+    icl_groups: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def icl_pool(self) -> Dataset | None:
+        """Where in-context examples come from: the sampled shots when there are any (so a few-shot
+        experiment sees no labelled data beyond its shots), else the whole training split."""
+        return self.shots if self.shots is not None else self.train
+
+
+def prepare_data(
+    config: ExperimentConfig, seed: int, splits: DatasetDict | None = None, task: Task | None = None
+) -> ExperimentData:
+    """Load, check and cut the data of one experiment: training shots for `seed`, the test subset."""
+    from sft.tasks import task_for
+
+    task = task or task_for(config)
+    splits = load_splits(config.dataset) if splits is None else splits
+    problems = data_problems(config, splits)
+    if problems:
+        raise ConfigError(problems)
+    dataset, output = config.dataset, config.prompting.output_column
+
+    def split_or_none(name: str | None) -> Dataset | None:
+        if name is None or name not in splits:
+            return None
+        return task.read_split(splits[name], output, dataset.labels)
+
+    train = split_or_none(dataset.train_split) if needs_train_split(config) else None
+    test = split_or_none(dataset.test_split)
+    validation = split_or_none(dataset.validation_split)
+    if dataset.max_n_test is not None and dataset.max_n_test < len(test):
+        test = test.shuffle(seed=TEST_SUBSET_SEED).select(range(dataset.max_n_test))
+    labels = task.label_set([test] if train is None else [test, train], output, dataset.labels)
+    shots = sample_shots(train, output, labels, dataset.shots, seed) if config.trains else None
+    pool = shots if shots is not None else train
+    groups = task.example_groups(pool[output], labels) if pool is not None else []
+    return ExperimentData(train=train, shots=shots, test=test, validation=validation, labels=labels, icl_groups=groups)

@@ -1,0 +1,54 @@
+"""What a predictor is: how a model is loaded, trained and read for one way of predicting.
+
+Four predictors exist: label scoring (classification by the log-likelihood of each label), label-set
+scoring (multilabel, by the likelihood of label sequences), generation, and a classification head.
+Each is a module-level `Predictor` in its own module; `sft.predictors.predictor_for` picks one. A
+predictor's `scorer` returns a function from a split to `Scores`, which the task (`sft.tasks`) turns
+into predictions; everything a predictor produces comes back as a return value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sft.config import ExperimentConfig
+    from sft.data.prepare import ExperimentData
+    from sft.tasks.base import Scorer, Task
+    from sft.training.common import Trained
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to train or predict, and its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+
+
+# load(config, task, labels, adapter, trainable) -> Loaded
+Load = Callable[["ExperimentConfig", "Task", "list[str] | None", "str | None", bool], Loaded]
+# train(config, task, data, loaded, seed, run_folder) -> Trained
+Train = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int, Path], "Trained"]
+# scorer(config, task, data, loaded, seed) -> Scorer
+MakeScorer = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int], "Scorer"]
+
+
+@dataclass(frozen=True)
+class Predictor:
+    name: str
+    load: Load
+    train: Train
+    scorer: MakeScorer
+
+
+def quiet_libraries() -> None:
+    """Progress bars and info logs of datasets and transformers would drown the run log."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_warning()

@@ -1,0 +1,100 @@
+"""`aggregate`: the report of a results folder, `aggregated_results.md` for people, and
+`aggregated_results.json` / `.csv` (one row per experiment and seed, every setting and metric) for
+pandas, rebuilt from the result files alone.
+
+The Markdown (`sft.report.markdown`) opens with a summary (runs done / failed / missing, datasets,
+models, compute time) and the settings set alike in every run; then, per dataset and task type
+(`sft.report.sections`), a table of the experiments (seeds collapsed to mean ± std, best in bold), a
+pivot of one metric and its plot (`sft.report.plots`); then failed and missing runs and unreadable
+files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sft.report.collect import Collected, collect, flatten
+from sft.report.markdown import markdown, summary
+from sft.report.plots import draw_plots
+from sft.report.sections import PLOT_KINDS, ReportOptions, parse_plots, sections
+from sft.report.tables import constant_settings, varying_settings
+from sft.results.files import atomic_write_json, atomic_write_text
+
+__all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "parse_plots", "varying_settings"]
+
+log = logging.getLogger(__name__)
+
+JSON_NAME = "aggregated_results.json"
+MARKDOWN_NAME = "aggregated_results.md"
+CSV_NAME = "aggregated_results.csv"
+SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summary)
+ROW_FIELDS = [
+    "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "finished_at",
+    "n_test", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
+]  # fmt: skip
+
+
+def csv_frame(rows: list[dict[str, Any]]):
+    """One row per run: ROW_FIELDS, then `settings.<key>` in config order, then `metrics.<name>` sorted;
+    the same column names `pandas.json_normalize(document["rows"])` gives."""
+    import pandas as pd
+
+    settings = list(dict.fromkeys(key for row in rows for key in row["settings"]))
+    metrics = sorted({name for row in rows for name in row["metrics"]})
+    records = [
+        {field_: row.get(field_) for field_ in ROW_FIELDS}
+        | {f"settings.{key}": _csv_value(row["settings"].get(key)) for key in settings}
+        | {f"metrics.{name}": row["metrics"].get(name) for name in metrics}
+        for row in rows
+    ]
+    columns = [*ROW_FIELDS, *(f"settings.{key}" for key in settings), *(f"metrics.{name}" for name in metrics)]
+    # nullable dtypes keep integer settings integers (8, not 8.0) in columns with empty cells
+    return pd.DataFrame.from_records(records, columns=columns).convert_dtypes()
+
+
+def _csv_value(value: Any) -> Any:
+    """Lists and dicts as JSON text, so a cell holds one value."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+
+
+def document(collected: Collected, plots: list[str]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "summary": summary(collected),
+        "varying_settings": varying_settings(collected.rows),
+        "constant_settings": {key: value for key, (value, _) in constant_settings(collected.rows).items()},
+        "rows": collected.rows,
+        "failures": collected.failures,
+        "skipped": collected.skipped,
+        "missing": collected.missing,
+        "problems": collected.problems,
+        "plots": plots,
+    }
+
+
+def aggregate(results_path: str | Path, options: ReportOptions | None = None) -> tuple[Path, Path]:
+    """Rebuild aggregated_results.{json,csv,md} (and `_plots/`) from the result files under `results_path`.
+
+    Raises FileNotFoundError for a missing folder and ValueError for an option naming no setting or
+    metric, before anything is written.
+    """
+    results_path = Path(results_path)
+    options = options or ReportOptions()
+    if not results_path.is_dir():
+        raise FileNotFoundError(f"results folder {results_path} does not exist")
+    collected = collect(results_path, options.expected)
+    found = sections(collected.rows, options)
+    drawn = draw_plots(results_path, collected.rows, found, options.plots)
+    collected = dataclasses.replace(collected, problems=[*collected.problems, *drawn.problems])
+    for problem in collected.problems:
+        log.warning(problem)
+    json_path = atomic_write_json(results_path / JSON_NAME, document(collected, drawn.paths()))
+    atomic_write_text(results_path / CSV_NAME, csv_frame(collected.rows).to_csv(index=False))
+    markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, markdown(collected, found, drawn))
+    return json_path, markdown_path

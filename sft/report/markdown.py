@@ -1,0 +1,139 @@
+"""The Markdown report: a summary, the settings a user set that are constant across the grid, a section
+per dataset and task type (table, pivot, plot), then per-experiment plots, failed and missing runs and
+unreadable files. It holds no timestamp or absolute path, so the same result files always give the
+same Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sft.config.defaults import differs_from_default
+from sft.evaluation.registry import higher_is_better
+from sft.report.collect import Collected, is_number
+from sft.report.plots import Drawn
+from sft.report.sections import Section
+from sft.report.tables import constant_settings, experiment_table, pivot_table, setting_text
+
+FAILURE_LINES = 5
+NONE = "none"
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def summary(collected: Collected) -> dict[str, Any]:
+    rows = collected.rows
+    done = sum(row["total_seconds"] for row in rows if is_number(row["total_seconds"]))
+    failed = sum(f["duration_seconds"] for f in collected.failures if is_number(f.get("duration_seconds")))
+    return {
+        "runs_done": len(rows),
+        "runs_failed": len(collected.failures),
+        "runs_skipped": len(collected.skipped),
+        "runs_missing": len(collected.missing),
+        "experiments_done": len({row["experiment"] for row in rows}),
+        "datasets": sorted({row["dataset"] for row in rows}),
+        "models": sorted({str(row["model"]) for row in rows}),
+        "compute_seconds": done,
+        "failed_compute_seconds": failed,
+    }
+
+
+def _table(header: list[str], lines: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
+
+
+def _summary_lines(facts: dict[str, Any], collected: Collected) -> list[str]:
+    lines = [
+        f"- Runs: {facts['runs_done']} done ({facts['experiments_done']} experiment(s)), {facts['runs_failed']} "
+        f"failed, {facts['runs_missing']} missing",
+        f"- Datasets: {', '.join(facts['datasets']) or NONE}",
+        f"- Models: {', '.join(facts['models']) or NONE}",
+        f"- Compute time: {duration_text(facts['compute_seconds'])} in finished runs"
+        + (f", {duration_text(facts['failed_compute_seconds'])} in failed runs" if collected.failures else ""),
+    ]
+    if collected.problems:
+        lines.append(f"- Unreadable files: {len(collected.problems)} (listed at the end)")
+    return lines
+
+
+def _constant_lines(rows: list[dict[str, Any]]) -> list[str]:
+    # settings at their schema default are what every run has unless told otherwise: not worth a line
+    constant = {key: found for key, found in constant_settings(rows).items() if differs_from_default(key, found[0])}
+    if not constant:
+        return []
+    table = [
+        [key, setting_text(value), "all" if count == len(rows) else f"{count} of {len(rows)}"]
+        for key, (value, count) in constant.items()
+    ]
+    return [
+        "",
+        f"<details><summary>Settings constant across the grid, defaults left out ({len(constant)})</summary>",
+        "",
+        _table(["setting", "value", "runs"], table),
+        "",
+        "</details>",
+    ]
+
+
+def _section_lines(section: Section, plot: str | None) -> list[str]:
+    lower = [metric for metric in section.metrics if not higher_is_better(metric)]
+    direction = f"; lower is better for {', '.join(lower)}" if lower else ""
+    lines = ["", f"## {section.title}", ""]
+    lines += [f"Mean ± standard deviation over seeds (n = seeds); best per column in bold{direction}.", ""]
+    lines.append(_table(*experiment_table(section.rows, section.metrics)))
+    table = section.pivot
+    if table is None:
+        return [*lines, "", section.note]
+    lines += ["", f"### {table.metric} by {' × '.join(table.row_keys)} and {' × '.join(table.col_keys)}", ""]
+    lines += ["Mean ± standard deviation (runs) in each cell; best per column in bold.", ""]
+    lines.append(_table(*pivot_table(table)))
+    if table.pooled:
+        lines += ["", f"Cells pool runs that differ in {', '.join(table.pooled)}; add them to --rows or --cols."]
+    if plot:
+        lines += ["", f"![{table.metric} against {', '.join(table.col_keys)}]({plot})"]
+    return lines
+
+
+def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[str]:
+    lines: list[str] = []
+    if per_experiment:
+        lines += ["", "## Per-experiment plots"]
+        for experiment, plots in per_experiment.items():
+            lines += ["", f"### {experiment}", "", " ".join(f"![{kind}]({path})" for kind, path in plots.items())]
+    if collected.failures:
+        table = [
+            [f["experiment"], str(f["seed"]), f["state"], setting_text(f.get("reason") or None),
+             setting_text(f.get("exit_code")), f["log"]]
+            for f in collected.failures
+        ]  # fmt: skip
+        header = ["experiment", "seed", "state", "reason", "exit code", "log"]
+        lines += ["", "## Failed runs", "", _table(header, table)]
+        for failure in collected.failures:
+            tail = [line for line in failure["log_tail"].splitlines() if line.strip()][-FAILURE_LINES:]
+            lines += ["", f"{failure['experiment']} seed {failure['seed']}, last lines of its log:", "", "```text"]
+            lines += [*(tail or ["(empty log)"]), "```"]
+    if collected.missing:
+        table = [[m["experiment"], setting_text(m["seed"]), m["state"]] for m in collected.missing]
+        lines += ["", "## Missing runs", "", "Runs of the grid without a result yet.", ""]
+        lines.append(_table(["experiment", "seed", "state"], table))
+    if collected.problems:
+        lines += ["", "## Unreadable files", "", *(f"- {problem}" for problem in collected.problems)]
+    return lines
+
+
+def markdown(collected: Collected, found: list[Section], drawn: Drawn) -> str:
+    lines = ["# Aggregated results", "", *_summary_lines(summary(collected), collected)]
+    lines += _constant_lines(collected.rows)
+    for section in found:
+        lines += _section_lines(section, drawn.sections.get((section.dataset, section.task_type)))
+    lines += _run_lines(collected, drawn.experiments)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,233 @@
+"""PNG plots for the report (matplotlib figures rendered by Agg, imported inside the functions), and the
+report's `_plots/` folder that holds them.
+
+Every figure is FIGURE_SIZE at DPI, so a PNG is always WIDTH x HEIGHT pixels: the metric against
+shots (one line per pivot row, error bars = standard deviation across seeds), and per experiment a
+confusion matrix and a reliability diagram pooled over its seeds' predictions.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sft.config.defaults import schema_default
+from sft.report.tables import Pivot, column_label, setting_text
+from sft.results.files import read_jsonl
+from sft.results.layout import slug
+from sft.tasks import TASKS
+
+if TYPE_CHECKING:
+    from sft.report.sections import Section
+
+FIGURE_SIZE = (6.4, 4.0)  # inches
+DPI = 100
+WIDTH, HEIGHT = int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI)
+
+
+def _figure():
+    from matplotlib.figure import Figure
+
+    # A bare Figure (not pyplot) renders with Agg without touching the process-wide backend (a user's
+    # notebook keeps its own) and is never registered globally, so nothing leaks between plots.
+    return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, format="png")  # no bbox_inches="tight": the size stays fixed
+    return path
+
+
+def _short(key: str, value: Any) -> str:
+    if value is None:  # a section the run does not have: zero-shot runs have no lora
+        return f"no {key.split('.')[0]}"
+    if key == "model.name" and isinstance(value, str):
+        return value.rstrip("/").rsplit("/", 1)[-1]  # "Qwen/Qwen2.5-0.5B" -> "Qwen2.5-0.5B"
+    return f"{key.rsplit('.', 1)[-1]}={setting_text(value)}"
+
+
+def metric_plot(path: Path, table: Pivot, title: str) -> Path:
+    """The pivot as lines: x = its columns (evenly spaced, e.g. shots 0, 8, 16, 64), one line per row."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    positions = np.arange(len(table.cols))
+    for row in table.rows:
+        cells = [table.cells.get((row, col)) for col in table.cols]
+        x = [p for p, cell in zip(positions, cells) if cell is not None]
+        y = [cell.mean for cell in cells if cell is not None]
+        error = [cell.std or 0.0 for cell in cells if cell is not None]
+        label = ", ".join(_short(key, value) for key, value in zip(table.row_keys, row))
+        axes.errorbar(x, y, yerr=error, marker="o", capsize=3, label=label)
+    axes.set_xticks(positions, [column_label(table.col_keys, col) for col in table.cols])
+    axes.set_xlabel(", ".join(table.col_keys))
+    axes.set_ylabel(table.metric)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    if table.rows:
+        axes.legend(fontsize=7, loc="best")
+    return _save(figure, path)
+
+
+def confusion_plot(path: Path, labels: list[str], matrix: np.ndarray, title: str) -> Path:
+    """Counts with references as rows and predictions as columns, both in label order."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    ticks = np.arange(len(labels))
+    axes.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(ticks, labels, fontsize=8)
+    axes.set_xlabel("prediction")
+    axes.set_ylabel("reference")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        axes.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    axes.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> dict[str, np.ndarray]:
+    """Equal-width confidence bins as sft.evaluation.metrics' ECE uses them: bin b holds (b/n, (b+1)/n]."""
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / counts
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / counts
+    return {"counts": counts, "accuracy": accuracy, "confidence": mean_confidence}
+
+
+def expected_calibration_error(bins: dict[str, np.ndarray]) -> float:
+    share = bins["counts"] / max(bins["counts"].sum(), 1)
+    gaps = np.abs(bins["accuracy"] - bins["confidence"])
+    return float(np.nansum(share * gaps))
+
+
+def reliability_plot(path: Path, probabilities: list[dict[str, float]], references: list[str], title: str,
+                     n_bins: int = 10) -> Path:  # fmt: skip
+    """Accuracy against top-label confidence per bin; the diagonal is perfect calibration."""
+    labels = list(probabilities[0])
+    matrix = np.array([[p[label] for label in labels] for p in probabilities], dtype=float)
+    confidence = matrix.max(axis=1)
+    correct = (np.asarray(labels)[matrix.argmax(axis=1)] == np.asarray(references, dtype=object)).astype(float)
+    bins = reliability_bins(confidence, correct, n_bins)
+    figure = _figure()
+    axes = figure.add_subplot()
+    edges = np.linspace(0, 1, n_bins + 1)
+    filled = bins["counts"] > 0
+    axes.bar(edges[:-1][filled], bins["accuracy"][filled], width=1 / n_bins, align="edge", edgecolor="black",
+             alpha=0.7, label="accuracy")  # fmt: skip
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top label)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"{title}\nECE {expected_calibration_error(bins):.4f}, {len(references)} predictions", fontsize=10)
+    axes.legend(fontsize=8, loc="upper left")
+    return _save(figure, path)
+
+
+# -- the report's plot files -------------------------------------------------------------------------------
+
+PLOTS_FOLDER = "_plots"  # experiment names start with a letter or digit, so this never collides
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """The PNGs a report links (paths relative to the results folder) and the plots that failed."""
+
+    sections: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, task type) -> metric plot
+    experiments: dict[str, dict[str, str]] = field(default_factory=dict)  # experiment -> {kind: path}
+    problems: list[str] = field(default_factory=list)
+
+    def paths(self) -> list[str]:
+        return [*self.sections.values(), *(path for plots in self.experiments.values() for path in plots.values())]
+
+
+def draw_plots(root: Path, rows: list[dict[str, Any]], found: list[Section], kinds: frozenset[str]) -> Drawn:
+    """Write the requested PNGs under `_plots/`, replacing older ones."""
+    folder = root / PLOTS_FOLDER
+    if folder.is_dir():
+        shutil.rmtree(folder)  # the report's own folder: stale plots of removed runs must not linger
+    sections: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    if "metric" in kinds:
+        for section in found:
+            if section.pivot is not None and len(section.pivot.cols) >= 2:
+                name = f"{slug(section.dataset, 80)}_{section.task_type}_{slug(section.pivot.metric, 80)}.png"
+                title = f"{section.dataset}: {section.pivot.metric}"
+                path, problem = _plot(root, f"{PLOTS_FOLDER}/{name}", metric_plot, section.pivot, title)
+                if path:
+                    sections[(section.dataset, section.task_type)] = path
+                problems += [problem] if problem else []
+    experiments: dict[str, dict[str, str]] = {}
+    for experiment, members in _by_experiment(rows, kinds).items():
+        plots, found_problems = _experiment_plots(root, experiment, members, kinds)
+        problems += found_problems
+        if plots:
+            experiments[experiment] = plots
+    return Drawn(sections, experiments, problems)
+
+
+def _plot(root: Path, relative: str, draw: Any, *args: Any) -> tuple[str | None, str | None]:
+    """Draw one PNG: (its path, None), or (None, the problem) when it fails (odd predictions, a matplotlib
+    problem), so one plot never costs the whole report."""
+    try:
+        draw(root / relative, *args)
+    except Exception as error:  # any failure of one plot must leave the rest of the report
+        return None, f"{relative}: plot failed ({type(error).__name__}: {error})"
+    return relative, None
+
+
+def _by_experiment(rows: list[dict[str, Any]], kinds: frozenset[str]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every experiment whose task has one of the per-experiment plots `kinds` asks for."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        task = TASKS.get(row["task_type"])
+        if task is not None and task.report_plots & kinds:
+            grouped.setdefault(row["experiment"], []).append(row)
+    return grouped
+
+
+def _experiment_plots(
+    root: Path, experiment: str, rows: list[dict[str, Any]], kinds: frozenset[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Confusion matrix and reliability diagram of one experiment, pooled over its seeds' predictions."""
+    from sklearn.metrics import confusion_matrix
+
+    predictions: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for row in rows:
+        path = f"{row['folder']}/predictions.jsonl"
+        if not (root / path).is_file():
+            continue
+        try:
+            predictions += [p for p in read_jsonl(root / path) if "reference" in p and "prediction" in p]
+        except (OSError, ValueError) as error:
+            problems.append(f"{path}: unreadable predictions ({type(error).__name__}: {error})")
+    if not predictions:
+        return {}, problems
+    seeds = f"{len(rows)} seed(s)"
+    plots: dict[str, tuple[str | None, str | None]] = {}
+    references = [str(p["reference"]) for p in predictions]
+    probabilities = [p["probabilities"] for p in predictions if isinstance(p.get("probabilities"), dict)]
+    predicted = [str(p["prediction"]) for p in predictions]
+    # the label order of the probabilities, then anything else the references or predictions hold
+    labels = list(dict.fromkeys([*(probabilities[0] if probabilities else []), *sorted({*references, *predicted})]))
+    folder = f"{PLOTS_FOLDER}/{experiment}"
+    if "confusion" in kinds:
+        matrix = np.asarray(confusion_matrix(references, predicted, labels=labels))
+        title = f"{experiment}: confusion matrix ({seeds})"
+        plots["confusion matrix"] = _plot(root, f"{folder}/confusion.png", confusion_plot, labels, matrix, title)
+    if "reliability" in kinds and len(probabilities) == len(predictions):
+        bins = int(rows[0]["settings"].get("evaluation.ece_bins") or schema_default("evaluation.ece_bins"))
+        title = f"{experiment}: reliability ({seeds})"
+        plots["reliability diagram"] = _plot(
+            root, f"{folder}/reliability.png", reliability_plot, probabilities, references, title, bins
+        )
+    problems += [problem for _, problem in plots.values() if problem]
+    return {kind: path for kind, (path, _) in plots.items() if path}, problems

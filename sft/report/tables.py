@@ -1,0 +1,233 @@
+"""The tables of the report: experiments with their seeds collapsed to mean ± std, the best value of
+each metric in bold, and pivots (rows x columns of settings, one metric per cell).
+
+Cells are mean ± sample standard deviation (ddof=1) over the runs they hold; one run shows its value
+alone. Whether higher or lower is better is what each metric declared where it is registered
+(`sft.evaluation.registry.higher_is_better`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sft.evaluation.registry import higher_is_better
+from sft.registry import did_you_mean
+from sft.report.collect import is_number
+
+# The usual few-shot grid: model x adapter initialization x in-context examples, against shots.
+DEFAULT_PIVOT_ROWS = ("model.name", "model.head", "lora.init_lora_weights", "inference.icl_examples")
+DEFAULT_PIVOT_COLS = ("dataset.shots",)
+NONE_TEXT = "—"
+CELL_CHARACTERS = 80  # longer settings (a chat template, a long instruction) are cut in the Markdown
+
+
+def format_number(value: float, like: float | None = None) -> str:
+    """Four decimals for scores in [0, 1]-like ranges, two for BLEU-like 0-100 scales (judged on `like`)."""
+    return f"{value:.2f}" if abs(value if like is None else like) >= 10 else f"{value:.4f}"
+
+
+def setting_text(value: Any) -> str:
+    """A setting as a Markdown table cell: one line, no pipes; a missing section shows as a dash."""
+    if value is None:
+        return NONE_TEXT
+    if isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, (list, dict)):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = text.replace("\n", "\\n")
+    if len(text) > CELL_CHARACTERS:
+        text = text[: CELL_CHARACTERS - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def sort_key(value: Any) -> tuple:
+    """Orders setting values naturally: missing, booleans, numbers (8 < 16), then text."""
+    if value is None:
+        return (0, 0, "")
+    if isinstance(value, bool):
+        return (1, int(value), "")
+    if is_number(value):
+        return (2, value, "")
+    return (3, 0, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Stats:
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Stats | None:
+        numbers = [float(v) for v in values if is_number(v) and not math.isnan(v)]
+        if not numbers:
+            return None
+        mean = math.fsum(numbers) / len(numbers)
+        if len(numbers) == 1:
+            return cls(mean, None, 1)
+        variance = math.fsum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)
+        return cls(mean, math.sqrt(variance), len(numbers))
+
+    def text(self, count: bool = False) -> str:
+        text = format_number(self.mean)
+        if self.std is not None:  # with the mean's decimals, so "20.50 ± 0.71"
+            text += f" ± {format_number(self.std, like=self.mean)}"
+        return f"{text} ({self.n})" if count else text
+
+
+def varying_settings(rows: list[dict[str, Any]]) -> list[str]:
+    """Setting keys whose values differ between the rows that set them, in config order.
+
+    A section only some experiments have (zero-shot runs have no `lora`) does not make all its keys
+    vary: `lora.r` is shown only when the runs with an adapter disagree on it.
+    """
+    return [key for key, values in _setting_values(rows).items() if len(values) > 1]
+
+
+def constant_settings(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, int]]:
+    """key -> (its one value, how many rows set it), for keys every row that sets them agrees on."""
+    return {
+        key: (next(iter(values.values())), sum(key in row["settings"] for row in rows))
+        for key, values in _setting_values(rows).items()
+        if len(values) == 1
+    }
+
+
+def _setting_values(rows: list[dict[str, Any]]) -> dict[str, dict[Any, Any]]:
+    """key -> {comparable form: value} of its distinct values. A section that is empty or absent in
+    some runs (`lora` null in zero-shot runs, `dataset.args` {}) is left out where other runs have
+    keys inside it."""
+    values: dict[str, dict[Any, Any]] = {}
+    for row in rows:
+        for key, value in row["settings"].items():
+            values.setdefault(key, {}).setdefault(_comparable(value), value)
+    prefixes = {key.rsplit(".", i)[0] for key in values for i in range(1, key.count(".") + 1)}
+    return {key: found for key, found in values.items() if key not in prefixes}
+
+
+def _comparable(value: Any) -> Any:
+    """Hashable, and 1 != True != "1" (JSON text only for the rare lists and dicts: it is slow)."""
+    if isinstance(value, (list, dict)):
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    return (type(value).__name__, value)
+
+
+def best_lines(cells: list[Stats | None], higher: bool) -> set[int]:
+    """Indexes of the cells holding the best mean (ties all bold); none when every value ties."""
+    means = [cell.mean for cell in cells if cell is not None]
+    target = max(means, default=0.0) if higher else min(means, default=0.0)
+    best = {i for i, cell in enumerate(cells) if cell is not None and math.isclose(cell.mean, target)}
+    return best if len(best) < len(means) else set()
+
+
+def _cell(stats: Stats | None, bold: bool, count: bool = False) -> str:
+    if stats is None:
+        return ""
+    return f"**{stats.text(count)}**" if bold else stats.text(count)
+
+
+def experiment_table(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, lines): one line per experiment, the varying settings, the seed count and each metric."""
+    settings = varying_settings(rows)
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_experiment.setdefault(row["experiment"], []).append(row)
+    order = sorted(
+        by_experiment,
+        key=lambda name: ([sort_key(by_experiment[name][0]["settings"].get(key)) for key in settings], name),
+    )
+    columns = {m: [Stats.of([r["metrics"].get(m) for r in by_experiment[name]]) for name in order] for m in metrics}
+    best = {metric: best_lines(cells, higher_is_better(metric)) for metric, cells in columns.items()}
+    lines = []
+    for index, name in enumerate(order):
+        first = by_experiment[name][0]["settings"]
+        lines.append(
+            [name, *(setting_text(first.get(key)) for key in settings), str(len(by_experiment[name]))]
+            + [_cell(columns[metric][index], index in best[metric]) for metric in metrics]
+        )
+    return ["experiment", *settings, "n", *metrics], lines
+
+
+# -- pivots --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pivot:
+    """One metric over rows x columns of settings; `cells[(row, col)]` pools every run that matches."""
+
+    metric: str
+    row_keys: list[str]
+    col_keys: list[str]
+    rows: list[tuple] = field(default_factory=list)  # distinct row values, in natural order
+    cols: list[tuple] = field(default_factory=list)
+    cells: dict[tuple[tuple, tuple], Stats] = field(default_factory=dict)
+    pooled: list[str] = field(default_factory=list)  # settings that differ between runs of one cell
+
+
+def resolve_key(key: str, available: Sequence[str], option: str) -> str:
+    """A dotted setting key from what the user typed: exact, a section (`model` -> `model.name`) or a
+    unique last part (`shots` -> `dataset.shots`)."""
+    if key in available:
+        return key
+    if f"{key}.name" in available:
+        return f"{key}.name"
+    endings = [name for name in available if name.endswith(f".{key}")]
+    if len(endings) == 1:
+        return endings[0]
+    candidates = [*available, *{name.split(".")[0] for name in available}]
+    hint = f" (it matches {', '.join(endings)}; write one of them)" if endings else did_you_mean(key, candidates)
+    raise ValueError(f"{option}: no run has the setting {key!r}{hint}")
+
+
+def default_pivot_keys(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The default rows keep only the default keys that vary here (at least the model)."""
+    varying = set(varying_settings(rows))
+    row_keys = [key for key in DEFAULT_PIVOT_ROWS if key in varying] or [DEFAULT_PIVOT_ROWS[0]]
+    return row_keys, list(DEFAULT_PIVOT_COLS)
+
+
+def pivot(rows: list[dict[str, Any]], row_keys: list[str], col_keys: list[str], metric: str) -> Pivot:
+    table = Pivot(metric, list(row_keys), list(col_keys))
+    groups: dict[tuple[tuple, tuple], list[dict[str, Any]]] = {}
+    for row in rows:
+        if not is_number(row["metrics"].get(metric)):
+            continue
+        r = tuple(row["settings"].get(key) for key in row_keys)
+        c = tuple(row["settings"].get(key) for key in col_keys)
+        groups.setdefault((_hashable(r), _hashable(c)), []).append(row)
+    table.rows = sorted({r for r, _ in groups}, key=lambda values: [sort_key(v) for v in values])
+    table.cols = sorted({c for _, c in groups}, key=lambda values: [sort_key(v) for v in values])
+    pooled: dict[str, None] = {}
+    for key, members in groups.items():
+        table.cells[key] = Stats.of([member["metrics"][metric] for member in members])
+        pooled.update(dict.fromkeys(k for k in varying_settings(members) if k not in (*row_keys, *col_keys)))
+    table.pooled = list(pooled)
+    return table
+
+
+def _hashable(values: tuple) -> tuple:
+    """Lists and dicts (e.g. target_modules) become JSON text so they can be dict keys."""
+    return tuple(json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for v in values)
+
+
+def pivot_table(table: Pivot) -> tuple[list[str], list[list[str]]]:
+    """(header, lines) with the best mean of each column in bold and the run count in each cell."""
+    columns = [[table.cells.get((r, c)) for r in table.rows] for c in table.cols]
+    best = [best_lines(cells, higher_is_better(table.metric)) for cells in columns]
+    header = [*table.row_keys, *(column_label(table.col_keys, c) for c in table.cols)]
+    lines = [
+        [*(setting_text(v) for v in r)] + [_cell(cells[i], i in top, count=True) for cells, top in zip(columns, best)]
+        for i, r in enumerate(table.rows)
+    ]
+    return header, lines
+
+
+def column_label(keys: list[str], values: tuple) -> str:
+    """`shots=8` for one key; `shots=8, icl_examples=1` for several (the last part of each key)."""
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={setting_text(value)}" for key, value in zip(keys, values))

@@ -1,0 +1,135 @@
+"""Executors: how the grid runner starts one experiment in a fresh process and learns how it ended.
+
+Every executor gives each experiment its own process (GPU memory and global state never leak from one
+experiment into the next) in its own session, so the runner can stop the experiment together with
+anything it started (data loader workers, `accelerate launch` ranks) by signalling its process group.
+
+- `subprocess`: `python -m sft.cli run-experiment ...`; pays the import of torch, transformers, trl
+  and peft (about 10 s) for every experiment.
+- `forkserver` (the default): one server process per runner imports those libraries once, never
+  initializes CUDA, and forks a child per experiment (see `sft.runner.forkserver`). Experiments launched
+  through `accelerate launch` still use a plain subprocess.
+- `ray`: each experiment is a Ray task with the GPUs it asks for (see `sft.runner.ray_executor`).
+
+Children die with the runner even when it is killed with SIGKILL: they ask the kernel for a signal
+when their parent dies (Linux `PR_SET_PDEATHSIG`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sft.config import ExperimentConfig
+from sft.results.layout import Run
+from sft.results.logs import RUNNER_LOG_ENV
+from sft.runner.processes import signal_group, start_child
+from sft.runner.registry import EXECUTORS
+
+
+@dataclass
+class Job:
+    """One experiment/seed to start: its config file, its log file and the GPUs given to it."""
+
+    run: Run
+    config: ExperimentConfig
+    config_file: Path
+    log_path: Path
+    gpus: list[str] | None  # None: the runner manages no GPUs (CPU slots)
+
+    def visible_gpus(self) -> list[str]:
+        """The runner's GPUs for this job, else those the environment (e.g. a Ray worker) makes visible."""
+        if self.gpus is not None:
+            return self.gpus
+        return [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+
+    def env(self) -> dict[str, str]:
+        """Environment added to the child's: the runner captures its output; the GPUs it may use."""
+        extra = {RUNNER_LOG_ENV: "1", "TOKENIZERS_PARALLELISM": "false"}
+        if self.gpus is not None:
+            extra["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        if self.config.resources.launcher == "accelerate" and not self.visible_gpus():
+            extra["ACCELERATE_USE_CPU"] = "true"  # data parallel over CPU processes (gloo)
+        return extra
+
+
+class Handle(Protocol):
+    """A started experiment. `poll` returns None while it runs, then its exit code (-N: killed by signal N)."""
+
+    pid: int | None
+
+    def poll(self) -> int | None: ...
+
+    def started(self) -> bool:
+        """True once the experiment's process exists (its timeout counts from then)."""
+
+    def signal(self, signum: int) -> None: ...
+
+
+class Executor(Protocol):
+    def start(self, job: Job) -> Handle: ...
+
+    def close(self) -> None: ...
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    return EXECUTORS.get(name)(**options)
+
+
+def accelerate_command(job: Job) -> list[str]:
+    """`accelerate launch` of `run-experiment` with one process per GPU (or per CPU process)."""
+    gpus = len(job.visible_gpus())
+    processes = job.config.resources.processes(gpus)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    # `--cpu` would run a single process: several processes (GPU or CPU, gloo) go through torchrun
+    launch += ["--multi_gpu"] if processes > 1 else [] if gpus else ["--cpu"]
+    return [*launch, "-m", *experiment_arguments(job)]
+
+
+def experiment_arguments(job: Job) -> list[str]:
+    run = job.run
+    return [
+        "sft.cli", "run-experiment", str(job.config_file),
+        "--name", run.name, "--random-seed", str(run.seed), "--results-path", str(run.results_path),
+    ]  # fmt: skip
+
+
+def child_command(job: Job) -> list[str]:
+    if job.config.resources.launcher == "accelerate":
+        return accelerate_command(job)
+    return [sys.executable, "-m", *experiment_arguments(job)]
+
+
+class ProcessHandle:
+    """A child started with subprocess in its own session."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str]):
+        with open(log_path, "a", encoding="utf-8") as log:
+            self.process = start_child(command, stdout=log, env=env)
+        self.pid: int | None = self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def started(self) -> bool:
+        return True
+
+    def signal(self, signum: int) -> None:
+        signal_group(self.pid, signum)
+
+
+class SubprocessExecutor:
+    """`python -m sft.cli run-experiment` per experiment: simple, and pays the library imports each time."""
+
+    def __init__(self, **_: Any):
+        pass
+
+    def start(self, job: Job) -> Handle:
+        return ProcessHandle(child_command(job), job.log_path, job.env())
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,78 @@
+"""The `ray` executor: each experiment is a Ray task that runs `sft.cli run-experiment` in its own process.
+
+The task asks Ray for the GPUs of `resources.gpus` (when the cluster has GPUs; Ray then sets
+CUDA_VISIBLE_DEVICES) and one CPU per process. Results go to the results folder, which must be on
+storage shared by every node. The runner keeps the same semantics as locally: it writes status.json,
+skips finished experiments, and a timeout or an interrupt cancels the task, which kills the worker and,
+through the parent-death signal, the experiment's process.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from sft.runner.executors import Job, child_command
+from sft.runner.processes import signal_group, start_child
+
+
+def run_in_worker(job: Job) -> int:
+    """Body of the Ray task: the experiment in a fresh process of its own session; its exit code."""
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        process = start_child(child_command(job), stdout=log, env=job.env())
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:  # the task was cancelled
+            signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class RayHandle:
+    pid = None
+
+    def __init__(self, ray: Any, ref: Any):
+        self.ray, self.ref = ray, ref
+        self.cancelled = False
+
+    def started(self) -> bool:
+        return True
+
+    def poll(self) -> int | None:
+        ready, _ = self.ray.wait([self.ref], timeout=0)
+        if not ready:
+            return None
+        try:
+            return int(self.ray.get(self.ref))
+        except self.ray.exceptions.TaskCancelledError:
+            return -signal.SIGTERM
+        except self.ray.exceptions.RayError:  # the worker died (e.g. killed by the cancel, or out of memory)
+            return -signal.SIGKILL
+
+    def signal(self, signum: int) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.ray.cancel(self.ref, force=True)
+
+
+class RayExecutor:
+    """Submits experiments to an existing Ray cluster (`address`) or to a local Ray started here."""
+
+    def __init__(self, address: str | None = None, **_: Any):
+        import ray
+
+        self.ray = ray
+        self.owns_ray = not ray.is_initialized()
+        if self.owns_ray:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        self.task = ray.remote(max_retries=0)(run_in_worker)
+
+    def start(self, job: Job) -> RayHandle:
+        resources = job.config.resources
+        options = {"num_cpus": resources.processes(), "num_gpus": resources.gpus if self.has_gpus else 0}
+        return RayHandle(self.ray, self.task.options(**options).remote(job))
+
+    def close(self) -> None:
+        if self.owns_ray:
+            self.ray.shutdown()

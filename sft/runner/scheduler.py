@@ -1,0 +1,363 @@
+"""Running a grid: every experiment and seed in a fresh process, in parallel slots, resumable.
+
+Slots are GPUs (`--gpus 0,1`: an experiment takes `resources.gpus` of them, pinned through
+CUDA_VISIBLE_DEVICES) or CPU jobs (`--jobs N`). Scheduling is greedy in grid order: whenever slots
+are free, the first waiting experiment that fits starts. Finished experiments are skipped
+(`sft.runner.resume`), each running one is locked against other runners, and every outcome lands in the
+run's `status.json` (state, exit code or signal, duration, log tail). A failure never stops the grid;
+`--timeout` stops an experiment's whole process group, `--retries` runs a failed one again. The
+first Ctrl-C (or SIGTERM) stops scheduling and terminates the running experiments; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sft.config import DEFAULT_SEED, ConfigError, ExperimentConfig
+from sft.results.files import atomic_write_json, read_json
+from sft.results.layout import Run, write_config
+from sft.results.logs import tail
+from sft.results.states import RunState
+from sft.runner.executors import Handle, Job, get_executor
+from sft.runner.processes import describe_exit
+from sft.runner.progress import SKIPPED, Progress, print_plan
+from sft.runner.registry import EXECUTORS
+from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
+
+POLL_SECONDS = 0.05
+INTERRUPTED = 130
+
+
+@dataclass
+class Options:
+    """How `run-experiments` runs a grid (see the CLI help for each)."""
+
+    seeds: Sequence[int] = (DEFAULT_SEED,)
+    gpus: list[str] | None = None
+    jobs: int = 1
+    executor: str = "forkserver"
+    ray_address: str | None = None
+    timeout: float | None = None
+    retries: int = 0
+    force: bool = False
+    dry_run: bool = False
+    grace_seconds: float = 10.0
+
+
+@dataclass
+class Active:
+    """A running experiment: its handle, slots, lock and clocks."""
+
+    run: Run
+    config: ExperimentConfig
+    handle: Handle
+    lock: RunLock
+    gpus: list[str]
+    cpu_slots: int
+    attempt: int
+    started: float = field(default_factory=time.time)
+    launched: float | None = None  # when the process exists (a fork server may still be importing)
+    terminated: float | None = None
+    reason: str = ""
+
+
+def slots_needed(config: ExperimentConfig, options: Options) -> int:
+    """GPUs (with --gpus) or CPU jobs an experiment occupies."""
+    if options.gpus is not None:
+        return config.resources.gpus
+    return min(options.jobs, config.resources.processes())
+
+
+def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
+    """Everything wrong with the options for this grid, at once, before anything runs."""
+    problems = EXECUTORS.unknown([options.executor])
+    if options.gpus is not None and options.executor == "ray":
+        problems.append("--gpus: Ray assigns GPUs itself (resources.gpus per experiment); drop --gpus")
+    elif options.gpus is not None:
+        for name, config in configs.items():
+            if config.resources.gpus > len(options.gpus):
+                problems.append(
+                    f"{name}: resources.gpus is {config.resources.gpus} but --gpus gives {len(options.gpus)}"
+                )
+    if options.gpus is not None and not options.gpus:
+        problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
+    if options.jobs < 1:
+        problems.append("--jobs must be at least 1")
+    if options.retries < 0:
+        problems.append("--retries must be 0 or more")
+    if problems:
+        raise ConfigError(problems)
+
+
+class GridRunner:
+    """Schedules the runs of one grid over the slots, and records what happened to each."""
+
+    def __init__(self, configs: dict[str, ExperimentConfig], results_path: Path, options: Options, console: Any):
+        self.configs, self.results_path, self.options, self.console = configs, results_path, options, console
+        self.waiting: deque[tuple[Run, int]] = deque(
+            (Run(name, seed, results_path), 1) for name in configs for seed in options.seeds
+        )
+        self.total = len(self.waiting)
+        self.free_gpus = list(options.gpus or [])
+        self.free_cpus = options.jobs
+        self.active: list[Active] = []
+        self.outcomes: dict[Run, dict[str, Any]] = {}
+        self.locked: list[Run] = []
+        self.stopping = False
+        self.executor: Any = None
+        self.progress: Progress | None = None
+
+    # --- the loop --------------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        slots = len(self.free_gpus) if self.options.gpus is not None else self.options.jobs
+        self.executor = get_executor(
+            self.options.executor, results_path=self.results_path, address=self.options.ray_address
+        )
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with Progress(self.console, self.total, slots) as self.progress:
+                while self.waiting or self.active:
+                    if not self.stopping:
+                        self._start_what_fits()
+                    self._poll()
+                    if self.stopping and not self.active:
+                        break
+                    self.progress.tick()
+                    time.sleep(POLL_SECONDS)
+        finally:
+            for active in self.active:  # only after an unexpected error: leave no experiment behind
+                active.handle.signal(signal.SIGKILL)
+            self.executor.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return self._summary()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:  # second interrupt: no more grace
+            for active in self.active:
+                active.handle.signal(signal.SIGKILL)
+            return
+        self.stopping = True
+        self.console.print("[yellow]Interrupted: stopping the running experiments; rerun to resume.[/yellow]")
+        for active in self.active:
+            active.reason = "interrupted"
+            self._terminate(active)
+
+    def _start_what_fits(self) -> None:
+        for item in list(self.waiting):
+            run, attempt = item
+            config = self.configs[run.name]
+            need = slots_needed(config, self.options)
+            if self.options.gpus is not None:
+                if need > len(self.free_gpus):
+                    continue
+            elif need > self.free_cpus:
+                continue
+            self.waiting.remove(item)
+            self._claim(run, config, attempt, need)
+
+    def _claim(self, run: Run, config: ExperimentConfig, attempt: int, need: int) -> None:
+        lock = RunLock(run.folder)
+        if not lock.acquire():
+            self.locked.append(run)
+            self.progress.skipped(run, "running in another runner")
+            return
+        decision = decide(run, config.config_hash(), self.options.force and attempt == 1)
+        if not decision.run:
+            self._mark_done_if_unrecorded(run, config)
+            lock.release()
+            self.progress.skipped(run, decision.reason)
+            return
+        if decision.set_aside:
+            set_aside(run.folder)
+        for partial in run.folder.glob(".*.tmp"):  # left by a killed writer; we hold the lock, nobody writes
+            partial.unlink(missing_ok=True)
+        gpus: list[str] = []
+        if self.options.gpus is not None:
+            gpus, self.free_gpus = self.free_gpus[:need], self.free_gpus[need:]
+        cpu_slots = 0 if self.options.gpus is not None else need
+        self.free_cpus -= cpu_slots
+        job = Job(run, config, write_config(config, run), run.folder / "run.log", gpus if self.options.gpus else None)
+        with open(job.log_path, "a", encoding="utf-8") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"\n=== {stamp} run-experiment {run.name} seed {run.seed} (attempt {attempt})\n")
+        handle = self.executor.start(job)
+        active = Active(run, config, handle, lock, gpus, cpu_slots, attempt)
+        self.active.append(active)
+        self._write_status(active, RunState.RUNNING, None)
+        detail = f" on GPU {','.join(gpus)}" if gpus else ""
+        self.progress.started(run, detail + (f" (attempt {attempt})" if attempt > 1 else ""))
+
+    def _poll(self) -> None:
+        now = time.time()
+        for active in list(self.active):
+            code = active.handle.poll()
+            if active.launched is None and active.handle.started():
+                active.launched = now
+                if code is None:
+                    self._write_status(active, RunState.RUNNING, None)
+            if code is None:
+                timeout = self.options.timeout
+                if timeout and active.launched and active.terminated is None and now - active.launched > timeout:
+                    active.reason = f"timeout after {timeout:g} s"
+                    self._terminate(active)
+                elif active.terminated and now - active.terminated > self.options.grace_seconds:
+                    active.handle.signal(signal.SIGKILL)
+                continue
+            self._finish(active, code)
+
+    def _terminate(self, active: Active) -> None:
+        active.terminated = time.time()
+        active.handle.signal(signal.SIGTERM)
+
+    def _finish(self, active: Active, code: int) -> None:
+        # Sweep what the experiment left in its process group (e.g. data loader workers). The group id
+        # cannot be reused while any member lives, so this reaches nothing else.
+        active.handle.signal(signal.SIGKILL)
+        self.active.remove(active)
+        self.free_gpus += active.gpus
+        self.free_cpus += active.cpu_slots
+        run = active.run
+        finished = decide(run, active.config.config_hash()).run is False
+        if code == 0 and finished:
+            state, reason = RunState.DONE, ""
+        elif active.reason == "interrupted":
+            state, reason = RunState.INTERRUPTED, "interrupted"
+        else:
+            state = RunState.FAILED
+            reason = active.reason or (describe_exit(code) if code != 0 else "exit code 0 but no results.json")
+        status = self._write_status(active, state, code, reason)
+        active.lock.release()
+        self.outcomes[run] = status
+        if state == RunState.FAILED and active.attempt <= self.options.retries and not self.stopping:
+            self.waiting.appendleft((run, active.attempt + 1))
+            self.progress.retrying(run, reason)
+            return
+        self.progress.finished(run, state.value, time.time() - active.started, reason)
+
+    # --- records ---------------------------------------------------------------------------------------------------
+
+    def _write_status(self, active: Active, state: RunState, code: int | None, reason: str = "") -> dict[str, Any]:
+        run = active.run
+        log = run.folder / "run.log"
+        status: dict[str, Any] = {
+            "experiment": run.name,
+            "seed": run.seed,
+            "state": state.value,
+            "reason": reason,
+            "exit_code": code,
+            "signal": signal.Signals(-code).name if code is not None and code < 0 and -code in _SIGNALS else None,
+            "duration_seconds": round(time.time() - active.started, 3),
+            "attempt": active.attempt,
+            "pid": active.handle.pid,
+            "executor": self.options.executor,
+            "gpus": active.gpus or None,
+            "started_at": _iso(active.started),
+            "launched_at": _iso(active.launched) if active.launched else None,  # after any queueing
+            "finished_at": _iso(time.time()) if state != RunState.RUNNING else None,
+            "config_hash": active.config.config_hash(),
+            "log": str(log),
+        }
+        if state not in (RunState.RUNNING, RunState.DONE):
+            status["log_tail"] = tail(log)
+        atomic_write_json(run.folder / "status.json", status)
+        return status
+
+    def _mark_done_if_unrecorded(self, run: Run, config: ExperimentConfig) -> None:
+        """A runner killed between the child's results.json and its own status.json left 'running' behind."""
+        status_file = run.folder / "status.json"
+        try:
+            if read_json(status_file).get("state") == RunState.DONE.value:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        atomic_write_json(
+            status_file,
+            {
+                "experiment": run.name,
+                "seed": run.seed,
+                "state": RunState.DONE.value,
+                "reason": "found finished on resume",
+                "config_hash": config.config_hash(),
+                "log": str(run.folder / "run.log"),
+            },
+        )
+
+    def _summary(self) -> int:
+        from sft.report.aggregate import ReportOptions, aggregate
+
+        # The grid's runs, so that the report lists the ones an interruption left without a folder.
+        expected = [(name, seed) for name in self.configs for seed in self.options.seeds]
+        _, markdown = aggregate(self.results_path, ReportOptions(expected=expected))
+        states = [status["state"] for status in self.outcomes.values()]
+        failed = [status for status in self.outcomes.values() if status["state"] == RunState.FAILED.value]
+        done = states.count(RunState.DONE.value)
+        skipped = self.progress.counts[SKIPPED] if self.progress else 0
+        interrupted = states.count(RunState.INTERRUPTED.value)
+        self.console.print(
+            f"{done} done, {len(failed)} failed, {interrupted} interrupted, {skipped} skipped. Report: {markdown}"
+        )
+        for status in failed:
+            self.console.print(
+                f"  failed: {status['experiment']} seed {status['seed']} ({status['reason']}), see {status['log']}",
+                highlight=False,
+            )
+        for run in self.locked:
+            self.console.print(f"  not run here: {run.name} seed {run.seed} is being run by another runner")
+        if self.stopping:
+            return INTERRUPTED
+        return 1 if failed else 0
+
+
+_SIGNALS = {member.value for member in signal.Signals}
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def plan(configs: dict[str, ExperimentConfig], results_path: Path, options: Options) -> list[tuple[Run, str, str]]:
+    """(run, 'run' | 'skip', why) for every experiment/seed, touching nothing."""
+    rows = []
+    for name, config in configs.items():
+        for seed in options.seeds:
+            run = Run(name, seed, results_path)
+            if locked_elsewhere(run.folder):
+                rows.append((run, "skip", "running in another runner"))
+                continue
+            decision = decide(run, config.config_hash(), options.force)
+            rows.append((run, "run" if decision.run else "skip", decision.reason))
+    return rows
+
+
+def run_experiments(
+    configs: dict[str, ExperimentConfig], results_path: str | Path, options: Options | Sequence[int], console=None
+) -> int:
+    """Run every (experiment, seed) of a grid, aggregate the results, return the exit code:
+    0 all finished, 1 some failed, 130 interrupted."""
+    from rich.console import Console
+
+    if not isinstance(options, Options):  # a list of seeds
+        options = Options(seeds=list(options))
+    console = console or Console(stderr=True)
+    results_path = Path(results_path)
+    check_options(configs, options)
+    if options.dry_run:
+        print_plan(console, plan(configs, results_path, options))
+        return 0
+    results_path.mkdir(parents=True, exist_ok=True)
+    runs = len(configs) * len(options.seeds)
+    slots = f"GPUs {','.join(options.gpus)}" if options.gpus is not None else f"{options.jobs} job(s)"
+    console.print(
+        f"Running {runs} run(s) ({len(configs)} experiment(s) x {len(options.seeds)} seed(s)) into {results_path} "
+        f"with {slots}, executor {options.executor}"
+    )
+    return GridRunner(configs, results_path, options, console).run()

@@ -1,0 +1,127 @@
+"""What a task is, and what a predictor hands it.
+
+A task (classification, multilabel, generation) owns its labels (how a split's output column is read,
+checked and ordered, how examples group by label), its training target, how a predictor's scores
+become predictions, its metric inputs, its headline metric and the metrics its report table shows,
+and, for a classification head, the head's target and loss (`HeadObjective`). Tasks are plain
+module-level objects implementing `Task`; `sft.tasks.task_for` picks one from the config.
+
+A predictor (`sft.predictors`) produces `Scores` for a split; the task turns them into a `Prediction`:
+the rows of predictions.jsonl and the details results.json records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.data.prepare import ExperimentData
+    from sft.evaluation.metrics import MetricInputs
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a predictor produced for the examples of one split, in order."""
+
+    probabilities: np.ndarray | None = None  # (examples, labels): label probabilities
+    texts: list[str] | None = None  # generated answers
+    row_extras: list[dict[str, Any]] | None = None  # more fields per prediction row (e.g. uncalibrated probabilities)
+    details: dict[str, Any] = field(default_factory=dict)  # recorded in results.json (e.g. "calibration")
+
+
+Scorer = Callable[["Dataset"], Scores]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The rows of predictions.jsonl and what results.json records about how they were made."""
+
+    rows: list[dict[str, Any]]
+    details: dict[str, Any] = field(default_factory=dict)  # "calibration", "thresholds", ...
+
+
+class HeadObjective(Protocol):
+    """How a classification head is trained and read for one task."""
+
+    problem_type: str  # transformers' config.problem_type
+
+    def targets(self, values: Sequence[Any], labels: list[str]) -> np.ndarray: ...
+
+    def balanced_weights(self, targets: np.ndarray, labels: list[str]) -> np.ndarray:
+        """Loss weights per label from the label counts of `targets` (training.class_weights: balanced)."""
+
+    def loss(self, weights: Any) -> Any:
+        """The torch loss module over (logits, targets), weighted per label by `weights` (a tensor or None)."""
+
+    def probabilities(self, logits: Any) -> Any:
+        """Label probabilities from the head's logits (a torch tensor)."""
+
+
+class Task(Protocol):
+    name: str
+    headline_metric: str  # the metric of the report's pivot and plot
+    table_metrics: tuple[str, ...]  # the report table's columns, in order
+    default_metrics: tuple[str, ...]  # computed when evaluation.metrics is not set
+    report_plots: frozenset[str]  # per-experiment plots that apply ("confusion", "reliability")
+    generative_predictor: str  # the predictor of the generative mode (sft.predictors)
+    head: HeadObjective | None  # a classification head's objective; None: no head mode
+
+    def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
+        """The split with its output column as the task keeps it."""
+
+    def label_problems(
+        self, splits: dict[str, Dataset], names: dict[str, str], config: ExperimentConfig, complete: bool
+    ) -> list[str]:
+        """Problems with the labels of the splits (config key -> split), before anything runs."""
+
+    def label_set(self, splits: Sequence[Dataset], column: str, configured: list[str] | None) -> list[str] | None:
+        """The labels in order: `dataset.labels`, else sorted from the splits (read by `read_split`)."""
+
+    def example_groups(self, values: Sequence[Any], labels: list[str] | None) -> list[np.ndarray]:
+        """Indices of the examples to draw in-context examples from: a group per label, or one in all."""
+
+    def target_text(self, value: Any, prompting: PromptingConfig) -> str:
+        """The answer a generative model is trained to give for an output value."""
+
+    def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
+        """Predictions for the test split from the predictor's `score`."""
+
+    def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
+        """What the metric functions read, from the prediction rows."""
+
+
+def example_rows(split: Dataset, prompting: PromptingConfig, reference: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """The start of every prediction row: the input columns and the reference answer."""
+    return [
+        {
+            **{column: example[column] for column in prompting.input_columns},
+            "reference": reference(example[prompting.output_column]),
+        }
+        for example in split
+    ]
+
+
+def label_probabilities(labels: list[str], probabilities: np.ndarray) -> list[dict[str, float]]:
+    """One {label: probability} dict per example."""
+    return [dict(zip(labels, row)) for row in probabilities.tolist()]
+
+
+def labelled_metric_inputs(rows: list[dict[str, Any]], labels: list[str], **sets: Any) -> MetricInputs:
+    """Metric inputs of a labelled task: references and predictions as text, the label probabilities in
+    label order, and any `sets` (a multilabel task's label sets)."""
+    from sft.evaluation.metrics import MetricInputs
+
+    return MetricInputs(
+        references=[str(row["reference"]) for row in rows],
+        predictions=[str(row["prediction"]) for row in rows],
+        labels=labels,
+        probabilities=np.array([[row["probabilities"][label] for label in labels] for row in rows]),
+        **sets,
+    )

@@ -1,0 +1,115 @@
+"""Single-label classification: one label per example, the argmax of the label probabilities.
+
+Labels are read as strings (a ClassLabel id becomes its name); the label set is `dataset.labels` or
+every label of the test and training splits, sorted. A generative model is trained to answer the
+label itself; a classification head is trained with (optionally weighted) cross-entropy and read
+with a softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sft.data.labels import label_set_problems, members_by_label
+from sft.data.prompts import as_text
+from sft.evaluation.metrics import MetricInputs
+from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.data.prepare import ExperimentData
+
+
+def label_strings(split: Dataset, column: str) -> list[str]:
+    """The labels of a split as strings (ClassLabel ids become their names)."""
+    from datasets import ClassLabel
+
+    feature = split.features.get(column)
+    values = split[column]
+    if isinstance(feature, ClassLabel):
+        return [feature.int2str(int(value)) for value in values]
+    return [str(value) for value in values]
+
+
+class SingleLabelHead:
+    """A head with one logit per label: cross-entropy in training, softmax when reading."""
+
+    problem_type = "single_label_classification"
+
+    def targets(self, values: Sequence[Any], labels: list[str]) -> np.ndarray:
+        position = {label: index for index, label in enumerate(labels)}
+        return np.array([position[str(value)] for value in values], dtype=np.int64)
+
+    def balanced_weights(self, targets: np.ndarray, labels: list[str]) -> np.ndarray:
+        """n / (K * n_label): every label weighs the same in the loss."""
+        counts = np.bincount(targets, minlength=len(labels))
+        return (len(targets) / (len(labels) * np.maximum(counts, 1))).astype(np.float32)
+
+    def loss(self, weights: Any) -> Any:
+        import torch
+
+        return torch.nn.CrossEntropyLoss(weight=weights)
+
+    def probabilities(self, logits: Any) -> Any:
+        import torch
+
+        return torch.softmax(logits, dim=-1)
+
+
+class Classification:
+    name = "classification"
+    headline_metric = "f1_macro"
+    table_metrics = ("accuracy", "f1_macro", "f1_micro", "mcc", "ece")
+    default_metrics = (
+        "accuracy", "f1", "precision_recall", "mcc", "balanced_accuracy", "ece", "per_class", "confusion_matrix",
+    )  # fmt: skip
+    report_plots = frozenset({"confusion", "reliability"})
+    generative_predictor = "label_scoring"
+    head = SingleLabelHead()
+
+    def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
+        from datasets import Value
+
+        if split.features.get(column) == Value("string"):
+            return split
+        values = label_strings(split, column)
+        return split.remove_columns(column).add_column(column, values)
+
+    def label_problems(
+        self, splits: dict[str, Dataset], names: dict[str, str], config: ExperimentConfig, complete: bool
+    ) -> list[str]:
+        column = config.prompting.output_column
+        seen = {key: set(label_strings(split, column)) for key, split in splits.items()}
+        return label_set_problems(seen, names, config.dataset.labels, "dataset.train_split", complete)
+
+    def label_set(self, splits: Sequence[Dataset], column: str, configured: list[str] | None) -> list[str]:
+        present = set().union(*(set(split[column]) for split in splits))
+        return list(configured) if configured else sorted(present)
+
+    def example_groups(self, values: Sequence[Any], labels: list[str] | None) -> list[np.ndarray]:
+        return list(members_by_label(values, labels or []).values())
+
+    def target_text(self, value: Any, prompting: PromptingConfig) -> str:
+        return as_text(value)
+
+    def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
+        labels = data.labels or []
+        scores = score(data.test)
+        rows = example_rows(data.test, config.prompting, lambda value: value)
+        for index, (row, probs) in enumerate(zip(rows, label_probabilities(labels, scores.probabilities))):
+            row["prediction"] = max(labels, key=probs.__getitem__)
+            row["probabilities"] = probs
+            if scores.row_extras is not None:
+                row.update(scores.row_extras[index])
+        return Prediction(rows, dict(scores.details))
+
+    def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
+        return labelled_metric_inputs(rows, labels or [])
+
+
+CLASSIFICATION = Classification()

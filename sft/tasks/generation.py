@@ -1,0 +1,60 @@
+"""Generation: free-text answers compared with the reference by BLEU, chrF, ROUGE and exact match."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sft.data.prompts import as_text
+from sft.evaluation.metrics import MetricInputs
+from sft.tasks.base import Prediction, Scorer, example_rows
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.data.prepare import ExperimentData
+
+
+class Generation:
+    name = "generation"
+    headline_metric = "bleu"
+    table_metrics = ("bleu", "chrf", "rougeL", "exact_match")
+    default_metrics = ("bleu", "chrf", "rouge", "exact_match")
+    report_plots: frozenset[str] = frozenset()
+    generative_predictor = "generation"
+    head = None  # a classification head cannot generate (the config validators say so)
+
+    def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
+        return split
+
+    def label_problems(
+        self, splits: dict[str, Dataset], names: dict[str, str], config: ExperimentConfig, complete: bool
+    ) -> list[str]:
+        return []
+
+    def label_set(self, splits: Sequence[Dataset], column: str, configured: list[str] | None) -> None:
+        return None
+
+    def example_groups(self, values: Sequence[Any], labels: list[str] | None) -> list[np.ndarray]:
+        return [np.arange(len(values))]
+
+    def target_text(self, value: Any, prompting: PromptingConfig) -> str:
+        return as_text(value)
+
+    def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
+        scores = score(data.test)
+        rows = example_rows(data.test, config.prompting, lambda value: value)
+        for row, text in zip(rows, scores.texts or []):
+            row["prediction"] = text
+        return Prediction(rows, dict(scores.details))
+
+    def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
+        return MetricInputs(
+            references=[str(row["reference"]) for row in rows], predictions=[str(row["prediction"]) for row in rows]
+        )
+
+
+GENERATION = Generation()

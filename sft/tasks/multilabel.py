@@ -1,0 +1,132 @@
+"""Multi-label classification: label lists in the data, an independent probability per label, and
+thresholds (`sft.tasks.thresholds`) that turn those probabilities into label sets.
+
+Data: the output column holds a list of label names; `read_split` keeps each list as strings in label
+order without duplicates (sorted by name when no label list is given, which is then the label order
+too), so the generative training target is `prompting.label_separator.join(labels)` (e.g. "joy,
+neutral"). Label-set scoring (`sft.scoring.label_sets`) or a head's sigmoids give the probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sft.data.labels import binarize, label_set_problems, members_by_label
+from sft.evaluation.metrics import MetricInputs
+from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.thresholds import decide, thresholds_for
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.data.prepare import ExperimentData
+
+
+def label_lists(split: Dataset, column: str) -> list[list[str]]:
+    """The label lists of a split, as strings."""
+    return [[str(label) for label in value] for value in split[column]]
+
+
+def label_list_problems(split: Dataset, column: str, split_name: str) -> list[str]:
+    """The output column of a multilabel dataset must hold lists of labels."""
+    values = split[column]
+    bad = next((value for value in values if not isinstance(value, list)), None)
+    if values and bad is not None:
+        return [
+            f"prompting.output_column: multilabel needs a list of labels in column {column!r}, but split "
+            f'{split_name!r} has {bad!r}; store e.g. ["joy", "neutral"] (or use task_type classification)'
+        ]
+    return []
+
+
+class MultiLabelHead:
+    """A head with an independent logit per label: BCE in training, sigmoids when reading."""
+
+    problem_type = "multi_label_classification"
+
+    def targets(self, values: Sequence[Any], labels: list[str]) -> np.ndarray:
+        return binarize(values, labels).astype(np.float32)
+
+    def balanced_weights(self, targets: np.ndarray, labels: list[str]) -> np.ndarray:
+        """n_negative / n_positive per label, as BCE's pos_weight."""
+        positives = targets.sum(axis=0)
+        return ((len(targets) - positives) / np.maximum(positives, 1)).astype(np.float32)
+
+    def loss(self, weights: Any) -> Any:
+        import torch
+
+        return torch.nn.BCEWithLogitsLoss(pos_weight=weights)
+
+    def probabilities(self, logits: Any) -> Any:
+        import torch
+
+        return torch.sigmoid(logits)
+
+
+class Multilabel:
+    name = "multilabel"
+    headline_metric = "f1_macro"
+    table_metrics = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss")
+    default_metrics = ("multilabel_f1", "subset_accuracy", "hamming_loss", "per_label")
+    report_plots: frozenset[str] = frozenset()
+    generative_predictor = "label_set_scoring"
+    head = MultiLabelHead()
+
+    def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
+        def order(value: list) -> list[str]:
+            names = {str(label) for label in value}
+            if labels is None:
+                return sorted(names)
+            return [label for label in labels if label in names]
+
+        values = [order(value) for value in split[column]]
+        return split.remove_columns(column).add_column(column, values)
+
+    def label_problems(
+        self, splits: dict[str, Dataset], names: dict[str, str], config: ExperimentConfig, complete: bool
+    ) -> list[str]:
+        column = config.prompting.output_column
+        problems = [
+            problem for key, split in splits.items() for problem in label_list_problems(split, column, names[key])
+        ]
+        if problems:  # the label checks below need lists
+            return problems
+        seen = {key: set().union(*label_lists(split, column)) for key, split in splits.items()}
+        return label_set_problems(seen, names, config.dataset.labels, "dataset.train_split", complete)
+
+    def label_set(self, splits: Sequence[Dataset], column: str, configured: list[str] | None) -> list[str]:
+        present = set().union(*(label for split in splits for label in split[column]))
+        return list(configured) if configured else sorted(present)
+
+    def example_groups(self, values: Sequence[Any], labels: list[str] | None) -> list[np.ndarray]:
+        return list(members_by_label(values, labels or []).values())
+
+    def target_text(self, value: Any, prompting: PromptingConfig) -> str:
+        return prompting.label_separator.join(value)
+
+    def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
+        """Probabilities per label and the thresholded label set of every test example; the thresholds
+        are tuned on the validation split with the same `score`."""
+        labels = data.labels or []
+        thresholds = thresholds_for(config, data, score)
+        scores = score(data.test)
+        rows = example_rows(data.test, config.prompting, list)
+        predicted = decide(scores.probabilities, thresholds, labels)
+        for row, probs, chosen in zip(rows, label_probabilities(labels, scores.probabilities), predicted):
+            row["prediction"] = chosen
+            row["probabilities"] = probs
+        return Prediction(rows, {**scores.details, "thresholds": dict(zip(labels, thresholds.tolist()))})
+
+    def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
+        reference_sets = [row["reference"] for row in rows]
+        prediction_sets = [row["prediction"] for row in rows]
+        return labelled_metric_inputs(
+            rows, labels or [], reference_sets=reference_sets, prediction_sets=prediction_sets
+        )
+
+
+MULTILABEL = Multilabel()

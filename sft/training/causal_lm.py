@@ -1,0 +1,52 @@
+"""Few-shot LoRA training of a causal LM with TRL's SFTTrainer on prompt/completion chat examples.
+
+Prompt/completion pairs make TRL mask the prompt out of the loss, so the adapter learns only the
+answer (the task's target text). Prompts are built by the same `PromptBuilder` that inference uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sft.config import ExperimentConfig
+from sft.data.prepare import ExperimentData
+from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
+from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
+
+if TYPE_CHECKING:
+    from sft.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+def train_adapter(
+    config: ExperimentConfig, task: Task, data: ExperimentData, model: Any, tokenizer: Any, seed: int, run_folder: Path
+) -> Trained:
+    """Train a LoRA adapter on the sampled shots; return the PEFT model and training statistics."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from sft.model.initialization.apply import apply_configured_initializer
+
+    assert config.lora is not None and config.training is not None and data.shots is not None
+    builder = PromptBuilder(tokenizer, config.prompting, target=lambda value: task.target_text(value, config.prompting))
+    sampler = ICLSampler.of(data, seed, purpose="train")
+    examples = training_examples(builder, sampler, data.shots, config.training.icl_examples)
+    log.info("Training on %d examples with %d in-context examples each", len(examples), config.training.icl_examples)
+    # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
+    set_seed(seed)
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(**config.lora.peft_kwargs()),
+    )
+    initial = keep_initial_adapter(trainer.model, run_folder)
+    # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.
+    apply_configured_initializer(trainer.model, config)
+    return run_trainer(trainer, len(examples), initial)

@@ -1,0 +1,86 @@
+"""What both kinds of training share: the trainer's arguments, running a trainer, the value a training
+returns, saving the adapter, and which data-parallel rank saves."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sft.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained PEFT model (eval mode), its statistics for results.json, and, when PEFT's initialization
+    rewrote the base weights, the untrained adapter `save_adapter` converts the trained one with."""
+
+    model: Any
+    stats: dict[str, Any]
+    initial_adapter: Path | None = None
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every rank trains; only rank 0 saves the adapter and evaluates."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> dict[str, Any]:
+    """SFTConfig arguments: our defaults for unattended runs, overridden by `training.trainer_args`."""
+    import torch
+
+    user = config.training.trainer_args if config.training else {}
+    on_gpu = torch.cuda.is_available() and not (config.model.device or "").startswith("cpu")
+    defaults: dict[str, Any] = {
+        "output_dir": str(run_folder / "checkpoints"),
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "disable_tqdm": True,
+        "seed": seed,
+        "data_seed": seed,
+        # TRL turns bf16 on by default; CPUs (and fp16 runs) must not get it.
+        "bf16": on_gpu and torch.cuda.is_bf16_supported() and not user.get("fp16", False),
+    }
+    return {**defaults, **user}
+
+
+def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None) -> Trained:
+    """Train; return the trained model in eval mode and the statistics results.json reports."""
+    result = trainer.train()
+    model = trainer.model
+    model.eval()
+    trainable, total = model.get_nb_trainable_parameters()
+    stats = {
+        "train_examples": examples,
+        "train_loss": float(result.training_loss),
+        "train_steps": int(result.global_step),
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "world_size": int(trainer.args.world_size),  # > 1 under data-parallel `accelerate launch`
+    }
+    return Trained(model, stats, initial_adapter)
+
+
+def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
+    """Save the untrained adapter when PEFT's initialization rewrote the base weights (pissa_residual,
+    pissa_niter_<n>, olora), so `save_adapter` can express the trained one on the original base model."""
+    value = str(model.peft_config["default"].init_lora_weights).lower()
+    # Only rank 0 saves (and so converts) the adapter; other data-parallel ranks must not write the folder.
+    if not (value.startswith("pissa") or value == "olora") or not is_main_process():
+        return None
+    folder = run_folder / "initial-adapter"
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def save_adapter(model: Any, tokenizer: Any, folder: Path, initial_adapter: Path | None = None) -> Path:
+    """Save the adapter and the tokenizer (with its chat template) so `predict` can reload them."""
+    # PEFT's PiSSA / OLoRA adapters are relative to a rewritten base weight (W - W_r); PEFT converts them into
+    # a plain LoRA adapter (rank 2r) on the original weights, given the adapter as it was before training.
+    # (Reloading the unconverted adapter would re-run the initialization, which randomized SVD doesn't repeat.)
+    conversion = str(initial_adapter) if initial_adapter else None
+    model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=conversion)
+    tokenizer.save_pretrained(str(folder))
+    return folder

@@ -1,0 +1,118 @@
+"""Training a classification head (`model.head: "classification"`) with LoRA (PEFT task type SEQ_CLS)
+and a transformers Trainer whose loss is the task's (`Task.head`: weighted cross-entropy for single
+labels, BCE with pos_weight for label sets). PEFT adds the new head (`classifier` / `score`) to
+`modules_to_save`, so it is trained in full and saved with the adapter. `training.class_weights`
+weights the loss per label: a list as given, or "balanced" from the label counts of the shots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sft.config import ConfigError, ExperimentConfig
+from sft.training.common import Trained, run_trainer, trainer_arguments
+
+if TYPE_CHECKING:
+    from sft.data.prepare import ExperimentData
+    from sft.tasks.base import HeadObjective
+
+log = logging.getLogger(__name__)
+
+
+def class_weights(
+    config: ExperimentConfig, objective: HeadObjective, targets: np.ndarray, labels: list[str]
+) -> np.ndarray | None:
+    """Loss weights per label from `training.class_weights`; None for an unweighted loss."""
+    setting = config.training.class_weights if config.training else None
+    if setting is None:
+        return None
+    if isinstance(setting, list):
+        if len(setting) != len(labels):
+            raise ConfigError(
+                [f"training.class_weights: {len(setting)} weights for {len(labels)} labels {labels}; give one each"]
+            )
+        return np.asarray(setting, dtype=np.float32)
+    return objective.balanced_weights(targets, labels)
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class LossTrainer(Trainer):
+        """A Trainer whose loss is the task's (possibly weighted) head loss."""
+
+        def __init__(self, *args: Any, loss_function: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.loss_function = loss_function
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits.float()
+            loss_function = self.loss_function.to(logits.device)
+            loss = loss_function(logits, labels.to(logits.device))
+            return (loss, outputs) if return_outputs else loss
+
+    return LossTrainer
+
+
+def training_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> dict[str, Any]:
+    """transformers.TrainingArguments: sft's defaults and `training.trainer_args`, minus SFT-only keys."""
+    from transformers import TrainingArguments
+
+    known = {field.name for field in dataclasses.fields(TrainingArguments) if field.init}
+    arguments = trainer_arguments(config, run_folder, seed)
+    dropped = sorted(key for key in arguments if key not in known)
+    if dropped:
+        log.warning("Head mode ignores trainer_args that only trl.SFTConfig knows: %s", dropped)
+    return {key: value for key, value in arguments.items() if key in known}
+
+
+def train_head(
+    config: ExperimentConfig,
+    objective: HeadObjective,
+    data: ExperimentData,
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_length: int,
+    seed: int,
+    run_folder: Path,
+) -> Trained:
+    """Train a SEQ_CLS LoRA adapter and the head on the shots (`texts` are their model inputs)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+
+    from sft.model.initialization.apply import apply_configured_initializer
+
+    assert config.lora is not None and data.shots is not None and data.labels is not None
+    labels = data.labels
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    target = objective.targets(data.shots[config.prompting.output_column], labels)
+    weights = class_weights(config, objective, target, labels)
+    if weights is not None:
+        log.info("Loss weights per label: %s", dict(zip(labels, weights.round(3).tolist())))
+    train_set = Dataset.from_dict(
+        {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": target.tolist()}
+    )
+    # LoRA matrices and the new head are drawn from the global RNG.
+    set_seed(seed)
+    model = get_peft_model(model, LoraConfig(**{**config.lora.peft_kwargs(), "task_type": "SEQ_CLS"}))
+    apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
+    log.info("Training the head and LoRA on %d examples", len(train_set))
+    loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
+    trainer = _trainer_class()(
+        model=model,
+        args=TrainingArguments(**training_arguments(config, run_folder, seed)),
+        train_dataset=train_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        loss_function=loss,
+    )
+    return run_trainer(trainer, len(train_set))

@@ -1,0 +1,161 @@
+"""The package structure docs/ARCHITECTURE.md promises: no import cycles, light packages that stay light,
+and task / mode dispatch in one place."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+PACKAGE = REPO / "sft"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The sft modules `path` imports anywhere (top level or inside functions), TYPE_CHECKING blocks aside."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(inner) for inner in ast.walk(node))
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        found.update(name for name in names if name in known)
+    return found - {module_name(path)}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    known = set(files)
+    return {name: imports_of(path, known) for name, path in files.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_between_sft_modules():
+    # a package __init__ that re-exports its modules is not a cycle of its own: a module importing a
+    # sibling through the package is what counts, so packages are edges only where code imports them
+    graph = import_graph()
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+LIGHT_PACKAGES = ("sft.config", "sft.report", "sft.runner", "sft.results", "sft.tasks", "sft.registry", "sft.cli")
+
+
+def test_light_packages_import_no_torch():
+    """Validating a config, reporting and scheduling never pay for torch (or transformers) at import."""
+    modules = sorted(
+        name for name in import_graph() if name.startswith(LIGHT_PACKAGES) and name != "sft.runner.forkserver"
+    )
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(result.stdout) == []
+
+
+# Where a task type or a model mode may be told apart: the places that pick a task or predictor, and the
+# config validators.
+DISPATCH = {"sft/tasks/__init__.py", "sft/predictors/__init__.py", "sft/config/schema.py", "sft/config/validation.py"}
+
+
+TASK_NAMES = {"classification", "multilabel", "generation"}
+
+
+def branches_on_task_or_mode(path: Path) -> list[str]:
+    """Comparisons of a task type with a task's name, and tests of `model.head` (generative or head mode)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            names = {side.value for side in sides if isinstance(side, ast.Constant)}
+            if "task_type" in ast.unparse(node) and names & TASK_NAMES:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}")
+        elif isinstance(node, (ast.If, ast.IfExp, ast.While)) and "model.head" in ast.unparse(node.test):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node.test)[:80]}")
+    return found
+
+
+def test_no_task_or_mode_branch_outside_the_dispatch():
+    found = [
+        branch
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(REPO).as_posix() not in DISPATCH
+        for branch in branches_on_task_or_mode(path)
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("if config.dataset.task_type == 'multilabel':\n    pass\n", 1),
+        ("x = 1 if config.model.head else 2\n", 1),
+        ("ok = task_type in TASKS\n", 0),
+    ],
+)
+def test_the_branch_finder_sees_a_branch(tmp_path, source, expected):
+    path = REPO / "sft" / "_probe_branch.py"
+    try:
+        path.write_text(source)
+        assert len(branches_on_task_or_mode(path)) == expected
+    finally:
+        path.unlink()
