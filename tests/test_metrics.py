@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from sft.config import EvaluationConfig
-from sft.evaluation.metrics import MetricInputs, compute_metrics
-from sft.evaluation.registry import METRICS, higher_is_better, register_metric
+from sft.evaluation.metrics import METRICS, MetricInputs, compute_metrics, higher_is_better, register_metric
 from sft.tasks import TASKS
 
 # references a a a b b c, predictions a a b b c c; confusion (rows = reference, columns = prediction):

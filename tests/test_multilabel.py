@@ -23,7 +23,7 @@ from sft.scoring.label_scoring import label_logprobs
 from sft.scoring.label_sets import label_set_probabilities
 from sft.synthetic import sentiment_examples, write_splits
 from sft.tasks import TASKS
-from sft.tasks.thresholds import _best_cut, decide, tune_thresholds
+from sft.tasks.multilabel import _best_cut, decide, tune_thresholds
 
 LABELS = ["negative", "neutral", "positive"]
 

@@ -21,8 +21,7 @@ from rich.console import Console
 
 from sft.config import parse_config
 from sft.results.layout import Run
-from sft.runner.executors import ProcessHandle
-from sft.runner.registry import EXECUTORS
+from sft.runner.executors import EXECUTORS, ProcessHandle
 from sft.runner.resume import RunLock, decide, set_aside
 from sft.runner.scheduler import Options, plan, run_experiments
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from sft.config.errors import ConfigError
 from sft.config.grid import load_experiments
 from sft.config.schema import ExperimentConfig
-from sft.evaluation.registry import METRICS
+from sft.evaluation.metrics import METRICS
 from sft.model.quantization import quantization_problems
 from sft.registry import did_you_mean
 
@@ -96,8 +96,7 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
 
 def data_problems_of(configs: dict[str, ExperimentConfig]) -> list[str]:
     """Load each distinct dataset once and check every experiment's columns, splits and labels on it."""
-    from sft.data.checks import data_problems
-    from sft.data.splits import load_splits
+    from sft.data.splits import data_problems, load_splits
 
     loaded: dict[str, object] = {}
     problems = []

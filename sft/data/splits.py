@@ -1,11 +1,13 @@
-"""Loading every split of a dataset: a save_to_disk folder, a data file, a data folder or a hub id."""
+"""Loading every split of a dataset (a save_to_disk folder, a data file, a data folder or a hub id) and
+checking the splits against a config before any model loads: splits, columns, and (through the task)
+labels. Every problem is reported, one message each, so a grid is fixed in one pass."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sft.config import ConfigError, DatasetConfig
+from sft.config import ConfigError, DatasetConfig, ExperimentConfig
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -31,3 +33,44 @@ def load_splits(config: DatasetConfig) -> DatasetDict:
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+# -- checks against the config ---------------------------------------------------------------------------
+
+
+def needs_train_split(config: ExperimentConfig) -> bool:
+    """Training needs it for shots; inference for in-context examples and for labelled calibration examples."""
+    labelled_calibration = config.inference.calibration_args.calibration_fn == "adjustable_batch"
+    return config.trains or config.inference.icl_examples > 0 or labelled_calibration
+
+
+def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
+    """Everything wrong with the data for this config, one message per problem."""
+    from sft.tasks import task_for
+
+    dataset, prompting = config.dataset, config.prompting
+    problems = []
+    wanted = {"dataset.test_split": dataset.test_split}
+    if needs_train_split(config):
+        wanted["dataset.train_split"] = dataset.train_split
+    if dataset.validation_split:
+        wanted["dataset.validation_split"] = dataset.validation_split
+    columns = [*prompting.input_columns, prompting.output_column]
+    labelled = {}  # the wanted splits whose labels can be checked
+    for key, split in wanted.items():
+        if split not in splits:
+            problems.append(f"{key}: split {split!r} not found in {dataset.path!r}; it has {sorted(splits)}")
+            continue
+        if prompting.output_column in splits[split].column_names:
+            labelled[key] = splits[split]
+        if len(splits[split]) == 0:
+            problems.append(f"{key}: split {split!r} of {dataset.path!r} is empty")
+        missing = [column for column in columns if column not in splits[split].column_names]
+        if missing:
+            problems.append(
+                f"prompting: column(s) {missing} not in split {split!r}; its columns are {splits[split].column_names}"
+            )
+    # Label checks run even when other problems were found, so one pass reports everything.
+    if labelled:
+        problems += task_for(config).label_problems(labelled, wanted, config, complete=len(labelled) == len(wanted))
+    return problems

@@ -1,20 +1,67 @@
-"""Computing a run's metrics: the inputs every metric reads and the loop over the metric names.
+"""The metric registry, the inputs every metric reads, and computing a run's metrics.
 
-Which metrics a run computes is the config's `evaluation.metrics` or, by default, its task's list
-(`sft.tasks`); the functions themselves live in `classification`, `generation` and `multilabel` and
-are found through `sft.evaluation.registry`.
+`METRICS`: name -> function(MetricInputs, EvaluationConfig) -> {result key: value}. Each metric
+declares, where it is registered, the result keys it produces and whether higher is better for them;
+the report reads the direction from here (no import of the implementation, no guess from the name).
+Built-in metrics live in `classification`, `generation` and `multilabel` and are imported on first
+use. Add one with `@register_metric("name", outputs=("key",), higher_is_better=True)` and list it in
+`evaluation.metrics`. Which metrics a run computes is the config's `evaluation.metrics` or, by
+default, its task's list (`sft.tasks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sft.config import EvaluationConfig
-from sft.evaluation.registry import METRICS
+from sft.registry import Registry
+
+METRICS = Registry("metric")
+
+# name -> (module, result keys, higher is better); the function has the metric's name.
+_BUILT_IN = {
+    "accuracy": ("classification", ("accuracy",), True),
+    "f1": ("classification", ("f1_macro", "f1_micro", "f1_weighted"), True),
+    "precision_recall": ("classification", ("precision_macro", "recall_macro"), True),
+    "mcc": ("classification", ("mcc",), True),
+    "balanced_accuracy": ("classification", ("balanced_accuracy",), True),
+    "ece": ("classification", ("ece",), False),
+    "per_class": ("classification", ("per_class",), True),
+    "confusion_matrix": ("classification", ("confusion_matrix",), True),
+    "bleu": ("generation", ("bleu",), True),
+    "chrf": ("generation", ("chrf",), True),
+    "rouge": ("generation", ("rouge1", "rouge2", "rougeL"), True),
+    "exact_match": ("generation", ("exact_match",), True),
+    "multilabel_f1": ("multilabel", ("f1_micro", "f1_macro", "f1_samples"), True),
+    "subset_accuracy": ("multilabel", ("subset_accuracy",), True),
+    "hamming_loss": ("multilabel", ("hamming_loss",), False),
+    "per_label": ("multilabel", ("per_label",), True),
+}
+for _name, (_module, _outputs, _higher) in _BUILT_IN.items():
+    METRICS.add(_name, f"sft.evaluation.{_module}:{_name}", outputs=_outputs, higher_is_better=_higher)
+
+
+def register_metric(
+    name: str, outputs: tuple[str, ...] | None = None, higher_is_better: bool = True
+) -> Callable[[Callable], Callable]:
+    """Register a metric function; `outputs` are the result keys it returns (default: its name)."""
+    return METRICS.register(name, outputs=tuple(outputs or (name,)), higher_is_better=higher_is_better)
+
+
+def higher_is_better(column: str) -> bool:
+    """Whether a larger value of a result key is better, as its metric declared. Nested keys
+    (`per_class.joy.f1`) take the direction of their metric's top-level key; a key no registered metric
+    produces (results of a metric since removed) counts as higher-is-better."""
+    top = column.split(".", 1)[0]
+    for name in METRICS:
+        info: dict[str, Any] = METRICS.info(name)
+        if top in info.get("outputs", ()):
+            return bool(info.get("higher_is_better", True))
+    return True
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sft.config.defaults import differs_from_default
-from sft.evaluation.registry import higher_is_better
+from sft.config.parsing import differs_from_default
+from sft.evaluation.metrics import higher_is_better
 from sft.report.collect import Collected, is_number
 from sft.report.plots import Drawn
 from sft.report.sections import Section

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sft.config.defaults import schema_default
+from sft.config.parsing import schema_default
 from sft.report.tables import Pivot, column_label, setting_text
 from sft.results.files import read_jsonl
 from sft.results.layout import slug

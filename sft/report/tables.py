@@ -3,7 +3,7 @@ each metric in bold, and pivots (rows x columns of settings, one metric per cell
 
 Cells are mean ± sample standard deviation (ddof=1) over the runs they hold; one run shows its value
 alone. Whether higher or lower is better is what each metric declared where it is registered
-(`sft.evaluation.registry.higher_is_better`).
+(`sft.evaluation.metrics.higher_is_better`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sft.evaluation.registry import higher_is_better
+from sft.evaluation.metrics import higher_is_better
 from sft.registry import did_you_mean
 from sft.report.collect import is_number
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sft.config import ExperimentConfig
+from sft.registry import Registry
 from sft.results.layout import Run
 from sft.results.logs import RUNNER_LOG_ENV
 from sft.runner.processes import signal_group, start_child
-from sft.runner.registry import EXECUTORS
 
 
 @dataclass
@@ -54,6 +54,14 @@ class Job:
         if self.config.resources.launcher == "accelerate" and not self.visible_gpus():
             extra["ACCELERATE_USE_CPU"] = "true"  # data parallel over CPU processes (gloo)
         return extra
+
+
+# How the grid runner starts each experiment; names are known without importing an executor, so
+# `--executor` is checked before anything else.
+EXECUTORS = Registry("executor")
+EXECUTORS.add("forkserver", "sft.runner.forkserver:ForkServerExecutor")
+EXECUTORS.add("subprocess", "sft.runner.executors:SubprocessExecutor")
+EXECUTORS.add("ray", "sft.runner.ray_executor:RayExecutor")
 
 
 class Handle(Protocol):

@@ -25,10 +25,9 @@ from sft.results.files import atomic_write_json, read_json
 from sft.results.layout import Run, write_config
 from sft.results.logs import tail
 from sft.results.states import RunState
-from sft.runner.executors import Handle, Job, get_executor
+from sft.runner.executors import EXECUTORS, Handle, Job, get_executor
 from sft.runner.processes import describe_exit
 from sft.runner.progress import SKIPPED, Progress, print_plan
-from sft.runner.registry import EXECUTORS
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
 
 POLL_SECONDS = 0.05
