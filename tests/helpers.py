@@ -45,8 +45,8 @@ def icl_sampler(pool: Any, column: str, labels: list[str] | None, seed: int, pur
     """An ICLSampler over `pool` grouped as the tasks group examples: by label, or all together."""
     import numpy as np
 
-    from sft.data.labels import members_by_label
     from sft.data.prompts import ICLSampler
+    from sft.tasks.labels import members_by_label
 
     if pool is None:
         return ICLSampler(None, [], seed, purpose)

@@ -159,3 +159,48 @@ def test_the_branch_finder_sees_a_branch(tmp_path, source, expected):
         assert len(branches_on_task_or_mode(path)) == expected
     finally:
         path.unlink()
+
+
+# What each package may import (docs/ARCHITECTURE.md draws it): lower layers never reach up. `config`
+# reads other packages' registries for names and, in its whole-grid validation, the data and the
+# quantization backends; those modules are named one by one.
+ALLOWED = {
+    "sft.registry": set(),
+    "sft.results": set(),
+    "sft.config": {
+        "sft.registry", "sft.results", "sft.scoring.registry", "sft.model.initialization.registry",
+        "sft.evaluation.metrics", "sft.model.quantization", "sft.data.splits",
+    },
+    "sft.evaluation": {"sft.config", "sft.registry"},
+    "sft.tasks": {"sft.config", "sft.evaluation"},
+    "sft.data": {"sft.config", "sft.tasks"},
+    "sft.model": {"sft.config", "sft.registry"},
+    "sft.scoring": {"sft.registry", "sft.data", "sft.tasks"},
+    "sft.training": {"sft.config", "sft.data", "sft.model", "sft.tasks"},
+    "sft.predictors": {
+        "sft.config", "sft.data", "sft.model", "sft.registry", "sft.scoring", "sft.tasks", "sft.training",
+    },
+    "sft.experiment": {
+        "sft.config", "sft.data", "sft.evaluation", "sft.predictors", "sft.results", "sft.tasks", "sft.training",
+    },
+    "sft.report": {"sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.tasks"},
+    "sft.runner": {"sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results"},
+    "sft.cli": {"sft.config", "sft.experiment", "sft.report", "sft.results", "sft.runner"},
+    "sft.synthetic": set(),
+    "sft.__main__": {"sft.cli"},
+}  # fmt: skip
+
+
+def package_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_each_package_imports_only_what_it_may():
+    found = []
+    for module, targets in sorted(import_graph().items()):
+        package = package_of(module)
+        allowed = ALLOWED.get(package, set()) | {package, "sft"}
+        for target in sorted(targets):
+            if package_of(target) not in allowed and not any(target.startswith(a) for a in allowed if a.count(".") > 1):
+                found.append(f"{module} imports {target}")
+    assert found == []

@@ -12,10 +12,10 @@ import pytest
 from helpers import icl_sampler, merge, training_sections
 
 from sft.config import ConfigError, EvaluationConfig, parse_config
-from sft.data.labels import binarize
 from sft.data.prepare import load_splits, prepare_data
 from sft.data.prompts import PromptBuilder
 from sft.evaluation.metrics import MetricInputs, compute_metrics
+from sft.evaluation.multilabel import binarize
 from sft.experiment.run import run_experiment
 from sft.results.files import read_jsonl
 from sft.results.layout import Run

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
-from sft.data.labels import members_by_label
 from sft.data.splits import data_problems, load_splits, needs_train_split
+from sft.tasks import task_for
+from sft.tasks.labels import members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -53,8 +54,6 @@ def prepare_data(
     config: ExperimentConfig, seed: int, splits: DatasetDict | None = None, task: Task | None = None
 ) -> ExperimentData:
     """Load, check and cut the data of one experiment: training shots for `seed`, the test subset."""
-    from sft.tasks import task_for
-
     task = task or task_for(config)
     splits = load_splits(config.dataset) if splits is None else splits
     problems = data_problems(config, splits)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.config import PromptingConfig
+from sft.tasks.labels import as_text
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -181,10 +182,6 @@ class PromptBuilder:
             "prompt": self.messages(example, icl_examples),
             "completion": [{"role": "assistant", "content": self.answer_text(example)}],
         }
-
-
-def as_text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def inference_prompts(

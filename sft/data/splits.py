@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sft.config import ConfigError, DatasetConfig, ExperimentConfig
+from sft.tasks import task_for
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -46,8 +47,6 @@ def needs_train_split(config: ExperimentConfig) -> bool:
 
 def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
     """Everything wrong with the data for this config, one message per problem."""
-    from sft.tasks import task_for
-
     dataset, prompting = config.dataset, config.prompting
     problems = []
     wanted = {"dataset.test_split": dataset.test_split}

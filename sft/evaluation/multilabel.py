@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from sft.config import EvaluationConfig
-from sft.data.labels import binarize
 from sft.evaluation.metrics import MetricInputs
+
+
+def binarize(label_sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
+    """(examples, labels) 0/1 matrix; labels outside `labels` are ignored."""
+    position = {label: index for index, label in enumerate(labels)}
+    matrix = np.zeros((len(label_sets), len(labels)), dtype=int)
+    for row, names in enumerate(label_sets):
+        for name in names:
+            if name in position:
+                matrix[row, position[name]] = 1
+    return matrix
 
 
 def _indicators(inputs: MetricInputs) -> tuple[np.ndarray, np.ndarray]:

@@ -41,9 +41,9 @@ def parse_plots(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Section:
-    """One dataset and task type: its rows, table, pivot and plot."""
+    """One dataset and task type: its rows, table metrics, and its pivot or why there is none."""
 
     dataset: str
     task_type: str
@@ -81,14 +81,15 @@ def sections(rows: list[dict[str, Any]], options: ReportOptions) -> list[Section
         groups.setdefault((row["dataset"], row["task_type"]), []).append(row)
     found = []
     for (dataset, task_type), group in sorted(groups.items()):
-        section = Section(dataset, task_type, group, main_metrics(group, task_type))
-        metric = options.metric or _headline(group, task_type, section.metrics)
+        metrics = main_metrics(group, task_type)
+        metric = options.metric or _headline(group, task_type, metrics)
         if metric is None or not any(is_number(row["metrics"].get(metric)) for row in group):
-            section.note = f"No run here has the metric {metric!r}, so there is no pivot."
-        else:
-            default_rows, default_cols = default_pivot_keys(group)
-            section.pivot = pivot(group, row_keys or default_rows, col_keys or default_cols, metric)
-        found.append(section)
+            note = f"No run here has the metric {metric!r}, so there is no pivot."
+            found.append(Section(dataset, task_type, group, metrics, note=note))
+            continue
+        default_rows, default_cols = default_pivot_keys(group)
+        table = pivot(group, row_keys or default_rows, col_keys or default_cols, metric)
+        found.append(Section(dataset, task_type, group, metrics, pivot=table))
     return found
 
 

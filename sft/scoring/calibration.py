@@ -255,7 +255,8 @@ def prompt_context(
 ) -> CalibrationContext:
     """The calibration context of the prompts of `split` (the test split): extra prompts built by their
     own `builder`, with the same instruction and in-context examples, scored by their own `score`."""
-    from sft.data.prompts import ICLSampler, as_text
+    from sft.data.prompts import ICLSampler
+    from sft.tasks.labels import as_text
 
     columns = builder.config.input_columns
     values = {column: split[column] for column in columns}  # columnar: cheap even when calibration is off

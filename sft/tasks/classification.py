@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sft.data.labels import label_set_problems, members_by_label
-from sft.data.prompts import as_text
 from sft.evaluation.metrics import MetricInputs
 from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.labels import as_text, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sft.data.prompts import as_text
 from sft.evaluation.metrics import MetricInputs
 from sft.tasks.base import Prediction, Scorer, example_rows
+from sft.tasks.labels import as_text
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -1,5 +1,5 @@
-"""Label helpers every labelled task shares: the examples carrying each label, label sets as indicator
-matrices, and the label-set checks that depend only on which labels each split holds."""
+"""What every task shares about output values: their text, the examples carrying each label, and the
+label-set checks that depend only on which labels each split holds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+def as_text(value: Any) -> str:
+    """An input or output value as text (None is empty)."""
+    return "" if value is None else str(value)
 
 
 def members_by_label(values: Sequence[Any], labels: Sequence[str]) -> dict[str, np.ndarray]:
@@ -17,17 +22,6 @@ def members_by_label(values: Sequence[Any], labels: Sequence[str]) -> dict[str, 
             if label in members:
                 members[label].append(index)
     return {label: np.array(indices, dtype=int) for label, indices in members.items()}
-
-
-def binarize(label_sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
-    """(examples, labels) 0/1 matrix; labels outside `labels` are ignored."""
-    position = {label: index for index, label in enumerate(labels)}
-    matrix = np.zeros((len(label_sets), len(labels)), dtype=int)
-    for row, names in enumerate(label_sets):
-        for name in names:
-            if name in position:
-                matrix[row, position[name]] = 1
-    return matrix
 
 
 def label_set_problems(
