@@ -134,16 +134,23 @@ def run_experiments(
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
     from sft.config.grid import parse_ext_vars
     from sft.config.validation import validate_grid
-    from sft.runner.scheduler import Options
+    from sft.runner.scheduler import Options, option_problems
     from sft.runner.scheduler import run_experiments as run_grid
 
-    configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
     options = Options(
         seeds=_int_list(seeds, "--seeds") or [random_seed],
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
         jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run,
     )  # fmt: skip
+    # the options' own problems (an unknown executor, --jobs 0) are reported with the grid's, in one pass
+    problems = option_problems(options)
+    try:
+        configs = validate_grid(grid, parse_ext_vars(ext_var), "run-experiment", check_data)
+    except ConfigError as error:
+        _fail(ConfigError([*problems, *error.messages]))
+    if problems:
+        _fail(ConfigError(problems))
     raise typer.Exit(_guard(run_grid, configs, results_path, options))
 
 

@@ -74,23 +74,29 @@ def slots_needed(config: ExperimentConfig, options: Options) -> int:
     return min(options.jobs, config.resources.processes())
 
 
-def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
-    """Everything wrong with the options for this grid, at once, before anything runs."""
+def option_problems(options: Options) -> list[str]:
+    """What is wrong with the options themselves, whatever the grid: checked before the grid is."""
     problems = EXECUTORS.unknown([options.executor])
     if options.gpus is not None and options.executor == "ray":
         problems.append("--gpus: Ray assigns GPUs itself (resources.gpus per experiment); drop --gpus")
-    elif options.gpus is not None:
-        for name, config in configs.items():
-            if config.resources.gpus > len(options.gpus):
-                problems.append(
-                    f"{name}: resources.gpus is {config.resources.gpus} but --gpus gives {len(options.gpus)}"
-                )
     if options.gpus is not None and not options.gpus:
         problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
     if options.jobs < 1:
         problems.append("--jobs must be at least 1")
     if options.retries < 0:
         problems.append("--retries must be 0 or more")
+    return problems
+
+
+def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
+    """Everything wrong with the options for this grid, at once, before anything runs."""
+    problems = option_problems(options)
+    if options.gpus and options.executor != "ray":
+        for name, config in configs.items():
+            if config.resources.gpus > len(options.gpus):
+                problems.append(
+                    f"{name}: resources.gpus is {config.resources.gpus} but --gpus gives {len(options.gpus)}"
+                )
     if problems:
         raise ConfigError(problems)
 
