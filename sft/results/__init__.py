@@ -1,0 +1,3 @@
+"""The results folder's contract, shared by experiments (which write runs), the runner (which writes
+status.json) and the report (which reads both): folder layout and names, atomic writes, run states,
+logs. Imports nothing heavy."""

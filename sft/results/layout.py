@@ -1,0 +1,78 @@
+"""Where results live: `RESULTS/<experiment>/seed-<n>/`, names that stay inside the results folder,
+and the one rule that turns free text (dataset paths, model ids, metric names) into file names.
+
+A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained),
+`predictions.jsonl`, `results.json` (written last: its presence means the run finished), `run.log` and,
+under the grid runner, `status.json` and `.lock`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sft.results.files import atomic_write_text
+
+# Experiment names become folder names: keep them to one portable path component.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+@-]{0,199}$")
+
+
+def check_name(name: str) -> str | None:
+    """Return why `name` cannot be an experiment folder name, or None when it can."""
+    if not NAME_PATTERN.match(name) or ".." in name:
+        return (
+            f"experiment name {name!r} is not a safe folder name: use letters, digits and . _ - = , + @ "
+            "(no slashes, no '..', at most 200 characters, starting with a letter or digit)"
+        )
+    return None
+
+
+def run_dir(results_path: str | Path, name: str, seed: int) -> Path:
+    """The folder of one experiment and seed, guaranteed to stay inside `results_path`."""
+    problem = check_name(name)
+    if problem:
+        raise ValueError(problem)
+    root = Path(results_path).resolve()
+    folder = (root / name / f"seed-{seed}").resolve()
+    if root not in folder.parents:
+        raise ValueError(f"experiment {name!r} would escape the results folder {root}")
+    return folder
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where one experiment/seed lives."""
+
+    name: str
+    seed: int
+    results_path: Path
+
+    @property
+    def folder(self) -> Path:
+        return run_dir(self.results_path, self.name, self.seed)
+
+    @property
+    def adapter_folder(self) -> Path:
+        return self.folder / "adapter"
+
+
+def write_config(config: Any, run: Run) -> Path:
+    """The resolved config (an ExperimentConfig), every default filled in; itself a valid input for every
+    command."""
+    return atomic_write_text(run.folder / "config.json", config.model_dump_json(indent=2) + "\n")
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe form of `text`: runs of characters other than letters, digits and `._-` become
+    `_`, runs of dots one dot, cut to `limit`, no leading or trailing `._-`. Grid names derived from
+    configs go through it, so it must not change: those names are run folders."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    return re.sub(r"\.{2,}", ".", cleaned)[:limit].strip("._-")
+
+
+def last_path_part(text: str) -> str:
+    """The last component of a path or hub id (`org/model` -> `model`), or `text` when it has none."""
+    parts = [piece for piece in re.split(r"[/\\]", text) if piece not in ("", ".", "..")]
+    return parts[-1] if parts else text
