@@ -76,6 +76,7 @@ def executions(tmp_path: Path, name: str, seed: int) -> int:
     return len(file.read_text().split()) if file.exists() else 0
 
 
+@pytest.mark.slow
 def test_gpu_slots_pack_multi_gpu_experiments_and_never_share_a_gpu(tmp_path):
     base = classification_config(tmp_path / "data", tmp_path / "model")
     needs = {"one": 1, "two": 2, "three": 3, "four": 1, "five": 1}
@@ -98,6 +99,7 @@ def test_gpu_slots_pack_multi_gpu_experiments_and_never_share_a_gpu(tmp_path):
     assert one[1] < two[2] and two[1] < one[2], "a 1-GPU and a 2-GPU experiment should run side by side"
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_path):
     code, output = grid(tmp_path, configs(tmp_path), seeds=[1, 2], jobs=2)
     assert code == 0, output
@@ -173,6 +175,7 @@ def test_decide_and_set_aside(tmp_path):
     assert sorted(path.name for path in run.folder.iterdir()) == ["previous"]
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, tiny_qwen, sentiment_data):
     grid_file = tmp_path / "grid.json"
     config = classification_config(sentiment_data, tiny_qwen)

@@ -219,6 +219,7 @@ def generative_run(multilabel_data, tiny_qwen, tmp_path_factory):
     return config, run, run_experiment(config, run)
 
 
+@pytest.mark.slow
 def test_generative_multilabel_run_writes_sets_thresholds_and_metrics(generative_run, multilabel_data):
     _, run, results = generative_run
     assert results["task_type"] == "multilabel"

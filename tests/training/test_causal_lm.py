@@ -159,6 +159,7 @@ def trained(setup, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_train_adapter_statistics(setup, trained):
     _, data, _, _ = setup
     stats = trained["stats"]
@@ -169,6 +170,7 @@ def test_train_adapter_statistics(setup, trained):
     assert 0 < stats["trainable_parameters"] < stats["total_parameters"]
 
 
+@pytest.mark.slow
 def test_training_changes_the_label_scores(setup, trained):
     _, data, tokenizer, prompts = setup
     model = trained["model"]
@@ -180,6 +182,7 @@ def test_training_changes_the_label_scores(setup, trained):
     assert any(p.abs().max() > 0 for name, p in model.named_parameters() if "lora_B" in name)
 
 
+@pytest.mark.slow
 def test_loss_covers_only_the_answer(setup, trained):
     """In the trainer's tokenized dataset, exactly the assistant answer (and its end-of-turn) is unmasked, and the
     masked prompt is token for token the prompt inference builds for the same example."""
@@ -212,6 +215,7 @@ def test_loss_covers_only_the_answer(setup, trained):
         assert decoded[len(answer) :].replace(tokenizer.eos_token, "").strip() == ""
 
 
+@pytest.mark.slow
 def test_saved_adapter_reloads_to_the_same_scores(setup, trained, tmp_path):
     config, data, tokenizer, prompts = setup
     model = trained["model"]
