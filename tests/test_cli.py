@@ -78,13 +78,6 @@ def test_importing_the_cli_imports_no_heavy_library():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_each_command_has_help(command):
-    result = invoke(command, "--help")
-    assert result.exit_code == 0
-    assert "Usage:" in result.output
-
-
 # --- validate -----------------------------------------------------------------------------------------------------
 
 
