@@ -1,4 +1,4 @@
-"""The grid runner's scheduling, resume, locks and dry run (sft/runner.py, sft/resume.py), and the two
+"""The grid runner's scheduling, resume, locks and dry run (sft.runner.scheduler, sft.runner.resume), and the two
 real launch paths that are not the default: data-parallel `accelerate launch` on two CPU processes and
 a local Ray instance.
 
@@ -22,7 +22,7 @@ from rich.console import Console
 from sft.config import parse_config
 from sft.results.layout import Run
 from sft.runner.executors import EXECUTORS, ProcessHandle
-from sft.runner.resume import RunLock, decide, set_aside
+from sft.runner.resume import RunLock
 from sft.runner.scheduler import Options, plan, run_experiments
 
 
@@ -157,22 +157,6 @@ def test_resources_are_part_of_the_config_hash(tmp_path):
     launched = configs(tmp_path, a={"resources": {"num_processes": 2, "launcher": "accelerate"}})["a"]
     assert plain.config_hash() != launched.config_hash()  # data parallel changes the effective batch size
     assert plain.resolved()["resources"] == {"gpus": 1, "launcher": "python", "num_processes": None}
-
-
-def test_decide_and_set_aside(tmp_path):
-    run = Run("x", 1, tmp_path)
-    assert decide(run, "h1").run and "no results yet" in decide(run, "h1").reason
-    run.folder.mkdir(parents=True)
-    (run.folder / "results.json").write_text('{"config_hash": "h1"}')
-    (run.folder / "run.log").write_text("log")
-    assert not decide(run, "h1").run
-    assert decide(run, "h1", force=True).set_aside
-    assert decide(run, "h2").set_aside and "config changed" in decide(run, "h2").reason
-    (run.folder / "results.json").write_text('{"config_hash": ')
-    assert decide(run, "h1").set_aside and "unreadable" in decide(run, "h1").reason
-    first, second = set_aside(run.folder), set_aside(run.folder)
-    assert first != second and (first / "run.log").read_text() == "log"
-    assert sorted(path.name for path in run.folder.iterdir()) == ["previous"]
 
 
 @pytest.mark.slow
