@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import merge
 
-from sft.config import ConfigError, ExperimentConfig, config_hash, parse_config
+from sft.config import ConfigError, ExperimentConfig, InferenceConfig, config_hash, parse_config
 from sft.config.schema import PEFT_INITIALIZATIONS
 
 SOURCE = "cfg.json"
@@ -203,6 +203,14 @@ def test_misspelt_lora_initialization_gets_a_suggestion(trained_raw):
 def test_known_lora_initializations_are_accepted(trained_raw, value):
     trained_raw["lora"]["init_lora_weights"] = value
     assert parse_config(trained_raw, SOURCE).lora.init_lora_weights == value
+
+
+def test_normalization_is_validated():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        InferenceConfig(normalization="median")
+    assert InferenceConfig().normalization == "sum"
 
 
 # --- the config hash ----------------------------------------------------------------------------------------------

@@ -244,14 +244,6 @@ def test_classification_scores_follow_the_configured_normalization(peaked):
         classification_scores(model, tokenizer, prompts, labels, InferenceConfig(normalization="pmi"))
 
 
-def test_normalization_is_validated():
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError):
-        InferenceConfig(normalization="median")
-    assert InferenceConfig().normalization == "sum"
-
-
 def test_content_free_prompt_is_the_template_around_n_a(peaked):
     from sft.config import PromptingConfig
     from sft.data.prompts import PromptBuilder
