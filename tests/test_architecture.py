@@ -96,6 +96,7 @@ def test_the_cycle_finder_finds_a_cycle():
 LIGHT_PACKAGES = ("sft.config", "sft.report", "sft.runner", "sft.results", "sft.tasks", "sft.registry", "sft.cli")
 
 
+@pytest.mark.slow
 def test_light_packages_import_no_torch():
     """Validating a config, reporting and scheduling never pay for torch (or transformers) at import."""
     modules = sorted(

@@ -60,6 +60,7 @@ def few_shot(zero_shot) -> dict[str, Any]:
 # --- help and imports ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help_lists_every_command():
     result = python("-m", "sft.cli", "--help")
     assert result.returncode == 0, result.stderr
@@ -69,18 +70,12 @@ def test_help_lists_every_command():
         assert command in listed, result.stdout
 
 
+@pytest.mark.slow
 def test_importing_the_cli_imports_no_heavy_library():
     code = f"import json, sys, sft.cli; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
     result = python("-c", code)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
-
-
-@pytest.mark.parametrize("command", COMMANDS)
-def test_each_command_has_help(command):
-    result = invoke(command, "--help")
-    assert result.exit_code == 0
-    assert "Usage:" in result.output
 
 
 # --- validate -----------------------------------------------------------------------------------------------------
@@ -169,6 +164,7 @@ def test_validate_on_a_missing_file_exits_2(tmp_path):
 # --- single-experiment commands refuse before doing anything ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_with_zero_shots_exits_2_before_loading_any_model(tmp_path, zero_shot):
     config = write(tmp_path / "zero.json", merge(zero_shot, {"lora": {}, "training": {}}))
     results = tmp_path / "results"

@@ -1,38 +1,27 @@
-"""sft.scoring.label_scoring: label log-likelihoods must equal a brute-force, one-sequence-at-a-time computation."""
+"""sft.scoring.label_scoring: label log-likelihoods must equal a brute-force, one-sequence-at-a-time computation;
+the normalizations (sum, mean, per_char, pmi) and the content-free prompt."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
+from helpers import icl_sampler
+from scoring_inputs import LABELS, random_prompts
 
-from sft.scoring.label_scoring import label_logprobs
+from sft.config import InferenceConfig
+from sft.scoring.label_scoring import (
+    brute_force_logprobs,
+    classification_scores,
+    label_logprobs,
+    normalize,
+    score_labels,
+    split_all,
+)
 from sft.scoring.label_tokens import common_prefix_length, split_continuation
 
-# Single-token and multi-token labels, with shared text prefixes ("neg"/"negative", "positive"/"positively great").
-LABELS = ["positive", "positively great", "neutral", "negative", "neg"]
-REVIEWS = [
-    "awful",
-    "the phone was excellent.",
-    "honestly, my new battery is dreadful and the charger arrived broken after a week of ordinary use",
-]
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def chat_prompts(tiny_loaded):
-    _, tokenizer = tiny_loaded
-    instruction = "Classify the sentiment of the product review as negative, neutral or positive."
-    prompts = [
-        tokenizer.apply_chat_template(
-            [{"role": "system", "content": instruction}, {"role": "user", "content": review}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for review in REVIEWS
-    ]
-    lengths = {len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts}
-    assert len(lengths) == len(prompts), "the prompts must differ in length so that padding matters"
-    return prompts
 
 
 def brute_force(model, tokenizer, prompt: str, label: str) -> float:
@@ -114,18 +103,6 @@ def test_softmax_over_labels_sums_to_one(tiny_loaded, chat_prompts):
     assert ((probabilities > 0) & (probabilities < 1)).all()
 
 
-@pytest.mark.parametrize("label", LABELS)
-def test_split_continuation_reassembles_the_full_tokenization(tiny_loaded, chat_prompts, label):
-    _, tokenizer = tiny_loaded
-    for prompt in chat_prompts:
-        context, continuation = split_continuation(tokenizer, prompt, label)
-        assert context + continuation == tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
-        assert continuation, "a label must have at least one token"
-        # the chat prompt ends on a token boundary, so the whole prompt is context and the label decodes back
-        assert context == tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        assert tokenizer.decode(continuation) == label
-
-
 def test_label_merging_with_the_last_prompt_token(tiny_loaded):
     """'excel' + 'lent' tokenizes as one ' excellent' token: the label starts where the tokenizations diverge."""
     model, tokenizer = tiny_loaded
@@ -146,13 +123,6 @@ def test_label_merging_with_the_last_prompt_token(tiny_loaded):
     assert scores[0, 0].item() == pytest.approx(scores[1, 1].item(), abs=TOLERANCE)
 
 
-def test_common_prefix_length():
-    assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
-    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
-    assert common_prefix_length([], [1]) == 0
-    assert common_prefix_length([7], [8]) == 0
-
-
 def test_label_adding_no_tokens_raises(tiny_loaded, chat_prompts):
     model, tokenizer = tiny_loaded
     with pytest.raises(ValueError, match="adds no tokens"):
@@ -165,3 +135,52 @@ def test_empty_prompt_raises(tiny_loaded):
     model, tokenizer = tiny_loaded
     with pytest.raises(ValueError, match="context token"):
         label_logprobs(model, tokenizer, [""], ["positive", "negative"])
+
+
+def test_normalizations(peaked):
+    model, tokenizer = peaked
+    prompts = random_prompts(random.Random(17), tokenizer, 3)
+    labels = ["neg", "negative cable", "positive"]
+    scores = score_labels(model, tokenizer, prompts, labels)
+    lengths = [[len(label) for _, label in row] for row in split_all(tokenizer, prompts, labels)]
+    assert scores.counts.tolist() == lengths
+    assert torch.equal(normalize(scores, labels, "sum"), scores.sums)
+    assert torch.allclose(normalize(scores, labels, "mean"), scores.sums / torch.tensor(lengths))
+    per_char = normalize(scores, labels, "per_char")
+    assert torch.allclose(per_char[:, 1], scores.sums[:, 1] / len("negative cable"))
+    content_free = torch.tensor([-1.0, -2.0, -3.0])
+    assert torch.allclose(normalize(scores, labels, "pmi", content_free), scores.sums - content_free)
+    with pytest.raises(ValueError, match="content-free"):
+        normalize(scores, labels, "pmi")
+
+
+def test_classification_scores_follow_the_configured_normalization(peaked):
+    model, tokenizer = peaked
+    prompts = random_prompts(random.Random(19), tokenizer, 3)
+    labels = ["neg", "negative cable", "positive"]
+    sums = label_logprobs(model, tokenizer, prompts, labels)
+    assert torch.equal(classification_scores(model, tokenizer, prompts, labels, InferenceConfig()), sums)
+    neutral = "the review: N/A"
+    pmi = classification_scores(model, tokenizer, prompts, labels, InferenceConfig(normalization="pmi"), neutral)
+    prior = brute_force_logprobs(model, tokenizer, [neutral], labels)
+    assert torch.allclose(pmi, sums - prior, atol=TOLERANCE)
+    # the normalization changes which label wins somewhere, else it would be pointless to offer
+    mean = classification_scores(model, tokenizer, prompts, labels, InferenceConfig(normalization="mean"))
+    assert not torch.equal(mean.argmax(-1), sums.argmax(-1)) or not torch.equal(pmi.argmax(-1), sums.argmax(-1))
+    with pytest.raises(ValueError, match="content-free"):
+        classification_scores(model, tokenizer, prompts, labels, InferenceConfig(normalization="pmi"))
+
+
+def test_content_free_prompt_is_the_template_around_n_a(peaked):
+    from sft.config import PromptingConfig
+    from sft.data.prompts import PromptBuilder
+    from sft.scoring.label_scoring import content_free_prompt
+
+    _, tokenizer = peaked
+    prompting = PromptingConfig(instruction="Classify.", input_columns=["text"], output_column="label")
+    builder = PromptBuilder(tokenizer, prompting)
+    sampler = icl_sampler(None, "label", ["neg", "pos"], seed=0, purpose="inference")
+    assert content_free_prompt(builder, sampler, ["text"], InferenceConfig()) is None
+    prompt = content_free_prompt(builder, sampler, ["text"], InferenceConfig(normalization="pmi"))
+    assert prompt == builder.prompt({"text": "N/A"}, [])
+    assert "N/A" in prompt and "Classify." in prompt

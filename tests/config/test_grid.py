@@ -1,9 +1,8 @@
-"""Grid expansion (sft/grid.py) and safe result storage (sft/storage.py)."""
+"""sft.config.grid: the three shapes of a grid file, derived names, grid-level errors, JSONNET external variables."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError
 from sft.config.grid import derived_name, evaluate_file, load_experiments, load_single, parse_ext_vars
-from sft.results.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
-from sft.results.layout import check_name, run_dir
+from sft.results.layout import check_name
 
 DATA = Path("data/sentiment")
 MODEL = Path("models/tiny")
@@ -295,98 +293,3 @@ def test_json_syntax_error_names_the_file_line_and_column(tmp_path):
     [message] = problems(path)
     assert message.startswith(f"{path}:2:")
     assert "invalid JSON" in message
-
-
-# --- storage --------------------------------------------------------------------------------------------------------
-
-
-def test_run_dir_is_inside_the_results_folder(tmp_path):
-    folder = run_dir(tmp_path / "results", "exp-1", 3)
-    assert folder == (tmp_path / "results").resolve() / "exp-1" / "seed-3"
-
-
-@pytest.mark.parametrize("name", ["../escape", "..", "a/b", "/abs", "a/../../b", "", ".", "~", "a\\..\\b"])
-def test_run_dir_refuses_names_that_could_escape(tmp_path, name):
-    with pytest.raises(ValueError):
-        run_dir(tmp_path / "results", name, 1)
-
-
-def test_run_dir_refuses_a_symlink_leading_out_of_the_results_folder(tmp_path):
-    results, outside = tmp_path / "results", tmp_path / "outside"
-    results.mkdir()
-    outside.mkdir()
-    (results / "linked").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ValueError, match="escape"):
-        run_dir(results, "linked", 1)
-
-
-@pytest.mark.parametrize("name", ["exp", "a.b", "x=1,y=2", "m@v+1", "A" * 200, "a-b_c"])
-def test_run_dir_accepts_safe_names(tmp_path, name):
-    root = (tmp_path / "results").resolve()
-    folder = run_dir(root, name, 0)
-    assert root in folder.parents
-    assert folder.name == "seed-0"
-
-
-def test_atomic_write_json_writes_and_leaves_no_temporary_file(tmp_path):
-    target = tmp_path / "out" / "results.json"
-    data = {"metric": 0.5, "text": "größe", "path": Path("a/b")}
-    assert atomic_write_json(target, data) == target
-    assert json.loads(target.read_text(encoding="utf-8")) == {"metric": 0.5, "text": "größe", "path": "a/b"}
-    atomic_write_json(target, {"metric": 0.75})
-    assert json.loads(target.read_text(encoding="utf-8")) == {"metric": 0.75}
-    assert os.listdir(target.parent) == ["results.json"]
-
-
-def test_atomic_write_jsonl_round_trips(tmp_path):
-    rows = [{"a": 1, "b": "ü"}, {"a": 2, "b": None}]
-    path = atomic_write_jsonl(tmp_path / "rows.jsonl", rows)
-    assert read_jsonl(path) == rows
-    assert os.listdir(tmp_path) == ["rows.jsonl"]
-
-
-@pytest.mark.parametrize("failing", ["replace", "fsync"])
-def test_failed_write_keeps_the_old_file_and_removes_the_temporary_one(tmp_path, monkeypatch, failing):
-    target = tmp_path / "results.json"
-    atomic_write_json(target, {"old": True})
-    before = target.read_bytes()
-
-    def broken(*args, **kwargs):
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(os, failing, broken)
-    with pytest.raises(OSError, match="disk gone"):
-        atomic_write_json(target, {"new": True, "rows": list(range(10_000))})
-    monkeypatch.undo()
-
-    assert target.read_bytes() == before
-    assert os.listdir(tmp_path) == ["results.json"]
-
-
-def test_unserialisable_data_keeps_the_old_file(tmp_path):
-    target = tmp_path / "results.json"
-    atomic_write_json(target, {"old": True})
-    circular: dict[str, Any] = {}
-    circular["self"] = circular
-    with pytest.raises(ValueError):
-        atomic_write_json(target, circular)
-    assert json.loads(target.read_text(encoding="utf-8")) == {"old": True}
-    assert os.listdir(tmp_path) == ["results.json"]
-
-
-def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
-    """A KeyboardInterrupt during the write (not only an OSError) must not leave a partial target."""
-    target = tmp_path / "log.txt"
-    atomic_write_text(target, "old\n")
-    real_fsync = os.fsync
-
-    def interrupted(fd):
-        real_fsync(fd)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "fsync", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_text(target, "new\n")
-    monkeypatch.undo()
-    assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["log.txt"]

@@ -19,7 +19,7 @@ from helpers import REPO, classification_config, merge
 
 pytestmark = pytest.mark.slow
 
-HOOKS = Path(__file__).parent / "fault_hooks"
+HOOKS = Path(__file__).resolve().parents[1] / "fault_hooks"
 
 
 def fast_config(data: Path, model: Path) -> dict:

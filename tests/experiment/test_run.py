@@ -145,6 +145,7 @@ def test_zero_shot_probabilities_are_the_models_label_scores(zero_shot):
 # -- few-shot ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_few_shot_run_saves_the_adapter_and_training_stats(few_shot, zero_shot, sentiment_data):
     config, run, _ = few_shot
     assert (run.adapter_folder / "adapter_config.json").is_file()
@@ -192,6 +193,7 @@ def test_few_shot_predict_without_an_adapter_asks_to_train_first(
     assert not (run.folder / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_matches_run_experiment(few_shot, tiny_qwen, sentiment_data, tmp_path):
     config, reference_run, reference = few_shot
     run = Run("few-shot", SEED, tmp_path)
@@ -224,6 +226,7 @@ def same_probabilities(rows: list[dict], expected: list[dict]) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_model_adapter_is_applied_by_predict_and_by_a_zero_shot_run(
     few_shot, zero_shot, tiny_qwen, sentiment_data, tmp_path
 ):

@@ -282,6 +282,7 @@ def test_cache_folder_comes_from_the_environment(monkeypatch, tmp_path):
 # -- training uses the initializer ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_data, tmp_path, monkeypatch):
     """The trainer's LoRA layers hold pissa's factors when training starts (recorded by a trainer subclass)."""
     import trl
@@ -317,6 +318,7 @@ def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_da
     assert len(list((tmp_path / "cache").glob("pissa-*.safetensors"))) == len(updates)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init", ["pissa_niter_2", "olora"])
 def test_adapters_of_base_rewriting_peft_inits_reload_on_the_original_model(
     init, tiny_qwen, sentiment_data, tmp_path, monkeypatch

@@ -1,4 +1,4 @@
-"""The grid runner's scheduling, resume, locks and dry run (sft/runner.py, sft/resume.py), and the two
+"""The grid runner's scheduling, resume, locks and dry run (sft.runner.scheduler, sft.runner.resume), and the two
 real launch paths that are not the default: data-parallel `accelerate launch` on two CPU processes and
 a local Ray instance.
 
@@ -22,7 +22,7 @@ from rich.console import Console
 from sft.config import parse_config
 from sft.results.layout import Run
 from sft.runner.executors import EXECUTORS, ProcessHandle
-from sft.runner.resume import RunLock, decide, set_aside
+from sft.runner.resume import RunLock
 from sft.runner.scheduler import Options, plan, run_experiments
 
 
@@ -76,6 +76,7 @@ def executions(tmp_path: Path, name: str, seed: int) -> int:
     return len(file.read_text().split()) if file.exists() else 0
 
 
+@pytest.mark.slow
 def test_gpu_slots_pack_multi_gpu_experiments_and_never_share_a_gpu(tmp_path):
     base = classification_config(tmp_path / "data", tmp_path / "model")
     needs = {"one": 1, "two": 2, "three": 3, "four": 1, "five": 1}
@@ -98,6 +99,7 @@ def test_gpu_slots_pack_multi_gpu_experiments_and_never_share_a_gpu(tmp_path):
     assert one[1] < two[2] and two[1] < one[2], "a 1-GPU and a 2-GPU experiment should run side by side"
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_path):
     code, output = grid(tmp_path, configs(tmp_path), seeds=[1, 2], jobs=2)
     assert code == 0, output
@@ -157,22 +159,7 @@ def test_resources_are_part_of_the_config_hash(tmp_path):
     assert plain.resolved()["resources"] == {"gpus": 1, "launcher": "python", "num_processes": None}
 
 
-def test_decide_and_set_aside(tmp_path):
-    run = Run("x", 1, tmp_path)
-    assert decide(run, "h1").run and "no results yet" in decide(run, "h1").reason
-    run.folder.mkdir(parents=True)
-    (run.folder / "results.json").write_text('{"config_hash": "h1"}')
-    (run.folder / "run.log").write_text("log")
-    assert not decide(run, "h1").run
-    assert decide(run, "h1", force=True).set_aside
-    assert decide(run, "h2").set_aside and "config changed" in decide(run, "h2").reason
-    (run.folder / "results.json").write_text('{"config_hash": ')
-    assert decide(run, "h1").set_aside and "unreadable" in decide(run, "h1").reason
-    first, second = set_aside(run.folder), set_aside(run.folder)
-    assert first != second and (first / "run.log").read_text() == "log"
-    assert sorted(path.name for path in run.folder.iterdir()) == ["previous"]
-
-
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, tiny_qwen, sentiment_data):
     grid_file = tmp_path / "grid.json"
     config = classification_config(sentiment_data, tiny_qwen)

@@ -28,7 +28,7 @@ from report_data import (
 from sft.config import parse_config
 from sft.report.aggregate import ReportOptions, aggregate, collect, flatten, varying_settings
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CLASSIFICATION = "cardiffnlp/tweet_eval (sentiment) · classification"
 GENERATION = "bentrevett/multi30k · generation"
 

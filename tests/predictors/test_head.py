@@ -109,6 +109,7 @@ def test_packaged_model_name_resolves_to_its_folder():
     assert resolve_model_name("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
+@pytest.mark.slow
 def test_trained_head_is_saved_with_the_adapter(tiny_llama, sentiment_data, tmp_path):
     """The new head is trained (modules_to_save) and reloaded from the adapter folder: a fresh `evaluate`
     reproduces the predictions of the run that trained it."""
@@ -134,6 +135,7 @@ def test_trained_head_is_saved_with_the_adapter(tiny_llama, sentiment_data, tmp_
     assert trained["training"]["trainable_parameters"] > 0
 
 
+@pytest.mark.slow
 def test_minilm_head_learns_real_tweets(shared_data, tmp_path):
     """all-MiniLM-L6-v2 (real weights) with a LoRA head on 240 TweetEval emotion tweets beats always
     answering the most frequent test label."""
@@ -153,6 +155,7 @@ def test_minilm_head_learns_real_tweets(shared_data, tmp_path):
     assert results["metrics"]["f1_macro"] > 0.3
 
 
+@pytest.mark.slow
 def test_head_mode_applies_sft_initializers(tiny_llama, sentiment_data, tmp_path):
     """`init_lora_weights: pca` in head mode: every LoRA A has orthonormal rows (top right singular vectors),
     every B is zero; PEFT's default init gives neither. Learning rate 0 keeps the initial values."""

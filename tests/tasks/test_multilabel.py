@@ -1,5 +1,5 @@
-"""Multi-label classification: data handling, thresholds, metrics, generative label-set scoring and a
-whole run on a tiny offline model."""
+"""Multi-label classification (sft.tasks.multilabel): data handling, thresholds, metrics and a whole run on a
+tiny offline model."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from sft.evaluation.multilabel import binarize
 from sft.experiment.run import run_experiment
 from sft.results.files import read_jsonl
 from sft.results.layout import Run
-from sft.scoring.label_scoring import label_logprobs
-from sft.scoring.label_sets import label_set_probabilities
 from sft.synthetic import sentiment_examples, write_splits
 from sft.tasks import TASKS
 from sft.tasks.multilabel import _best_cut, decide, tune_thresholds
@@ -186,30 +184,6 @@ def test_a_string_label_column_is_reported(sentiment_data, tiny_qwen):
 # -- generative scoring ---------------------------------------------------------------------------------------
 
 
-def test_label_set_probabilities_follow_the_chain_rule(tiny_loaded):
-    model, tokenizer = tiny_loaded
-    labels = ["negative", "neutral", "positive"]
-    prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-        for text in ("the phone was awful.", "my new camera is lovely and the cable was plain")
-    ]
-    probabilities = label_set_probabilities(model, tokenizer, prompts, labels, ", ")
-    first = label_logprobs(model, tokenizer, prompts, labels).double().exp().numpy()
-    assert probabilities.shape == (2, 3)
-    assert np.all((probabilities >= 0) & (probabilities <= 1))
-    # the first label can only start the answer
-    np.testing.assert_allclose(probabilities[:, 0], first[:, 0], rtol=1e-6)
-    # "positive" after "negative, " or "neutral, ": brute force over the two-label answers
-    for p, prompt in enumerate(prompts):
-        expected = first[p, 2]
-        for m in (0, 1):
-            pair = label_logprobs(model, tokenizer, [prompt], [f"{labels[m]}, positive"]).double().exp().item()
-            expected += pair
-        assert math.isclose(probabilities[p, 2], expected, rel_tol=1e-4), (probabilities[p, 2], expected)
-    # each label is at least as likely as its starting the answer, and the scores are not a distribution
-    assert np.all(probabilities >= first - 1e-9)
-
-
 @pytest.fixture(scope="module")
 def generative_run(multilabel_data, tiny_qwen, tmp_path_factory):
     config = multilabel_config(
@@ -219,6 +193,7 @@ def generative_run(multilabel_data, tiny_qwen, tmp_path_factory):
     return config, run, run_experiment(config, run)
 
 
+@pytest.mark.slow
 def test_generative_multilabel_run_writes_sets_thresholds_and_metrics(generative_run, multilabel_data):
     _, run, results = generative_run
     assert results["task_type"] == "multilabel"
