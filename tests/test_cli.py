@@ -258,3 +258,17 @@ def test_aggregate_on_an_empty_folder_writes_both_reports(tmp_path):
     document = json.loads((tmp_path / "aggregated_results.json").read_text(encoding="utf-8"))
     assert document["rows"] == [] and document["failures"] == []
     assert (tmp_path / "aggregated_results.md").read_text(encoding="utf-8").startswith("# Aggregated results")
+
+
+def test_run_experiments_reports_bad_options_with_the_grids_problems_at_once(tmp_path):
+    """An unknown executor and --jobs 0 are named together with the grid's own problems, in one pass,
+    before anything runs or is written."""
+    grid = write(tmp_path / "grid.json", {"configs": {"a": {"dataset": {"path": "x"}}}})
+    result = invoke(
+        "run-experiments", grid, "--executor", "forkserve", "--jobs", "0", "--results-path", tmp_path / "out"
+    )
+    assert result.exit_code == 2
+    assert "unknown executor 'forkserve' (did you mean 'forkserver'?)" in result.output
+    assert "--jobs must be at least 1" in result.output
+    assert "model: required key is missing" in result.output
+    assert not (tmp_path / "out").exists()

@@ -150,3 +150,18 @@ def test_train_with_zero_shots_is_a_problem(raw):
 def test_train_with_zero_shots_is_a_problem_even_without_lora(raw):
     problems = check_command(parse_config(raw, SOURCE), "train")
     assert any(problem.startswith("dataset.shots: ") for problem in problems), problems
+
+
+def test_schema_defaults_by_key():
+    from sft.config.parsing import NO_DEFAULT, differs_from_default, schema_default
+
+    assert schema_default("lora.r") == 8
+    assert schema_default("dataset.test_split") == "test"  # inside a required section
+    assert schema_default("inference.generation_args.max_new_tokens") == 64  # inside a dict default
+    assert schema_default("inference.calibration_args.content_free_inputs") == ["N/A", "", "[MASK]"]
+    assert schema_default("model.model_args.parallelize") is False
+    for key in ("dataset.path", "model.name", "training.trainer_args.learning_rate", "lora.no_such_key"):
+        assert schema_default(key) is NO_DEFAULT, key
+    assert not differs_from_default("lora.lora_alpha", 16.0)  # a float field's default written as an int
+    assert differs_from_default("lora.init_lora_weights", 1)  # 1 is not True
+    assert differs_from_default("model.name", "x") and differs_from_default("lora.r", 16)

@@ -299,3 +299,29 @@ def test_config_hash_covers_every_leaf_of_the_resolved_config(trained_raw):
             target = target[key]
         target[path[-1]] = ["changed", target[path[-1]]]
         assert config_hash(changed) != reference, path
+
+
+def test_typed_placement_arguments_keep_the_hash_they_had_as_free_model_args(raw):
+    """model_args.parallelize / no_split_module_classes became typed fields: a config that sets them hashes
+    the same settings as before (so its results still resume), and one that does not hashes none of them."""
+    raw = merge(raw, {"model": {"model_args": {"parallelize": True, "attn_implementation": "eager"}}})
+    config = parse_config(raw, SOURCE)
+    assert config.hashed_settings()["model"]["model_args"] == {"parallelize": True, "attn_implementation": "eager"}
+    assert config.model.model_args.from_pretrained_args() == {"attn_implementation": "eager"}
+    plain = parse_config(merge(raw, {"model": {"model_args": {}}}), SOURCE)
+    assert "model_args" not in plain.hashed_settings()["model"]
+    assert (
+        plain.config_hash()
+        == parse_config(merge(raw, {"model": {"model_args": {"parallelize": False}}}), SOURCE).config_hash()
+    )
+
+
+def test_derived_values_are_methods_of_the_config(raw):
+    config = parse_config(raw, SOURCE)
+    assert config.resources.processes() == 1  # the python launcher
+    accelerate = config.resources.model_copy(update={"launcher": "accelerate"})
+    assert accelerate.processes() == 2 and accelerate.processes(gpus=4) == 4
+    assert accelerate.model_copy(update={"num_processes": 3}).processes(gpus=4) == 3
+    calibration = config.inference.calibration_args
+    assert calibration.domain_estimations() == 20
+    assert calibration.model_copy(update={"num_estimations": 5}).domain_estimations() == 5
