@@ -1,5 +1,5 @@
 """Multi-label classification: label lists in the data, an independent probability per label, and
-thresholds (`sft.tasks.multilabel`) that turn those probabilities into label sets.
+thresholds tuned on the validation split (below) that turn those probabilities into label sets.
 
 Data: the output column holds a list of label names; `read_split` keeps each list as strings in label
 order without duplicates (sorted by name when no label list is given, which is then the label order
