@@ -52,3 +52,25 @@ def icl_sampler(pool: Any, column: str, labels: list[str] | None, seed: int, pur
         return ICLSampler(None, [], seed, purpose)
     groups = list(members_by_label(pool[column], labels).values()) if labels else [np.arange(len(pool))]
     return ICLSampler(pool, groups, seed, purpose)
+
+
+# -- config problems -----------------------------------------------------------------------------------
+
+SOURCE = "cfg.json"  # the file name config errors are prefixed with in the config tests
+
+
+def problems_of(raw: Any) -> list[str]:
+    """Every message of the ConfigError that parsing `raw` raises."""
+    import pytest
+
+    from sft.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, SOURCE)
+    return caught.value.messages
+
+
+def only_problem(raw: Any) -> str:
+    messages = problems_of(raw)
+    assert len(messages) == 1, messages
+    return messages[0]

@@ -134,3 +134,11 @@ def build_results(root: Path) -> Path:
     for index, (experiment, raw) in enumerate(GENERATION_RUNS.items()):
         write_results(root, experiment, 1, raw, generation_metrics(20.0 + index))
     return root
+
+
+def build_results_with_16_shots(root: Path) -> Path:
+    """The shared runs plus a 16-shot experiment, so the metric runs over three shot counts."""
+    build_results(root)
+    for seed, value in zip(SEEDS, (0.6, 0.64)):
+        write_results(root, "shots16_default", seed, classification_config(16), classification_metrics(value))
+    return root

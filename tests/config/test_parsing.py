@@ -7,23 +7,9 @@ import copy
 from typing import Any
 
 import pytest
-from helpers import merge
+from helpers import SOURCE, merge, only_problem
 
 from sft.config import ConfigError, check_command, parse_config
-
-SOURCE = "cfg.json"
-
-
-def problems_of(raw: Any) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(raw, SOURCE)
-    return caught.value.messages
-
-
-def only_problem(raw: Any) -> str:
-    messages = problems_of(raw)
-    assert len(messages) == 1, messages
-    return messages[0]
 
 
 def test_non_object_config_is_rejected():

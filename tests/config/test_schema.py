@@ -8,25 +8,10 @@ import json
 from typing import Any
 
 import pytest
-from helpers import merge
+from helpers import SOURCE, merge, only_problem
 
-from sft.config import ConfigError, ExperimentConfig, InferenceConfig, config_hash, parse_config
+from sft.config import ExperimentConfig, InferenceConfig, config_hash, parse_config
 from sft.config.schema import PEFT_INITIALIZATIONS
-
-SOURCE = "cfg.json"
-
-
-def problems_of(raw: Any) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(raw, SOURCE)
-    return caught.value.messages
-
-
-def only_problem(raw: Any) -> str:
-    messages = problems_of(raw)
-    assert len(messages) == 1, messages
-    return messages[0]
-
 
 # --- a valid config and its defaults ---------------------------------------------------------------------------
 

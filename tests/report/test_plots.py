@@ -14,11 +14,9 @@ from report_data import (
     DETERMINISTIC_PREDICTIONS,
     GENERATION_RUNS,
     SEEDS,
-    build_results,
+    build_results_with_16_shots,
     classification_config,
-    classification_metrics,
     write_predictions,
-    write_results,
 )
 
 from sft.report.aggregate import ReportOptions, aggregate, parse_plots
@@ -28,11 +26,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    """The shared runs plus a 16-shot experiment, so the metric runs over three shot counts."""
-    build_results(tmp_path)
-    for seed, value in zip(SEEDS, (0.6, 0.64)):
-        write_results(tmp_path, "shots16_default", seed, classification_config(16), classification_metrics(value))
-    return tmp_path
+    return build_results_with_16_shots(tmp_path)
 
 
 def png_size(path: Path) -> tuple[int, int]:

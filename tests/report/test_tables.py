@@ -9,11 +9,8 @@ import pytest
 from report_data import (
     CLASSIFICATION_RUNS,
     SEEDS,
-    build_results,
-    classification_config,
-    classification_metrics,
+    build_results_with_16_shots,
     score,
-    write_results,
 )
 
 from sft.report.aggregate import ReportOptions, aggregate
@@ -21,11 +18,7 @@ from sft.report.aggregate import ReportOptions, aggregate
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    """The shared runs plus a 16-shot experiment, so the metric runs over three shot counts."""
-    build_results(tmp_path)
-    for seed, value in zip(SEEDS, (0.6, 0.64)):
-        write_results(tmp_path, "shots16_default", seed, classification_config(16), classification_metrics(value))
-    return tmp_path
+    return build_results_with_16_shots(tmp_path)
 
 
 def pivot_cells(markdown: str, heading: str) -> dict[tuple[str, ...], dict[str, str]]:
