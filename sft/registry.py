@@ -49,11 +49,7 @@ class Registry:
         """Decorator form of `add` for objects defined in code: `@METRICS.register("name")`."""
 
         def add(target: F) -> F:
-            known = self._entries.get(name)
-            if known is not None and isinstance(known.target, str) and _qualified(target) == known.target:
-                known.target = target  # the lazy entry's own module registering itself on import
-                return target
-            self.add(name, target, **{**(known.info if known else {}), **info})
+            self.add(name, target, **info)
             return target
 
         return add
@@ -98,7 +94,3 @@ class Registry:
         problems = self.unknown([name])
         if problems:
             raise KeyError(problems[0])
-
-
-def _qualified(target: Any) -> str:
-    return f"{getattr(target, '__module__', '')}:{getattr(target, '__qualname__', '')}"

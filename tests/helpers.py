@@ -42,16 +42,15 @@ def merge(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def icl_sampler(pool: Any, column: str, labels: list[str] | None, seed: int, purpose: str) -> Any:
-    """An ICLSampler over `pool` grouped as the tasks group examples: by label, or all together."""
-    import numpy as np
-
+    """An ICLSampler over `pool`, its examples grouped as a labelled task (per label) or generation (all
+    together) groups them."""
     from sft.data.prompts import ICLSampler
-    from sft.tasks.labels import members_by_label
+    from sft.tasks import TASKS
 
     if pool is None:
         return ICLSampler(None, [], seed, purpose)
-    groups = list(members_by_label(pool[column], labels).values()) if labels else [np.arange(len(pool))]
-    return ICLSampler(pool, groups, seed, purpose)
+    task = TASKS["classification" if labels else "generation"]
+    return ICLSampler(pool, task.example_groups(pool[column], labels), seed, purpose)
 
 
 # -- config problems -----------------------------------------------------------------------------------

@@ -14,10 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
-from sft.config.errors import ConfigError
 from sft.registry import did_you_mean
-
-__all__ = ["ConfigError"]  # re-exported: the schema's validators and its users raise it
 
 TaskType = Literal["classification", "generation", "multilabel"]
 # The seed of a single run when none is given (`--random-seed`, `run-experiments` without --seeds).

@@ -27,8 +27,6 @@ class Collected:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    # runs no runner has run (kept in aggregated_results.json's schema; the runner writes no such state)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -167,7 +165,7 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     for name, seed in expected or []:
         if (name, seed) not in seen and not (seed is None and name in seen_names):
             collected.missing.append({"experiment": name, "seed": seed, "folder": None, "state": "not started"})
-    for records in (collected.rows, collected.failures, collected.skipped, collected.missing):
+    for records in (collected.rows, collected.failures, collected.missing):
         records.sort(key=lambda record: (record["experiment"], _seed_order(record["seed"])))
     return collected
 
@@ -180,7 +178,7 @@ def _seed_order(seed: Any) -> tuple:
 
 
 def _all_runs(collected: Collected) -> list[dict[str, Any]]:
-    return [*collected.rows, *collected.failures, *collected.skipped, *collected.missing]
+    return [*collected.rows, *collected.failures, *collected.missing]
 
 
 def expected_runs(grid: str | Path, ext_vars: dict[str, str] | None, seeds: list[int] | None) -> list[tuple]:
