@@ -26,6 +26,10 @@ DOMAIN_ESTIMATIONS = 20
 # Input tokens a classification head reads when `prompting.max_input_length` is not set (or less, when
 # the tokenizer's own limit is lower).
 HEAD_MAX_LENGTH = 512
+# `inference.threshold_examples`: validation examples multilabel thresholds are tuned on. Scoring every
+# example of a large validation split (5,426 in GoEmotions) costs more than the test itself, while a few
+# hundred examples already pin a threshold down to a few hundredths.
+THRESHOLD_EXAMPLES = 1000
 SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
@@ -305,7 +309,10 @@ class InferenceConfig(Section):
         "global", description="Multilabel: one threshold or one per label, tuned on validation; or a fixed number."
     )
     threshold_examples: int | None = Field(
-        None, ge=1, description="Multilabel: tune thresholds on at most this many validation examples."
+        THRESHOLD_EXAMPLES,
+        ge=1,
+        description="Multilabel: tune thresholds on at most this many validation examples (the same subset for "
+        "every seed); null: all of them.",
     )
     generation_args: dict[str, Any] = Field(
         default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
@@ -413,6 +420,11 @@ class ExperimentConfig(Section):
         if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
             raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
         return self
+
+    @property
+    def tunes_thresholds(self) -> bool:
+        """Multilabel thresholds 'global' or 'per_label' are tuned on a validation split (a number is fixed)."""
+        return self.dataset.task_type == "multilabel" and isinstance(self.inference.thresholds, str)
 
     @property
     def trains(self) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
-from sft.data.splits import data_problems, load_splits, needs_train_split
+from sft.data.splits import data_problems, load_splits, needs_train_split, validation_split_of
 from sft.tasks import task_for
 from sft.tasks.labels import members_by_label
 
@@ -40,6 +40,8 @@ class ExperimentData:
     test: Dataset
     validation: Dataset | None
     labels: list[str] | None  # classification and multilabel
+    # the split `validation` was read from (dataset.validation_split, or the dataset's own one)
+    validation_name: str | None = None
     # indices of `icl_pool` from which in-context examples are drawn: one group per label, or one in all
     icl_groups: list[np.ndarray] = field(default_factory=list)
 
@@ -68,14 +70,29 @@ def prepare_data(
 
     train = split_or_none(dataset.train_split) if needs_train_split(config) else None
     test = split_or_none(dataset.test_split)
-    validation = split_or_none(dataset.validation_split)
+    validation_name = validation_split_of(config, splits)
+    if validation_name is not None and validation_name != dataset.validation_split:
+        log.info(
+            "No dataset.validation_split: tuning inference.thresholds %r on the dataset's %r split.",
+            config.inference.thresholds,
+            validation_name,
+        )
+    validation = split_or_none(validation_name)
     if dataset.max_n_test is not None and dataset.max_n_test < len(test):
         test = test.shuffle(seed=TEST_SUBSET_SEED).select(range(dataset.max_n_test))
     labels = task.label_set([test] if train is None else [test, train], output, dataset.labels)
     shots = sample_shots(train, output, labels, dataset.shots, seed) if config.trains else None
     pool = shots if shots is not None else train
     groups = task.example_groups(pool[output], labels) if pool is not None else []
-    return ExperimentData(train=train, shots=shots, test=test, validation=validation, labels=labels, icl_groups=groups)
+    return ExperimentData(
+        train=train,
+        shots=shots,
+        test=test,
+        validation=validation,
+        labels=labels,
+        validation_name=validation_name,
+        icl_groups=groups,
+    )
 
 
 # -- shots -----------------------------------------------------------------------------------------------

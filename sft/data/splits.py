@@ -45,6 +45,32 @@ def needs_train_split(config: ExperimentConfig) -> bool:
     return config.trains or config.inference.icl_examples > 0 or labelled_calibration
 
 
+# Split names a dataset's validation split goes by, in the order one is picked when thresholds must be
+# tuned and the config names none.
+VALIDATION_SPLIT_NAMES = ("validation", "dev", "val")
+
+
+def validation_split_of(config: ExperimentConfig, splits: DatasetDict) -> str | None:
+    """The validation split the experiment reads: `dataset.validation_split`, else (when multilabel
+    thresholds are tuned) the dataset's own split called validation, dev or val, else None."""
+    if config.dataset.validation_split or not config.tunes_thresholds:
+        return config.dataset.validation_split
+    return next((name for name in VALIDATION_SPLIT_NAMES if name in splits), None)
+
+
+def _validation_problem(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
+    """Tuned thresholds with no validation split to tune them on: refuse rather than silently use 0.5."""
+    if not config.tunes_thresholds or validation_split_of(config, splits) is not None:
+        return []
+    mode = config.inference.thresholds
+    return [
+        f"dataset.validation_split: inference.thresholds {mode!r} are tuned on a validation split, but none is "
+        f"set and {config.dataset.path!r} has no split called {' / '.join(VALIDATION_SPLIT_NAMES)} (it has "
+        f"{sorted(splits)}); set dataset.validation_split to one of its splits, or give fixed thresholds, "
+        "e.g. inference.thresholds: 0.5"
+    ]
+
+
 def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
     """Everything wrong with the data for this config, one message per problem."""
     dataset, prompting = config.dataset, config.prompting
@@ -52,8 +78,10 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
     wanted = {"dataset.test_split": dataset.test_split}
     if needs_train_split(config):
         wanted["dataset.train_split"] = dataset.train_split
-    if dataset.validation_split:
-        wanted["dataset.validation_split"] = dataset.validation_split
+    validation = validation_split_of(config, splits)
+    if validation:
+        wanted["dataset.validation_split"] = validation
+    problems += _validation_problem(config, splits)
     columns = [*prompting.input_columns, prompting.output_column]
     labelled = {}  # the wanted splits whose labels can be checked
     for key, split in wanted.items():

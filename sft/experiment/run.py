@@ -192,6 +192,8 @@ def results_record(
         "n_shots": n_shots,
         "labels": labels,
         "thresholds": prediction.details.get("thresholds"),
+        # "fixed", or {"split", "examples", "split_examples", "chosen_by"}: what the thresholds were tuned on
+        "threshold_source": prediction.details.get("threshold_source"),
         "training": training,
         "calibration": prediction.details.get("calibration"),
         "timings": timings,

@@ -89,6 +89,8 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "inference_seconds": timings.get("inference_seconds"),
         "total_seconds": timings.get("total_seconds"),
         "folder": folder,
+        "thresholds": results.get("thresholds"),  # multilabel only
+        "threshold_source": results.get("threshold_source"),
         "settings": settings,
         # per_class is flattened to per_class.<label>.f1 etc.; lists (confusion matrix) stay in results.json
         "metrics": {key: value for key, value in flatten(results["metrics"]).items() if is_number(value)},

@@ -103,6 +103,36 @@ def _section_lines(section: Section, plot: str | None) -> list[str]:
     return lines
 
 
+def threshold_source_text(source: Any) -> str:
+    """Where a run's multilabel thresholds came from, as results.json records it."""
+    if source == "fixed":
+        return "fixed (inference.thresholds)"
+    if not isinstance(source, dict):
+        return "not recorded"
+    picked = "" if source.get("chosen_by") == "config" else ", picked by its name"
+    return f"split {source.get('split')!r}: {source.get('examples')} of {source.get('split_examples')} examples{picked}"
+
+
+def _threshold_text(thresholds: dict[str, Any]) -> str:
+    values = set(thresholds.values())
+    if len(values) == 1:
+        return f"{setting_text(next(iter(values)))} (every label)"
+    return ", ".join(f"{label} {setting_text(value)}" for label, value in thresholds.items())
+
+
+def _threshold_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Multilabel runs: the thresholds that cut label sets, next to what they were tuned on."""
+    table = [
+        [row["experiment"], setting_text(row["seed"]), _threshold_text(row["thresholds"]),
+         threshold_source_text(row.get("threshold_source"))]
+        for row in rows
+        if isinstance(row.get("thresholds"), dict) and row["thresholds"]
+    ]  # fmt: skip
+    if not table:
+        return []
+    return ["", "## Multilabel thresholds", "", _table(["experiment", "seed", "thresholds", "tuned on"], table)]
+
+
 def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[str]:
     lines: list[str] = []
     if per_experiment:
@@ -135,5 +165,6 @@ def markdown(collected: Collected, found: list[Section], drawn: Drawn) -> str:
     lines += _constant_lines(collected.rows)
     for section in found:
         lines += _section_lines(section, drawn.sections.get((section.dataset, section.task_type)))
+    lines += _threshold_lines(collected.rows)
     lines += _run_lines(collected, drawn.experiments)
     return "\n".join(lines) + "\n"

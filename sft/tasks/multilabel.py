@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sft.config import ConfigError
 from sft.evaluation.metrics import MetricInputs
 from sft.evaluation.multilabel import binarize
 from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
@@ -115,14 +116,15 @@ class Multilabel:
         """Probabilities per label and the thresholded label set of every test example; the thresholds
         are tuned on the validation split with the same `score`."""
         labels = data.labels or []
-        thresholds = thresholds_for(config, data, score)
+        thresholds, source = thresholds_for(config, data, score)
         scores = score(data.test)
         rows = example_rows(data.test, config.prompting, list)
         predicted = decide(scores.probabilities, thresholds, labels)
         for row, probs, chosen in zip(rows, label_probabilities(labels, scores.probabilities), predicted):
             row["prediction"] = chosen
             row["probabilities"] = probs
-        return Prediction(rows, {**scores.details, "thresholds": dict(zip(labels, thresholds.tolist()))})
+        thresholds_by_label = dict(zip(labels, thresholds.tolist()))
+        return Prediction(rows, {**scores.details, "thresholds": thresholds_by_label, "threshold_source": source})
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         reference_sets = [row["reference"] for row in rows]
@@ -138,8 +140,8 @@ MULTILABEL = Multilabel()
 # -- thresholds ------------------------------------------------------------------------------------------
 
 
-# Used when thresholds cannot be tuned (no validation split).
-DEFAULT_THRESHOLD = 0.5
+# The validation subset thresholds are tuned on (inference.threshold_examples) is the same for every seed.
+THRESHOLD_SUBSET_SEED = 0
 
 
 def _best_cut(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -181,24 +183,36 @@ def decide(probabilities: np.ndarray, thresholds: np.ndarray, labels: Sequence[s
     return [[label for label, keep in zip(labels, row) if keep] for row in chosen]
 
 
-def thresholds_for(config: ExperimentConfig, data: ExperimentData, score: Scorer) -> np.ndarray:
-    """The thresholds of `inference.thresholds`, tuned on the validation split scored by `score`."""
+def thresholds_for(config: ExperimentConfig, data: ExperimentData, score: Scorer) -> tuple[np.ndarray, Any]:
+    """The thresholds of `inference.thresholds` and where they came from: "fixed", or the validation split
+    and how many of its examples `score` tuned them on."""
     mode, labels = config.inference.thresholds, data.labels
     assert labels is not None
     if not isinstance(mode, str):
-        return np.full(len(labels), float(mode))
+        return np.full(len(labels), float(mode)), "fixed"
     validation = data.validation
-    if validation is None:
-        log.warning(
-            "No dataset.validation_split to tune %s thresholds on; using %.2f for every label.",
-            mode,
-            DEFAULT_THRESHOLD,
+    if validation is None:  # prepare_data refuses this; kept for callers that build ExperimentData by hand
+        raise ConfigError(
+            [f"dataset.validation_split: inference.thresholds {mode!r} need a validation split to be tuned on"]
         )
-        return np.full(len(labels), DEFAULT_THRESHOLD)
-    limit = config.inference.threshold_examples
-    if limit is not None and limit < len(validation):
-        validation = validation.shuffle(seed=0).select(range(limit))
+    available, limit = len(validation), config.inference.threshold_examples
+    if limit is not None and limit < available:
+        validation = validation.shuffle(seed=THRESHOLD_SUBSET_SEED).select(range(limit))
     truth = binarize(validation[config.prompting.output_column], labels)
     thresholds = tune_thresholds(score(validation).probabilities, truth, mode)
-    log.info("Tuned %s thresholds on %d validation examples: %s", mode, len(validation), thresholds.round(4))
-    return thresholds
+    split = data.validation_name or config.dataset.validation_split
+    log.info(
+        "Tuned %s thresholds on %d of the %d examples of split %r: %s",
+        mode,
+        len(validation),
+        available,
+        split,
+        thresholds.round(4),
+    )
+    source = {
+        "split": split,
+        "examples": len(validation),
+        "split_examples": available,
+        "chosen_by": "config" if split == config.dataset.validation_split else "split name",
+    }
+    return thresholds, source

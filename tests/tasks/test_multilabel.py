@@ -3,6 +3,7 @@ tiny offline model."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import icl_sampler, merge, training_sections
+from typer.testing import CliRunner
 
+from sft.cli import app
 from sft.config import ConfigError, EvaluationConfig, parse_config
+from sft.config.schema import THRESHOLD_EXAMPLES
 from sft.data.prepare import load_splits, prepare_data
 from sft.data.prompts import PromptBuilder
 from sft.evaluation.metrics import MetricInputs, compute_metrics
@@ -21,7 +25,8 @@ from sft.results.files import read_jsonl
 from sft.results.layout import Run
 from sft.synthetic import sentiment_examples, write_splits
 from sft.tasks import TASKS
-from sft.tasks.multilabel import _best_cut, decide, tune_thresholds
+from sft.tasks.base import Scores
+from sft.tasks.multilabel import _best_cut, decide, thresholds_for, tune_thresholds
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -213,3 +218,67 @@ def test_fixed_threshold_is_used_as_given(multilabel_data, tiny_qwen, tmp_path):
     config = multilabel_config(multilabel_data, tiny_qwen, inference={"thresholds": 0.01, "batch_size": 16})
     results = run_experiment(config, Run("fixed", 0, tmp_path))
     assert results["thresholds"] == dict.fromkeys(LABELS, 0.01)
+
+
+# -- where thresholds are tuned -------------------------------------------------------------------------------
+
+
+def test_without_validation_split_the_datasets_own_is_used_capped_and_recorded(
+    multilabel_data, tiny_qwen, tmp_path, caplog
+):
+    raw = multilabel_config(multilabel_data, tiny_qwen, inference={"threshold_examples": 5}).model_dump(
+        exclude_defaults=True
+    )
+    del raw["dataset"]["validation_split"]
+    config = parse_config(raw)
+    with caplog.at_level("INFO"):
+        results = run_experiment(config, Run("implicit", 0, tmp_path))
+    assert "tuning inference.thresholds 'global' on the dataset's 'validation' split" in caplog.text
+    assert results["threshold_source"] == {
+        "split": "validation", "examples": 5, "split_examples": 16, "chosen_by": "split name"
+    }  # fmt: skip
+    from sft.report.aggregate import aggregate
+
+    _, markdown = aggregate(tmp_path)
+    section = markdown.read_text().split("## Multilabel thresholds")[1]
+    line = next(line for line in section.splitlines() if line.startswith("| implicit"))
+    assert "split 'validation': 5 of 16 examples, picked by its name" in line
+
+
+def test_fixed_thresholds_are_recorded_as_fixed(multilabel_data, tiny_qwen):
+    config = multilabel_config(multilabel_data, tiny_qwen, inference={"thresholds": 0.3})
+    data = prepare_data(config, seed=0)
+    _, source = thresholds_for(config, data, lambda split: pytest.fail("fixed thresholds score nothing"))
+    assert source == "fixed"
+
+
+def test_threshold_examples_default_and_the_subset_is_the_same_for_every_seed(multilabel_data, tiny_qwen):
+    assert parse_config(multilabel_config(multilabel_data, tiny_qwen).model_dump()).inference.threshold_examples == (
+        THRESHOLD_EXAMPLES
+    )
+    config = multilabel_config(multilabel_data, tiny_qwen, inference={"threshold_examples": 6}, dataset={"shots": 2})
+    scored = []
+
+    def score(split):
+        scored.append(split["text"])
+        return Scores(np.full((len(split), len(LABELS)), 0.5))
+
+    for seed in (0, 1):
+        _, source = thresholds_for(config, prepare_data(config, seed=seed), score)
+        assert source["examples"] == 6 and source["split_examples"] == 16 and source["chosen_by"] == "config"
+    assert scored[0] == scored[1]
+
+
+def test_tuned_thresholds_without_any_validation_split_stop_validate(tmp_path, tiny_qwen):
+    data = write_splits(
+        tmp_path / "data", {"train": multilabel_examples(8, seed=1), "test": multilabel_examples(4, seed=2)}
+    )
+    raw = multilabel_config(data, tiny_qwen).model_dump(exclude_defaults=True)
+    del raw["dataset"]["validation_split"]
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps(raw))
+    result = CliRunner().invoke(app, ["validate", str(grid)])
+    assert result.exit_code == 2
+    message = result.output
+    assert "dataset.validation_split" in message and "validation / dev / val" in message
+    assert "inference.thresholds: 0.5" in message
