@@ -28,6 +28,13 @@ ExtVarOpt = Annotated[
     list[str] | None, typer.Option("--ext-var", help="JSONNET external variable key=value; repeatable.")
 ]
 DataCheckOpt = Annotated[bool, typer.Option("--check-data/--no-check-data", help="Also load and check each dataset.")]
+ModelCheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-models/--no-check-models",
+        help="Also check each model without loading weights: files, config, tokenizer, device, LoRA targets.",
+    ),
+]
 
 
 def _fail(error: ConfigError) -> None:
@@ -37,17 +44,26 @@ def _fail(error: ConfigError) -> None:
 
 def _single(path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
+    from sft.config import seed_problem
     from sft.config.grid import load_single, parse_ext_vars
-    from sft.results.layout import Run, check_name
+    from sft.results.layout import Run, check_name, results_folder_problems
 
+    problems = [problem for problem in [seed_problem(seed, "--random-seed")] if problem]
+    problems += results_folder_problems(results)
     try:
         file_name, config = load_single(path, command, parse_ext_vars(ext_vars))
     except ConfigError as error:
-        _fail(error)
+        _fail(ConfigError([*problems, *error.messages]))
     problem = check_name(name or file_name)
     if problem:
-        _fail(ConfigError([f"--name: {problem}"]))
-    return config, Run(name or file_name, seed, results)
+        problems.append(f"--name: {problem}")
+    if problems:
+        _fail(ConfigError(problems))
+    run = Run(name or file_name, seed, results)
+    from sft.experiment.run import check_before_running
+
+    _guard(check_before_running, config, run, command)  # before the run folder is created or touched
+    return config, run
 
 
 def _guard(function, *args):
@@ -120,7 +136,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @app.command("run-experiments")
 def run_experiments(
     grid: GridArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
-    ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True,
+    ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True, check_models: ModelCheckOpt = True,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds; one run per experiment and seed.")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU ids to use, e.g. 0,1,2,3: one slot per GPU.")] = None,
     jobs: Annotated[int, typer.Option(help="Experiments at once without --gpus (CPU, or Ray tasks in flight).")] = 1,
@@ -132,9 +148,10 @@ def run_experiments(
     dry_run: Annotated[bool, typer.Option(help="Print what would run and what would be skipped; run nothing.")] = False,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.config.grid import parse_ext_vars
-    from sft.config.validation import validate_grid
-    from sft.runner.scheduler import Options, option_problems
+    from sft.config.grid import load_experiments, parse_ext_vars
+    from sft.experiment.preflight import validate as validate_grid
+    from sft.results.layout import results_folder_problems
+    from sft.runner.scheduler import Options, gpu_problems, option_problems
     from sft.runner.scheduler import run_experiments as run_grid
 
     options = Options(
@@ -143,14 +160,19 @@ def run_experiments(
         jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run,
     )  # fmt: skip
-    # the options' own problems (an unknown executor, --jobs 0) are reported with the grid's, in one pass
+    # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
+    # only: no data, no models) are named with them, so one pass fixes both.
+    ext_vars = _guard(parse_ext_vars, ext_var)
     problems = option_problems(options)
-    try:
-        configs = validate_grid(grid, parse_ext_vars(ext_var), "run-experiment", check_data)
-    except ConfigError as error:
-        _fail(ConfigError([*problems, *error.messages]))
+    problems += [] if options.executor == "ray" or problems else gpu_problems(options.gpus)
+    problems += [] if dry_run else results_folder_problems(results_path)
     if problems:
+        try:
+            load_experiments(grid, ext_vars, "run-experiment")
+        except ConfigError as error:
+            problems += error.messages
         _fail(ConfigError(problems))
+    configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
     raise typer.Exit(_guard(run_grid, configs, results_path, options))
 
 
@@ -189,12 +211,15 @@ def aggregate(
 
 
 @app.command()
-def validate(grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True) -> None:
+def validate(
+    grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True, check_models: ModelCheckOpt = True
+) -> None:
     """Expand and validate a grid; print the experiment names, or every problem found."""
     from sft.config.grid import parse_ext_vars
-    from sft.config.validation import validate_grid
+    from sft.experiment.preflight import validate as validate_grid
 
-    configs = _guard(validate_grid, grid, _guard(parse_ext_vars, ext_var), "run-experiment", check_data)
+    ext_vars = _guard(parse_ext_vars, ext_var)
+    configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
     for name in configs:
         typer.echo(name)
     typer.echo(f"{len(configs)} experiment(s), all valid.")

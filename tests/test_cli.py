@@ -19,7 +19,6 @@ from sft.cli import app
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "predict", "evaluate", "run-experiment", "run-experiments", "aggregate", "validate"]
 HEAVY_MODULES = ["torch", "transformers", "trl", "peft", "datasets", "sklearn"]
-MISSING_MODEL = Path("no/such/model")  # any attempt to load it would fail with a different message
 
 
 def python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -48,8 +47,9 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.fixture
-def zero_shot(sentiment_data) -> dict[str, Any]:
-    return classification_config(sentiment_data, MISSING_MODEL)
+def zero_shot(sentiment_data, tiny_llama) -> dict[str, Any]:
+    """A valid zero-shot config: its model exists, so `validate` (which checks models) accepts it."""
+    return classification_config(sentiment_data, tiny_llama)
 
 
 @pytest.fixture
@@ -150,7 +150,16 @@ def test_validate_passes_ext_vars_to_jsonnet(tmp_path, zero_shot):
         "{ configs: { [std.extVar('name')]: base + { model+: { name: std.extVar('model') } } } }\n",
         encoding="utf-8",
     )
-    result = invoke("validate", grid, "--ext-var", "name=from-cli", "--ext-var", "model=org/m", "--no-check-data")
+    result = invoke(
+        "validate",
+        grid,
+        "--ext-var",
+        "name=from-cli",
+        "--ext-var",
+        "model=org/m",
+        "--no-check-data",
+        "--no-check-models",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["from-cli", "1 experiment(s), all valid."]
 

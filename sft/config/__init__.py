@@ -19,6 +19,7 @@ from sft.config.schema import (
     TaskType,
     TrainingConfig,
     config_hash,
+    seed_problem,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "config_hash",
     "describe_errors",
     "parse_config",
+    "seed_problem",
 ]

@@ -36,9 +36,14 @@ def evaluate_file(path: str | Path, ext_vars: dict[str, str] | None = None) -> A
         raise ConfigError([f"{path}: no such file"])
     if path.suffix == ".json" and not ext_vars:
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as error:
             raise ConfigError([f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}"]) from None
+        except DuplicateKeyError as error:
+            raise ConfigError(
+                [f"{path}: key {error.args[0]!r} appears twice in one object (JSON would keep only the last); "
+                 "rename or remove one"]
+            ) from None  # fmt: skip
     import _jsonnet
 
     try:
@@ -47,6 +52,19 @@ def evaluate_file(path: str | Path, ext_vars: dict[str, str] | None = None) -> A
         # jsonnet's message already names file:line:column; keep its first lines.
         text = "\n    ".join(str(error).strip().splitlines()[:6])
         raise ConfigError([f"{path}: JSONNET error: {text}"]) from None
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice; json.loads would silently keep the last value."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKeyError(key)
+        seen[key] = value
+    return seen
 
 
 def raw_experiments(value: Any, source: str) -> dict[str, Any]:

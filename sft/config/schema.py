@@ -30,6 +30,8 @@ HEAD_MAX_LENGTH = 512
 # example of a large validation split (5,426 in GoEmotions) costs more than the test itself, while a few
 # hundred examples already pin a threshold down to a few hundredths.
 THRESHOLD_EXAMPLES = 1000
+# Seeds numpy's legacy global seeding (transformers.set_seed) accepts: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
 SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
@@ -51,8 +53,15 @@ DATA_DRIVEN_INITIALIZATIONS = {
 }
 
 
+def seed_problem(seed: Any, where: str) -> str | None:
+    """Why `seed` cannot seed a run (numpy, torch and random must all accept it), or None."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return f"{where}: seed {seed!r} is out of range; give whole numbers from 0 to {MAX_SEED}"
+    return None
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a bool or float never passes for an int
 
 
 class DatasetConfig(Section):
@@ -87,7 +96,7 @@ class ModelArgs(BaseModel):
     """`model.model_args`: arguments for from_pretrained (any key it takes), plus sft's own placement
     settings, which never reach from_pretrained (see sft/model/placement.py)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     parallelize: StrictBool = Field(
         False, description="Spread the model over every visible GPU with a balanced accelerate device map."
@@ -170,7 +179,7 @@ class LoraSection(BaseModel):
     """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted
     and checked against peft by `sft.config.validation` (it costs a peft import, so it is not done here)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = Field("CAUSAL_LM", description="Set by sft from model.head.")
     r: int = Field(8, ge=1)

@@ -113,14 +113,21 @@ def data_problems_of(configs: dict[str, ExperimentConfig]) -> list[str]:
     return problems
 
 
-def validate_grid(
-    path: str | Path, ext_vars: dict[str, str] | None = None, command: str = "run-experiment", check_data: bool = True
-) -> dict[str, ExperimentConfig]:
-    """Expand and fully validate a grid file; raise one ConfigError with every problem found."""
-    configs = load_experiments(path, ext_vars, command)
+def grid_problems(configs: dict[str, ExperimentConfig], check_data: bool = True) -> list[str]:
+    """Every problem of parsed configs that needs no model: library argument names, and the data."""
     problems = library_problems(configs)
     if check_data:
         problems += data_problems_of(configs)
+    return problems
+
+
+def validate_grid(
+    path: str | Path, ext_vars: dict[str, str] | None = None, command: str = "run-experiment", check_data: bool = True
+) -> dict[str, ExperimentConfig]:
+    """Expand and validate a grid file (all but the models: see sft.experiment.preflight); raise one
+    ConfigError with every problem found."""
+    configs = load_experiments(path, ext_vars, command)
+    problems = grid_problems(configs, check_data)
     if problems:
         raise ConfigError(problems)
     return configs

@@ -14,6 +14,44 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+# A .tsv file is read by the csv builder with a tab delimiter (dataset.args can still override it).
+DATA_FILE_ARGS = {".tsv": {"sep": "\t"}}
+TEXT_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
+
+
+def data_file_problems(path: Path) -> list[str]:
+    """Empty data files and broken JSON Lines, each named by file (and line): pyarrow's own messages name
+    neither ("Instruction 'test' corresponds to no data!", "JSON parse error ... in row 1")."""
+    files = [path] if path.is_file() else sorted(p for p in path.glob("*") if p.is_file()) if path.is_dir() else []
+    problems = []
+    for file in files:
+        if file.suffix not in TEXT_DATA_SUFFIXES:
+            continue
+        if file.stat().st_size == 0 or (file.stat().st_size < 4096 and not file.read_bytes().strip()):
+            problems.append(
+                f"dataset.path: {file} is empty, so split {file.stem!r} has no examples; fill it or remove the file"
+            )
+        elif file.suffix == ".jsonl":
+            problems += _jsonl_problems(file)
+    return problems
+
+
+def _jsonl_problems(file: Path) -> list[str]:
+    """The first line of a JSON Lines file that is not one JSON object (one message per file)."""
+    import json
+
+    with open(file, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                return [f"dataset.path: {file}:{number}: not valid JSON ({error.msg}, column {error.colno}); fix or "
+                        "remove that line"]  # fmt: skip
+            if not isinstance(value, dict):
+                return [f"dataset.path: {file}:{number}: each line must be one JSON object, got {type(value).__name__}"]
+    return []
 
 
 def load_splits(config: DatasetConfig) -> DatasetDict:
@@ -22,15 +60,22 @@ def load_splits(config: DatasetConfig) -> DatasetDict:
 
     datasets.disable_progress_bars()  # one bar per split would drown the run log
     path = Path(config.path)
+    problems = data_file_problems(path)
+    if problems:  # found by reading the files ourselves: named by file and line, not by pyarrow's offsets
+        raise ConfigError(problems)
     try:
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
             loaded = datasets.load_from_disk(str(path))
         elif path.is_file() and path.suffix in DATA_FILE_BUILDERS:
-            loaded = datasets.load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), **config.args)
+            args = {**DATA_FILE_ARGS.get(path.suffix, {}), **config.args}
+            loaded = datasets.load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), **args)
         else:
             loaded = datasets.load_dataset(config.path, **config.args)
     except Exception as error:  # datasets raises many types; the user needs the path and the cause
-        raise ConfigError([f"dataset.path: cannot load {config.path!r}: {type(error).__name__}: {error}"]) from None
+        cause = f"{type(error).__name__}: {error}"
+        if error.__cause__ is not None:  # DatasetGenerationError hides the real cause there
+            cause += f" ({type(error.__cause__).__name__}: {error.__cause__})"
+        raise ConfigError([f"dataset.path: cannot load {config.path!r}: {cause}"]) from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded

@@ -39,12 +39,13 @@ def _run_log(run: Run) -> Any:
 def _load(
     config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, trainable: bool = False
 ) -> Loaded:
-    """Save the resolved config, then load model and tokenizer (with the adapter to predict with, unless
-    training). Callers prepare the data first, so a bad dataset never costs a model load."""
+    """Load model and tokenizer (with the adapter to predict with, unless training), then save the resolved
+    config. Callers prepare the data first, so a bad dataset never costs a model load."""
     adapter = None if trainable else adapter_to_load(config, run)
     quiet_libraries()
-    write_config(config, run)
-    return predictor.load(config, task, data.labels, adapter, trainable)
+    loaded = predictor.load(config, task, data.labels, adapter, trainable)
+    write_config(config, run)  # only once the run really starts: a failed load leaves a finished run's as it was
+    return loaded
 
 
 def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
@@ -61,6 +62,22 @@ def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
             "first with the same --results-path and --random-seed, or set model.adapter"
         ]
     )
+
+
+def check_before_running(config: ExperimentConfig, run: Run, command: str, check_models: bool = True) -> None:
+    """Everything a single command (`train`, `predict`, `evaluate`, `run-experiment`) would refuse: config,
+    data, model (sft.experiment.preflight) and, to predict with a trained adapter, that it exists. Called
+    before the run folder is created or touched, so a refused command leaves the results as they were."""
+    from sft.experiment.preflight import experiment_problems
+
+    problems = experiment_problems({run.name: config}, check_data=True, check_models=check_models)
+    if command in ("predict", "evaluate"):
+        try:
+            adapter_to_load(config, run)
+        except ConfigError as error:
+            problems += error.messages
+    if problems:
+        raise ConfigError(problems)
 
 
 def _train(

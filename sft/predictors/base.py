@@ -37,12 +37,17 @@ Train = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int, Pat
 MakeScorer = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int], "Scorer"]
 
 
+# preflight(config, task) -> problems: what `load` and `train` would refuse, found without loading weights
+Preflight = Callable[["ExperimentConfig", "Task"], "list[str]"]
+
+
 @dataclass(frozen=True)
 class Predictor:
     name: str
     load: Load
     train: Train
     scorer: MakeScorer
+    preflight: Preflight
 
 
 def quiet_libraries() -> None:

@@ -4,9 +4,11 @@ prompts every one of them builds the same way."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sft.config import DEFAULT_SEED, ConfigError
 from sft.data.prompts import ICLSampler, PromptBuilder, inference_prompts
 from sft.predictors.base import Loaded
 
@@ -34,6 +36,52 @@ def train(
     from sft.training.causal_lm import train_adapter
 
     return train_adapter(config, task, data, loaded.model, loaded.tokenizer, seed, folder)
+
+
+def preflight(config: ExperimentConfig, task: Task) -> list[str]:
+    """What would fail when this experiment loads its causal LM, trains and builds prompts, found with the
+    model's config, tokenizer and a meta-device skeleton (`sft.model.preflight`), no weights."""
+    from sft.model import preflight as model_preflight
+
+    problems = model_preflight.device_problems(config.model)
+    try:
+        tokenizer = model_preflight.tokenizer(config.model, chat=True)
+    except ConfigError as error:
+        return problems + error.messages
+    problems += chat_format_problems(config, task, tokenizer)
+    if config.trains and config.lora is not None:
+        from transformers import AutoModelForCausalLM
+
+        try:
+            meta_model = model_preflight.skeleton(config.model, AutoModelForCausalLM)
+        except Exception as error:
+            return [*problems, f"model.name: transformers cannot build {config.model.name!r} as a causal LM: {error}"]
+        problems += model_preflight.lora_problems(meta_model, config.lora)
+    if config.trains and config.training is not None:
+        from trl import SFTConfig
+
+        from sft.training.common import argument_problems, trainer_arguments
+
+        with tempfile.TemporaryDirectory() as folder:
+            arguments = trainer_arguments(config, Path(folder), DEFAULT_SEED)
+            problems += argument_problems(config, SFTConfig, arguments)
+    return problems
+
+
+def chat_format_problems(config: ExperimentConfig, task: Task, tokenizer: Any) -> list[str]:
+    """`inference.max_seq_length` must leave room for an input after the instruction and chat format."""
+    limit = config.inference.max_seq_length
+    if limit is None:
+        return []
+    builder = prompt_builder(config, task, tokenizer)
+    empty = dict.fromkeys(config.prompting.input_columns, "")
+    length = builder.count_tokens(builder.render(builder.messages(empty, [])))
+    if length < limit:
+        return []
+    return [
+        f"inference.max_seq_length: {limit} tokens, but the instruction and chat format alone take {length}; "
+        f"raise it well above {length} (or shorten prompting.instruction)"
+    ]
 
 
 def prompt_builder(config: ExperimentConfig, task: Task, tokenizer: Any) -> PromptBuilder:

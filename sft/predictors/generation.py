@@ -70,4 +70,6 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
-GENERATION = Predictor("generation", load=causal_lm.load, train=causal_lm.train, scorer=scorer)
+GENERATION = Predictor(
+    "generation", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+)

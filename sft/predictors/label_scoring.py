@@ -46,4 +46,6 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
-LABEL_SCORING = Predictor("label_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer)
+LABEL_SCORING = Predictor(
+    "label_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+)

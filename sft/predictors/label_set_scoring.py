@@ -35,4 +35,6 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
-LABEL_SET_SCORING = Predictor("label_set_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer)
+LABEL_SET_SCORING = Predictor(
+    "label_set_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+)

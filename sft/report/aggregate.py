@@ -24,14 +24,13 @@ from sft.report.plots import draw_plots
 from sft.report.sections import PLOT_KINDS, ReportOptions, parse_plots, sections
 from sft.report.tables import constant_settings, varying_settings
 from sft.results.files import atomic_write_json, atomic_write_text
+from sft.results.layout import REPORT_FILES
 
 __all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "parse_plots", "varying_settings"]
 
 log = logging.getLogger(__name__)
 
-JSON_NAME = "aggregated_results.json"
-MARKDOWN_NAME = "aggregated_results.md"
-CSV_NAME = "aggregated_results.csv"
+JSON_NAME, CSV_NAME, MARKDOWN_NAME = REPORT_FILES
 SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summary)
 ROW_FIELDS = [
     "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "finished_at",

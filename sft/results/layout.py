@@ -8,6 +8,7 @@ under the grid runner, `status.json` and `.lock`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ from sft.results.files import atomic_write_text
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+@-]{0,199}$")
 
 
+# The report the runner keeps in the results root (sft.report.aggregate writes them): no experiment may be
+# called so, or its run folder would collide with a report file.
+REPORT_FILES = ("aggregated_results.json", "aggregated_results.csv", "aggregated_results.md")
+
+
 def check_name(name: str) -> str | None:
     """Return why `name` cannot be an experiment folder name, or None when it can."""
     if not NAME_PATTERN.match(name) or ".." in name:
@@ -26,7 +32,24 @@ def check_name(name: str) -> str | None:
             f"experiment name {name!r} is not a safe folder name: use letters, digits and . _ - = , + @ "
             "(no slashes, no '..', at most 200 characters, starting with a letter or digit)"
         )
+    if name.lower() in REPORT_FILES:
+        return f"experiment name {name!r} is reserved: the results folder keeps its report under that name; rename it"
     return None
+
+
+def results_folder_problems(results_path: str | Path) -> list[str]:
+    """Why results cannot be written under `results_path` (checked before anything runs), or nothing.
+    The folder need not exist: its nearest existing ancestor must then be a writable folder."""
+    path = Path(results_path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"is under the file {existing}"
+        return [f"--results-path {path}: {where}; give a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"--results-path {path}: the folder {existing} is not writable; give a folder you can write to"]
+    return []
 
 
 def run_dir(results_path: str | Path, name: str, seed: int) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sft.results.layout import Run
@@ -99,6 +100,10 @@ class Progress:
     def skipped(self, run: Run, reason: str) -> None:
         self.counts[SKIPPED] += 1
         self._event(f"[{self._finished()}/{self.total}] {label(run)}: [cyan]skipped[/cyan] ({reason})")
+
+    def set_aside(self, run: Run, reason: str, folder: Path) -> None:
+        """Old results moved out of the way before a rerun (unreadable results.json, --force): say where."""
+        self._event(f"{label(run)}: {reason}; the old files are in {folder}")
 
     def tick(self) -> None:
         if self.live is not None:

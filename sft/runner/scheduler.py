@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sft.config import DEFAULT_SEED, ConfigError, ExperimentConfig
+from sft.config import DEFAULT_SEED, ConfigError, ExperimentConfig, seed_problem
 from sft.results.files import atomic_write_json, read_json
-from sft.results.layout import Run, write_config
+from sft.results.layout import Run, results_folder_problems, write_config
 from sft.results.logs import tail
 from sft.results.states import RunState
 from sft.runner.executors import EXECUTORS, Handle, Job, get_executor
@@ -75,8 +75,12 @@ def slots_needed(config: ExperimentConfig, options: Options) -> int:
 
 
 def option_problems(options: Options) -> list[str]:
-    """What is wrong with the options themselves, whatever the grid: checked before the grid is."""
+    """What is wrong with the options themselves, whatever the grid: checked before the grid is, instantly.
+    New options add their checks here."""
     problems = EXECUTORS.unknown([options.executor])
+    problems += [problem for seed in options.seeds if (problem := seed_problem(seed, "--seeds"))]
+    if options.timeout is not None and not options.timeout > 0:
+        problems.append(f"--timeout must be a positive number of seconds (got {options.timeout:g}); omit it for none")
     if options.gpus is not None and options.executor == "ray":
         problems.append("--gpus: Ray assigns GPUs itself (resources.gpus per experiment); drop --gpus")
     if options.gpus is not None and not options.gpus:
@@ -86,6 +90,27 @@ def option_problems(options: Options) -> list[str]:
     if options.retries < 0:
         problems.append("--retries must be 0 or more")
     return problems
+
+
+def gpu_problems(gpus: list[str] | None) -> list[str]:
+    """`--gpus` ids that are not GPUs of this machine (counted by torch, so CUDA_VISIBLE_DEVICES applies).
+    Imports torch, so it runs only when --gpus is given."""
+    if not gpus:
+        return []
+    bad = [gpu for gpu in gpus if not gpu.isdigit()]
+    if bad:
+        return [f"--gpus: {', '.join(map(repr, bad))} is not a GPU number; give ids like --gpus 0,1"]
+    import torch
+
+    present = torch.cuda.device_count()
+    missing = [gpu for gpu in gpus if int(gpu) >= present]
+    if missing:
+        have = f"GPUs 0-{present - 1}" if present else "no GPU torch can use"
+        return [
+            f"--gpus {','.join(gpus)}: GPU {', '.join(missing)} not found; this machine has {have}. "
+            "Drop --gpus to run on the CPU (--jobs N runs N at once)"
+        ]
+    return []
 
 
 def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
@@ -182,7 +207,7 @@ class GridRunner:
             self.progress.skipped(run, decision.reason)
             return
         if decision.set_aside:
-            set_aside(run.folder)
+            self.progress.set_aside(run, decision.reason, set_aside(run.folder))
         for partial in run.folder.glob(".*.tmp"):  # left by a killed writer; we hold the lock, nobody writes
             partial.unlink(missing_ok=True)
         gpus: list[str] = []
@@ -355,6 +380,9 @@ def run_experiments(
     console = console or Console(stderr=True)
     results_path = Path(results_path)
     check_options(configs, options)
+    problems = [] if options.dry_run else results_folder_problems(results_path)
+    if problems:
+        raise ConfigError(problems)
     if options.dry_run:
         print_plan(console, plan(configs, results_path, options))
         return 0

@@ -15,7 +15,7 @@ import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
 from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
-from sft.tasks.labels import as_text, label_set_problems, members_by_label
+from sft.tasks.labels import as_text, blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -83,6 +83,9 @@ class Classification:
         self, splits: dict[str, Dataset], names: dict[str, str], config: ExperimentConfig, complete: bool
     ) -> list[str]:
         column = config.prompting.output_column
+        blank = blank_label_problems({key: split[column] for key, split in splits.items()}, names, column)
+        if blank:  # the label set below would count them as labels
+            return blank
         seen = {key: set(label_strings(split, column)) for key, split in splits.items()}
         return label_set_problems(seen, names, config.dataset.labels, "dataset.train_split", complete)
 

@@ -24,6 +24,35 @@ def members_by_label(values: Sequence[Any], labels: Sequence[str]) -> dict[str, 
     return {label: np.array(indices, dtype=int) for label, indices in members.items()}
 
 
+def blank_label_problems(splits: dict[str, Sequence[Any]], names: dict[str, str], column: str) -> list[str]:
+    """Null, empty and whitespace-only labels, counted per split (config key -> the column's values; a value
+    is one label or a list of labels). They cannot be scored or trained on, so they are refused up front."""
+    problems = []
+    for key, values in splits.items():
+        null, blank = [], []
+        for row, value in enumerate(values):
+            for label in value if isinstance(value, list) else [value]:
+                if label is None:
+                    null.append(row)
+                elif isinstance(label, str) and not label.strip():
+                    blank.append(row)
+        if null or blank:
+            found = [
+                f"{len(rows)} {kind} label(s) (rows {_first_rows(rows)})"
+                for kind, rows in (("null", null), ("empty or whitespace-only", blank))
+                if rows
+            ]
+            problems.append(
+                f"prompting.output_column: split {names[key]!r} has {' and '.join(found)} in column {column!r}; "
+                "give every example a label or remove those rows"
+            )
+    return problems
+
+
+def _first_rows(rows: list[int]) -> str:
+    return ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+
+
 def label_set_problems(
     seen: dict[str, set[str]],
     split_names: dict[str, str],

@@ -19,7 +19,7 @@ from sft.config import ConfigError
 from sft.evaluation.metrics import MetricInputs
 from sft.evaluation.multilabel import binarize
 from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
-from sft.tasks.labels import label_set_problems, members_by_label
+from sft.tasks.labels import blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -38,7 +38,7 @@ def label_lists(split: Dataset, column: str) -> list[list[str]]:
 def label_list_problems(split: Dataset, column: str, split_name: str) -> list[str]:
     """The output column of a multilabel dataset must hold lists of labels."""
     values = split[column]
-    bad = next((value for value in values if not isinstance(value, list)), None)
+    bad = next((value for value in values if not isinstance(value, list) and value is not None), None)
     if values and bad is not None:
         return [
             f"prompting.output_column: multilabel needs a list of labels in column {column!r}, but split "
@@ -97,6 +97,7 @@ class Multilabel:
         problems = [
             problem for key, split in splits.items() for problem in label_list_problems(split, column, names[key])
         ]
+        problems += blank_label_problems({key: split[column] for key, split in splits.items()}, names, column)
         if problems:  # the label checks below need lists
             return problems
         seen = {key: set().union(*label_lists(split, column)) for key, split in splits.items()}

@@ -84,3 +84,48 @@ def save_adapter(model: Any, tokenizer: Any, folder: Path, initial_adapter: Path
     model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=conversion)
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+def argument_problems(config: ExperimentConfig, arguments_class: Any, arguments: dict[str, Any]) -> list[str]:
+    """Build the trainer's arguments object (`arguments_class(**arguments)`, no model needed) and name every
+    `training.trainer_args` key whose value its field type or its checks refuse, with the key path: the
+    dataclass itself checks no types, so a string learning rate would fail only once training starts."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    user = config.training.trainer_args if config.training else {}
+    try:
+        hints = typing.get_type_hints(arguments_class)
+    except Exception:  # an annotation this Python cannot evaluate: keep the construction check below
+        hints = {}
+    problems = []
+    for key, value in user.items():
+        if key not in hints or key not in arguments:
+            continue
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError:
+            wanted = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
+            problems.append(f"training.trainer_args.{key}: {value!r} is not a valid {wanted}")
+        except Exception:  # pydantic cannot build a schema for this field type; construction decides
+            continue
+    if problems:
+        return problems
+    try:
+        arguments_class(**arguments)
+    except Exception as error:  # __post_init__ raises ValueError, TypeError, ImportError...
+        culprits = [key for key in user if _refused(arguments_class, arguments, key)]
+        where = ", ".join(f"training.trainer_args.{key}" for key in culprits) or "training.trainer_args"
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        return [f"{where}: {arguments_class.__name__} refuses it: {text}"]
+    return []
+
+
+def _refused(arguments_class: Any, arguments: dict[str, Any], key: str) -> bool:
+    """Whether the arguments fail with `key` but build without it (the key to name in the message)."""
+    try:
+        arguments_class(**{k: v for k, v in arguments.items() if k != key})
+    except Exception:
+        return False
+    return True

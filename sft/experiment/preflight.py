@@ -1,0 +1,60 @@
+"""The whole validation pass before anything runs or is written: the grid's configs and data
+(`sft.config.validation`), then every experiment's model checked by its predictor's `preflight` (the
+model's files, config, tokenizer, chat format, device, LoRA targets and head on a meta-device skeleton,
+the trainer's arguments), without loading weights.
+
+`validate`, `run-experiments` and the single-experiment commands all go through here, so a config that
+`validate` calls valid does not fail at load time for a reason that could have been known up front.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from sft.config import ConfigError, ExperimentConfig
+from sft.config.grid import load_experiments
+from sft.config.validation import grid_problems
+from sft.predictors import predictor_for
+from sft.tasks import task_for
+
+log = logging.getLogger(__name__)
+
+
+def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
+    """Each experiment's predictor preflight; each distinct model's config and tokenizer are read once."""
+    from sft.predictors.base import quiet_libraries
+
+    quiet_libraries()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # peft imports it; its CPU-kernel notice is noise
+    started = time.perf_counter()
+    problems = []
+    for name, config in configs.items():
+        task = task_for(config)
+        problems += [f"[{name}] {problem}" for problem in predictor_for(config, task).preflight(config, task)]
+    log.debug("Checked the models of %d experiment(s) in %.1f s", len(configs), time.perf_counter() - started)
+    return problems
+
+
+def experiment_problems(configs: dict[str, ExperimentConfig], check_data: bool = True, check_models: bool = True):
+    """Everything wrong with parsed configs: library argument names, data, models."""
+    problems = grid_problems(configs, check_data)
+    if check_models:
+        problems += model_problems(configs)
+    return problems
+
+
+def validate(
+    path: str | Path,
+    ext_vars: dict[str, str] | None = None,
+    command: str = "run-experiment",
+    check_data: bool = True,
+    check_models: bool = True,
+) -> dict[str, ExperimentConfig]:
+    """Expand and fully validate a grid or config file; raise one ConfigError with every problem found."""
+    configs = load_experiments(path, ext_vars, command)
+    problems = experiment_problems(configs, check_data, check_models)
+    if problems:
+        raise ConfigError(problems)
+    return configs
