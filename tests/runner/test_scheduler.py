@@ -138,6 +138,18 @@ def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_pat
     assert executions(tmp_path, "a", 2) == 1 and len(list(Run("a", 2, tmp_path / "results").folder.glob("previous/*")))
 
 
+@pytest.mark.slow
+def test_a_corrupt_results_json_is_set_aside_and_the_console_says_where(tmp_path):
+    folder = Run("a", 42, tmp_path / "results").folder
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text("{not json")
+    code, output = grid(tmp_path, {"a": configs(tmp_path)["a"]})
+    assert code == 0
+    aside = next((folder / "previous").iterdir())
+    assert (aside / "results.json").read_text() == "{not json"
+    assert f"a seed 42: results.json unreadable (kept aside); the old files are in {aside}" in output
+
+
 def test_options_are_checked_before_anything_runs(tmp_path):
     from sft.config import ConfigError
     from sft.runner.scheduler import check_options
