@@ -88,9 +88,14 @@ def run_grid(tmp_path: Path, results: Path, raw: Any, *options: str, names: tupl
             merge(training_sections(), {"training": {"trainer_args": {"learning_rate": "fast"}}}),
             ("training.trainer_args.learning_rate", "'fast'"),
         ),
+        (
+            merge(training_sections(), {"model": {"head": "classification"}, "lora": {"target_modules": ["nope"]},
+                                        "training": {"trainer_args": {"num_train_epochs": True}}}),
+            ("lora.target_modules", "nope", "training.trainer_args.num_train_epochs"),
+        ),
     ],
     ids=["missing-folder", "uncached-hub-id", "template-file", "cuda-without-gpu", "max-seq-length", "lora-targets",
-         "trainer-arg-type"],
+         "trainer-arg-type", "head-mode"],
 )  # fmt: skip
 def test_model_settings_are_checked_by_validate_and_run_experiments(tmp_path, results, base, sections, names):
     if sections.get("model", {}).get("device") == "cuda:0":

@@ -27,7 +27,6 @@ def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
     from sft.predictors.base import quiet_libraries
 
     quiet_libraries()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # peft imports it; its CPU-kernel notice is noise
     started = time.perf_counter()
     problems = []
     for name, config in configs.items():
@@ -39,6 +38,7 @@ def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
 
 def experiment_problems(configs: dict[str, ExperimentConfig], check_data: bool = True, check_models: bool = True):
     """Everything wrong with parsed configs: library argument names, data, models."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # imported with peft/trl; its CPU notice is noise
     problems = grid_problems(configs, check_data)
     if check_models:
         problems += model_problems(configs)

@@ -143,6 +143,32 @@ def skeleton(model: ModelConfig, model_class: Any, **settings: Any) -> Any:
         return model_class.from_config(config, trust_remote_code=model.trust_remote_code)
 
 
+def structure_problems(
+    model: ModelConfig,
+    model_class: Any,
+    failure: str,
+    lora: LoraSection | None,
+    task_type: str | None = None,
+    **settings: Any,
+) -> list[str]:
+    """Build the skeleton as `model_class` (with config `settings`, e.g. num_labels) and apply `lora` to it:
+    once per distinct model, class and LoRA config, so a grid of hundreds checks each combination once.
+    `failure` starts the message when transformers cannot build the model as that class."""
+
+    def check() -> list[str]:
+        try:
+            meta_model = skeleton(model, model_class, **settings)
+        except ConfigError:
+            raise
+        except Exception as error:
+            return [f"{failure}: {_first_line(error)}"]
+        return lora_problems(meta_model, lora, task_type) if lora is not None else []
+
+    lora_key = lora.peft_kwargs() if lora is not None else None
+    key = ["structure", model.name, model.revision, model_class.__name__, settings, task_type, lora_key]
+    return list(once(key, check))
+
+
 def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = None) -> list[str]:
     """Apply the LoRA config to the meta skeleton the way training will (PEFT's default initialization:
     data-driven ones need weights), so unknown target modules are named before any weight loads."""
@@ -156,7 +182,11 @@ def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = No
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         text = _first_line(error)
         if "target" in text.lower():
-            return [f"lora.target_modules: {text} The model's linear layers are named {linear_names(meta_model)}"]
+            targets = lora.target_modules
+            return [
+                f"lora.target_modules: {targets!r} do not fit the model: {text} Its linear layers are named "
+                f"{linear_names(meta_model)}"
+            ]
         return [f"lora: peft cannot apply this LoRA config to the model: {text}"]
     return []
 

@@ -52,19 +52,20 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     if config.trains and config.lora is not None:
         from transformers import AutoModelForCausalLM
 
-        try:
-            meta_model = model_preflight.skeleton(config.model, AutoModelForCausalLM)
-        except Exception as error:
-            return [*problems, f"model.name: transformers cannot build {config.model.name!r} as a causal LM: {error}"]
-        problems += model_preflight.lora_problems(meta_model, config.lora)
+        failure = f"model.name: transformers cannot build {config.model.name!r} as a causal LM"
+        problems += model_preflight.structure_problems(config.model, AutoModelForCausalLM, failure, config.lora)
     if config.trains and config.training is not None:
         from trl import SFTConfig
 
         from sft.training.common import argument_problems, trainer_arguments
 
-        with tempfile.TemporaryDirectory() as folder:
-            arguments = trainer_arguments(config, Path(folder), DEFAULT_SEED)
-            problems += argument_problems(config, SFTConfig, arguments)
+        def check_arguments() -> list[str]:
+            with tempfile.TemporaryDirectory() as folder:
+                arguments = trainer_arguments(config, Path(folder), DEFAULT_SEED)
+                return argument_problems(config, SFTConfig, arguments)
+
+        key = ["SFTConfig", config.training.trainer_args, config.model.device]
+        problems += model_preflight.once(key, check_arguments)
     return problems
 
 

@@ -168,22 +168,25 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
         model = config.model.model_copy(update={"name": resolve_model_name(config.model.name)})
         problems = model_preflight.device_problems(model)
         model_preflight.tokenizer(model, chat=False)
-        meta_model = model_preflight.skeleton(model, AutoModelForSequenceClassification, num_labels=2)
     except ConfigError as error:
         return error.messages
-    except Exception as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return [f"model.head: transformers has no sequence-classification head for {config.model.name!r}: {text}"]
-    if config.trains and config.lora is not None:
-        problems += model_preflight.lora_problems(meta_model, config.lora, task_type="SEQ_CLS")
+    failure = f"model.head: transformers has no sequence-classification head for {config.model.name!r}"
+    lora = config.lora if config.trains else None
+    problems += model_preflight.structure_problems(
+        model, AutoModelForSequenceClassification, failure, lora, task_type="SEQ_CLS", num_labels=2
+    )
     if config.trains and config.training is not None:
         from transformers import TrainingArguments
 
         from sft.training.common import argument_problems
         from sft.training.head import training_arguments
 
-        with tempfile.TemporaryDirectory() as folder:
-            problems += argument_problems(config, TrainingArguments, training_arguments(config, Path(folder), 0))
+        def check_arguments() -> list[str]:
+            with tempfile.TemporaryDirectory() as folder:
+                return argument_problems(config, TrainingArguments, training_arguments(config, Path(folder), 0))
+
+        key = ["TrainingArguments", config.training.trainer_args, config.model.device]
+        problems += model_preflight.once(key, check_arguments)
     return problems
 
 
