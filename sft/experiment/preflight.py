@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 from sft.config import ConfigError, ExperimentConfig
@@ -29,9 +30,12 @@ def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
     quiet_libraries()
     started = time.perf_counter()
     problems = []
-    for name, config in configs.items():
-        task = task_for(config)
-        problems += [f"[{name}] {problem}" for problem in predictor_for(config, task).preflight(config, task)]
+    with warnings.catch_warnings():  # the libraries' deprecation notices about a skeleton are not the user's
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name, config in configs.items():
+            task = task_for(config)
+            problems += [f"[{name}] {problem}" for problem in predictor_for(config, task).preflight(config, task)]
     log.debug("Checked the models of %d experiment(s) in %.1f s", len(configs), time.perf_counter() - started)
     return problems
 
