@@ -76,7 +76,7 @@ def test_sharing_changes_no_prediction(grids):
 
 
 def test_single_commands_find_the_shared_adapter(grids, tiny_qwen, sentiment_data):
-    root, results = grids[True]
+    root = grids[True][0]
     config = configs(sentiment_data, tiny_qwen)["sum"]
     run = Run("by-hand", SEED, root)
     shared = SharedAdapter(root, config.training_key(), SEED)
