@@ -28,7 +28,7 @@ from sft.data.prepare import ExperimentData, prepare_data
 from sft.evaluation.metrics import compute_metrics
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
-from sft.results.adapters import SharedAdapter
+from sft.results.adapters import SharedAdapter, shared_adapter
 from sft.results.files import atomic_write_json, atomic_write_jsonl
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
@@ -72,14 +72,6 @@ def _load(
     quiet_libraries()
     write_config(config, run)
     return predictor.load(config, task, data.labels, adapter, trainable)
-
-
-def shared_adapter(config: ExperimentConfig, run: Run) -> SharedAdapter | None:
-    """The store's place for this run's adapter; None when it trains nothing or trains its own."""
-    key = config.training_key()
-    if key is None or not run.share_training:
-        return None
-    return SharedAdapter(run.results_path, key, run.seed)
 
 
 def adapter_folder(config: ExperimentConfig, run: Run) -> Path:

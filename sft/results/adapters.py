@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.results.files import atomic_write_json, read_json
+from sft.results.layout import Run
 
 STORE = "_adapters"  # starts with "_": the report never takes it for an experiment
 READY = "ready.json"
@@ -112,6 +113,15 @@ class SharedAdapter:
         os.replace(staging, self.adapter_folder)
         atomic_write_json(self.folder / READY, info)
         return self.adapter_folder
+
+
+def shared_adapter(config: Any, run: Run) -> SharedAdapter | None:
+    """The stored adapter a run of `config` (an ExperimentConfig) trains or reuses: the one of its training
+    key and seed; None when it trains nothing, or trains its own (`run.share_training` False)."""
+    key = config.training_key()
+    if key is None or not run.share_training:
+        return None
+    return SharedAdapter(run.results_path, key, run.seed)
 
 
 def _sync_tree(folder: Path) -> None:
