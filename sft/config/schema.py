@@ -1,7 +1,9 @@
 """The experiment config: one pydantic model per section, validated once, every error reported at once.
 
 Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig` and reads
-its fields; it never looks keys up in raw dicts.
+its fields; it never looks keys up in raw dicts. Two hashes identify work: `config_hash` (the
+experiment: every non-default setting) and `training_key` (its trained adapter: the settings listed in
+`TRAINING_KEY_FIELDS`, with the reason for each; experiments that share it train once per seed).
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ MARKDOWN_NAME = "aggregated_results.md"
 CSV_NAME = "aggregated_results.csv"
 SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summary)
 ROW_FIELDS = [
-    "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "finished_at",
+    "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "training_key",
+    "adapter_source", "finished_at",
     "n_test", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
 ]  # fmt: skip
 
