@@ -147,7 +147,9 @@ def _training(
     with _key_turn(shared) as info:
         if info is None:
             return _train(config, run, task, predictor, data, started)
-    log.info("Reusing the adapter of training key %s seed %d trained by %s", shared.key, run.seed, info["trained_by"])
+    log.info(
+        "Reusing the adapter of training key %s seed %d (trained by %s)", shared.key, run.seed, info.get("trained_by")
+    )
     return Training(REUSED, shared.adapter_folder, info.get("training") or {})
 
 
@@ -190,7 +192,9 @@ def train(config: ExperimentConfig, run: Run) -> Path:
     """Train the adapter of a few-shot experiment and save it with the tokenizer (and the resolved config
     in the run folder); a shared adapter of the same training key and seed is reused, not retrained."""
     with _run_log(run):
-        return _training(config, run, *_setup(config, run), time.time()).folder
+        task, predictor, data = _setup(config, run)
+        write_config(config, run)
+        return _training(config, run, task, predictor, data, time.time()).folder
 
 
 def predict(config: ExperimentConfig, run: Run) -> Path:
