@@ -35,6 +35,14 @@ ModelCheckOpt = Annotated[
         help="Also check each model without loading weights: files, config, tokenizer, device, LoRA targets.",
     ),
 ]
+ShareOpt = Annotated[
+    bool,
+    typer.Option(
+        "--share-training/--no-share-training",
+        help="Train once per training key and seed into RESULTS/_adapters and reuse it (default), or train "
+        "this experiment's own adapter.",
+    ),
+]
 
 
 def _fail(error: ConfigError) -> None:
@@ -42,7 +50,9 @@ def _fail(error: ConfigError) -> None:
     raise typer.Exit(2)
 
 
-def _single(path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int):
+def _single(
+    path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int, share: bool
+):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
     from sft.config import seed_problem
     from sft.config.grid import load_single, parse_ext_vars
@@ -59,7 +69,7 @@ def _single(path: Path, command: str, name: str | None, ext_vars: list[str] | No
         problems.append(f"--name: {problem}")
     if problems:
         _fail(ConfigError(problems))
-    run = Run(name or file_name, seed, results)
+    run = Run(name or file_name, seed, results, share)
     from sft.experiment.run import check_before_running
 
     _guard(check_before_running, config, run, command)  # before the run folder is created or touched
@@ -77,36 +87,36 @@ def _guard(function, *args):
 @app.command()
 def train(
     config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
-    name: NameOpt = None, ext_var: ExtVarOpt = None,
+    name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
     from sft.experiment.run import train as train_experiment
 
-    experiment, run = _single(config, "train", name, ext_var, results_path, random_seed)
+    experiment, run = _single(config, "train", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
 
 
 @app.command()
 def predict(
     config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
-    name: NameOpt = None, ext_var: ExtVarOpt = None,
+    name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Predict the test split; write predictions.jsonl (inputs, reference, prediction, label probabilities)."""
     from sft.experiment.run import predict as predict_experiment
 
-    experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed)
+    experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
 
 
 @app.command()
 def evaluate(
     config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
-    name: NameOpt = None, ext_var: ExtVarOpt = None,
+    name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
     from sft.experiment.run import evaluate as evaluate_experiment
 
-    experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed)
+    experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed, share_training)
     _guard(evaluate_experiment, experiment, run)
     typer.echo(f"Results written to {run.folder / 'results.json'}")
 
@@ -114,12 +124,12 @@ def evaluate(
 @app.command("run-experiment")
 def run_experiment(
     config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
-    name: NameOpt = None, ext_var: ExtVarOpt = None,
+    name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train (when shots > 0) and evaluate one experiment in this process."""
     from sft.experiment.run import run_experiment as run_one
 
-    experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed)
+    experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
     _guard(run_one, experiment, run)
     typer.echo(f"Results written to {run.folder / 'results.json'}")
 
@@ -145,7 +155,10 @@ def run_experiments(
     timeout: Annotated[float | None, typer.Option(help="Stop an experiment after this many seconds.")] = None,
     retries: Annotated[int, typer.Option(help="Run a failed experiment again up to this many times.")] = 0,
     force: Annotated[bool, typer.Option(help="Re-run finished experiments (old results kept aside).")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print what would run and what would be skipped; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the trainings and evaluations that would run or be skipped; run nothing.")
+    ] = False,
+    share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
     from sft.config.grid import load_experiments, parse_ext_vars
@@ -158,7 +171,7 @@ def run_experiments(
         seeds=_int_list(seeds, "--seeds") or [random_seed],
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
         jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
-        force=force, dry_run=dry_run,
+        force=force, dry_run=dry_run, share_training=share_training,
     )  # fmt: skip
     # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
     # only: no data, no models) are named with them, so one pass fixes both.

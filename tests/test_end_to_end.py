@@ -55,7 +55,9 @@ def test_grid_records_every_run_and_exits_nonzero_on_failure(grid_run):
         outcome = json.loads((folder / "results.json").read_text())
         assert outcome["seed"] == 3 and outcome["experiment"] == name
         assert json.loads((folder / "status.json").read_text())["state"] == "done"
-    assert (results / "few-shot-icl" / "seed-3" / "adapter" / "adapter_config.json").is_file()
+    few_shot = json.loads((results / "few-shot-icl" / "seed-3" / "results.json").read_text())
+    assert few_shot["adapter_source"] == "trained" and few_shot["adapter"].startswith("_adapters/")
+    assert (results / few_shot["adapter"] / "adapter_config.json").is_file()
     assert not (results / "zero-shot" / "seed-3" / "adapter").exists()
 
     status = json.loads((results / "broken" / "seed-3" / "status.json").read_text())

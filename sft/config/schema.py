@@ -1,7 +1,9 @@
 """The experiment config: one pydantic model per section, validated once, every error reported at once.
 
 Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig` and reads
-its fields; it never looks keys up in raw dicts.
+its fields; it never looks keys up in raw dicts. Two hashes identify work: `config_hash` (the
+experiment: every non-default setting) and `training_key` (its trained adapter: the settings listed in
+`TRAINING_KEY_FIELDS`, with the reason for each; experiments that share it train once per seed).
 """
 
 from __future__ import annotations
@@ -58,6 +60,31 @@ def seed_problem(seed: Any, where: str) -> str | None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         return f"{where}: seed {seed!r} is out of range; give whole numbers from 0 to {MAX_SEED}"
     return None
+
+
+# The training key (`ExperimentConfig.training_key`): section -> the fields of it left OUT of the key;
+# sections not named here are left out as a whole (inference, evaluation). Why each is in or out:
+# - dataset: path, args, splits, task type, labels and shots decide the sampled shots and the label set
+#   (the test split too: labels are read from it). `max_n_test` only picks the test subset.
+# - model: name, revision, trust_remote_code, dtype, quantization, head, chat template (the training
+#   prompts' format) and model_args (e.g. attn_implementation) decide the trained weights. `device` only
+#   places the model; `adapter` is what predict loads and is never trained from.
+# - lora, prompting, training: as a whole (the `training` section whole so settings added to it later are
+#   in automatically). Prompting renders the training prompts (instruction, templates, truncation by
+#   `max_input_length` / `max_output_length`, the multilabel separator); `training.icl_examples` puts
+#   in-context examples into them. `inference.icl_examples` and `inference.max_seq_length` only shape
+#   test prompts: `PromptBuilder` truncates by max_seq_length in `prompt()` alone, never in
+#   `training_example()`, and SFTConfig's own truncation is `training.trainer_args.max_length`.
+# - resources: launcher, num_processes and gpus under `launcher: accelerate` (data-parallel ranks change
+#   the effective batch); nothing under the python launcher, where one process trains.
+# - the seed is not a config field: the store keeps one adapter per key and seed.
+TRAINING_KEY_FIELDS: dict[str, frozenset[str]] = {
+    "dataset": frozenset({"max_n_test"}),
+    "model": frozenset({"device", "adapter"}),
+    "lora": frozenset(),
+    "prompting": frozenset(),
+    "training": frozenset(),
+}
 
 
 class Section(BaseModel):
@@ -452,6 +479,25 @@ class ExperimentConfig(Section):
 
     def config_hash(self) -> str:
         return config_hash(self.hashed_settings())
+
+    def training_settings(self) -> dict[str, Any]:
+        """The settings that determine the trained adapter (see TRAINING_KEY_FIELDS), non-default ones only,
+        as `hashed_settings`: experiments that differ elsewhere (inference, evaluation, calibration,
+        `dataset.max_n_test`, `model.device`, `model.adapter`) train the very same adapter."""
+        settings = self.hashed_settings()
+        chosen: dict[str, Any] = {}
+        for section, excluded in TRAINING_KEY_FIELDS.items():
+            if section in settings:
+                chosen[section] = {key: value for key, value in settings[section].items() if key not in excluded}
+        resources = self.resources
+        if resources.launcher != "python":  # data-parallel ranks multiply the effective batch
+            chosen["resources"] = resources.model_dump(mode="json", include={"launcher", "num_processes", "gpus"})
+        return chosen
+
+    def training_key(self) -> str | None:
+        """The hash of `training_settings`: experiments with one key (and seed) share one trained adapter
+        (`sft.results.adapters`). None when the experiment trains nothing (zero-shot)."""
+        return config_hash(self.training_settings()) if self.trains else None
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -4,14 +4,20 @@ Each command is straight-line code over the experiment's task and predictor (`sf
 `sft.predictors`), picked once from the config: prepare the data (checked before any model loads),
 load, train when the config has shots, let the predictor score and the task predict, compute the
 task's metrics. `results.json` is written last and atomically, so its presence means the run finished.
+
+A few-shot run trains once per training key and seed (`ExperimentConfig.training_key`): under the key's
+lock it reuses the shared adapter when one is ready (`sft.results.adapters`), else trains and publishes
+it, so every other experiment with the key reuses it. `Run.share_training=False` trains its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +28,7 @@ from sft.data.prepare import ExperimentData, prepare_data
 from sft.evaluation.metrics import compute_metrics
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
+from sft.results.adapters import SharedAdapter, shared_adapter
 from sft.results.files import atomic_write_json, atomic_write_jsonl
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
@@ -36,29 +43,60 @@ def _run_log(run: Run) -> Any:
     return run_log(run.folder, f"Run {run.name} (seed {run.seed})")
 
 
+TRAINED, REUSED = "trained", "reused"  # results.json `adapter_source`
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a few-shot run did about its adapter: trained it (the model is still in memory) or reused the
+    one another run trained (its statistics come from the store)."""
+
+    source: str  # TRAINED or REUSED
+    folder: Path
+    stats: dict[str, Any]
+    seconds: float | None = None  # time this run spent training; None when reused
+    loaded: Loaded | None = None
+
+
 def _load(
-    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, trainable: bool = False
+    config: ExperimentConfig,
+    run: Run,
+    task: Task,
+    predictor: Predictor,
+    data: ExperimentData,
+    adapter: str | None,
+    trainable: bool = False,
 ) -> Loaded:
-    """Load model and tokenizer (with the adapter to predict with, unless training), then save the resolved
-    config. Callers prepare the data first, so a bad dataset never costs a model load."""
-    adapter = None if trainable else adapter_to_load(config, run)
+    """Load model and tokenizer (with `adapter` applied), then save the resolved config. Callers prepare
+    the data first, so a bad dataset never costs a model load."""
     quiet_libraries()
     loaded = predictor.load(config, task, data.labels, adapter, trainable)
     write_config(config, run)  # only once the run really starts: a failed load leaves a finished run's as it was
     return loaded
 
 
+def adapter_folder(config: ExperimentConfig, run: Run) -> Path:
+    """Where this run's trained adapter is (or goes): the shared one of its key and seed, or its own."""
+    shared = shared_adapter(config, run)
+    return shared.adapter_folder if shared is not None else run.adapter_folder
+
+
 def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
-    """The adapter predict/evaluate apply: model.adapter, else this experiment's trained one."""
+    """The adapter predict/evaluate apply: model.adapter, else this experiment's own trained one, else the
+    shared one of its training key and seed."""
     if config.model.adapter:
         return config.model.adapter
     if not config.trains:
         return None
     if (run.adapter_folder / "adapter_config.json").exists():
         return str(run.adapter_folder)
+    shared = shared_adapter(config, run)
+    if shared is not None and shared.ready():
+        return str(shared.adapter_folder)
+    where = run.adapter_folder if shared is None else f"{run.adapter_folder} or {shared.adapter_folder}"
     raise ConfigError(
         [
-            f"dataset.shots > 0 but no trained adapter at {run.adapter_folder}: run `train` (or `run-experiment`) "
+            f"dataset.shots > 0 but no trained adapter at {where}: run `train` (or `run-experiment`) "
             "first with the same --results-path and --random-seed, or set model.adapter"
         ]
     )
@@ -81,15 +119,84 @@ def check_before_running(config: ExperimentConfig, run: Run, command: str, check
 
 
 def _train(
-    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData
-) -> tuple[Loaded, dict[str, Any]]:
-    """Train and (on the main process) save the adapter; the trained model and the training statistics."""
-    loaded = _load(config, run, task, predictor, data, trainable=True)
+    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, started: float
+) -> Training:
+    """Train and (on the main process) save the adapter: into the store when shared (under the key's lock,
+    marker last), else into the run folder."""
+    loaded = _load(config, run, task, predictor, data, None, trainable=True)
     trained = predictor.train(config, task, data, loaded, run.seed, run.folder)
+    seconds = time.time() - started
+    shared = shared_adapter(config, run)
+    folder = adapter_folder(config, run)
     if is_main_process():
-        save_adapter(trained.model, loaded.tokenizer, run.adapter_folder, trained.initial_adapter)
-        log.info("Saved the adapter to %s (train loss %.4f)", run.adapter_folder, trained.stats["train_loss"])
-    return Loaded(trained.model, loaded.tokenizer), trained.stats
+
+        def save(target: Path) -> Path:
+            return save_adapter(trained.model, loaded.tokenizer, target, trained.initial_adapter)
+
+        if shared is None:
+            save(folder)
+        else:
+            shared.publish(save, _store_info(config, run, trained.stats, seconds))
+        log.info("Saved the adapter to %s (train loss %.4f)", folder, trained.stats["train_loss"])
+    return Training(TRAINED, folder, trained.stats, seconds, Loaded(trained.model, loaded.tokenizer))
+
+
+def _store_info(config: ExperimentConfig, run: Run, stats: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return {
+        "training_key": config.training_key(),
+        "seed": run.seed,
+        "trained_by": run.name,
+        "training": stats,
+        "train_seconds": seconds,
+        "training_settings": config.training_settings(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _training(
+    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, started: float
+) -> Training:
+    """Train this run's adapter, unless the store already holds the one of its key and seed. The key's
+    lock is held while deciding, training and publishing, so waiting runs of the same key reuse it."""
+    shared = shared_adapter(config, run)
+    if shared is None:
+        return _train(config, run, task, predictor, data, started)
+    with _key_turn(shared) as info:
+        if info is None:
+            return _train(config, run, task, predictor, data, started)
+    log.info(
+        "Reusing the adapter of training key %s seed %d (trained by %s)", shared.key, run.seed, info.get("trained_by")
+    )
+    return Training(REUSED, shared.adapter_folder, info.get("training") or {})
+
+
+@contextlib.contextmanager
+def _key_turn(shared: SharedAdapter) -> Any:
+    """Hold the key's lock (the main process does); yield the ready adapter's info, or None: train it.
+
+    Under data-parallel `accelerate launch` every rank must decide alike: rank 0 decides under the lock
+    and broadcasts its decision, and holds the lock until the adapter is published."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        with shared.lock():
+            info = shared.info()
+            if info is None:
+                shared.clear_leftovers()
+            yield info
+        return
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    PartialState()  # joins the process group the trainer uses
+    lock = shared.lock() if is_main_process() else contextlib.nullcontext()
+    with lock:
+        decision = [None]
+        if is_main_process():
+            decision = [shared.info() or None]
+            if decision[0] is None:
+                shared.clear_leftovers()
+        broadcast_object_list(decision, from_process=0)
+        yield decision[0]
 
 
 def _setup(config: ExperimentConfig, run: Run) -> tuple[Task, Predictor, ExperimentData]:
@@ -99,17 +206,19 @@ def _setup(config: ExperimentConfig, run: Run) -> tuple[Task, Predictor, Experim
 
 
 def train(config: ExperimentConfig, run: Run) -> Path:
-    """Train the adapter of a few-shot experiment and save it with the tokenizer and resolved config."""
+    """Train the adapter of a few-shot experiment and save it with the tokenizer (and the resolved config
+    in the run folder); a shared adapter of the same training key and seed is reused, not retrained."""
     with _run_log(run):
-        _train(config, run, *_setup(config, run))
-    return run.adapter_folder
+        task, predictor, data = _setup(config, run)
+        write_config(config, run)
+        return _training(config, run, task, predictor, data, time.time()).folder
 
 
 def predict(config: ExperimentConfig, run: Run) -> Path:
     """Write predictions.jsonl for the test split with the base model (zero-shot) or the trained adapter."""
     with _run_log(run):
         task, predictor, data = _setup(config, run)
-        loaded = _load(config, run, task, predictor, data)
+        loaded = _load(config, run, task, predictor, data, adapter_to_load(config, run))
         prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
         return atomic_write_jsonl(run.folder / "predictions.jsonl", prediction.rows)
 
@@ -119,22 +228,30 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     with _run_log(run):
         started = time.time()
         task, predictor, data = _setup(config, run)
-        return _evaluate(config, run, task, predictor, data, _load(config, run, task, predictor, data), started)
+        adapter = adapter_to_load(config, run)
+        loaded = _load(config, run, task, predictor, data, adapter)
+        source = REUSED if config.trains and not config.model.adapter else None
+        return _evaluate(config, run, task, predictor, data, loaded, started, source=source, adapter=adapter)
 
 
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
-    """Train when shots > 0, then evaluate with the model still in memory, in one process."""
+    """Train when shots > 0 (or reuse the shared adapter of the training key), then evaluate, in one
+    process."""
     with _run_log(run):
         started = time.time()
         task, predictor, data = _setup(config, run)
         if not config.trains:
-            loaded = _load(config, run, task, predictor, data)
-            return _evaluate(config, run, task, predictor, data, loaded, started)
-        loaded, training = _train(config, run, task, predictor, data)
+            adapter = adapter_to_load(config, run)
+            loaded = _load(config, run, task, predictor, data, adapter)
+            return _evaluate(config, run, task, predictor, data, loaded, started, adapter=adapter)
+        training = _training(config, run, task, predictor, data, started)
         if not is_main_process():
-            return training
-        train_seconds = time.time() - started
-        return _evaluate(config, run, task, predictor, data, loaded, started, training, train_seconds)
+            return training.stats
+        loaded = training.loaded or _load(config, run, task, predictor, data, str(training.folder))
+        return _evaluate(
+            config, run, task, predictor, data, loaded, started, training.stats, training.seconds,
+            training.source, str(training.folder),
+        )  # fmt: skip
 
 
 def _evaluate(
@@ -147,6 +264,8 @@ def _evaluate(
     started: float,
     training: dict[str, Any] | None = None,
     train_seconds: float | None = None,
+    source: str | None = None,
+    adapter: str | None = None,
 ) -> dict[str, Any]:
     began = time.time()
     prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
@@ -160,11 +279,20 @@ def _evaluate(
         "total_seconds": time.time() - started,
     }
     n_shots = len(data.shots) if data.shots is not None else 0
-    results = results_record(config, run, prediction, metrics, n_shots, data.labels, training, timings)
+    used = (source, _relative(adapter, run.results_path))
+    results = results_record(config, run, prediction, metrics, n_shots, data.labels, training, timings, used)
     atomic_write_json(run.folder / "results.json", results)
     headline = {key: round(value, 4) for key, value in metrics.items() if isinstance(value, float)}
     log.info("Finished %s seed %d: %s", run.name, run.seed, headline)
     return results
+
+
+def _relative(adapter: str | None, results_path: Path) -> str | None:
+    """The adapter's folder relative to the results folder when inside it (results move with it)."""
+    if adapter is None:
+        return None
+    path, root = Path(adapter).resolve(), Path(results_path).resolve()
+    return path.relative_to(root).as_posix() if root in path.parents else str(adapter)
 
 
 # -- results.json ----------------------------------------------------------------------------------------
@@ -197,8 +325,10 @@ def results_record(
     labels: list[str] | None,
     training: dict[str, Any] | None,
     timings: dict[str, float | None],
+    adapter: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any]:
-    """The content of results.json (its schema: every key here, always present)."""
+    """The content of results.json (its schema: every key here, always present). `adapter`: whether this
+    run trained its adapter or reused one (TRAINED, REUSED, None without a trained adapter) and where it is."""
     return {
         "experiment": run.name,
         "seed": run.seed,
@@ -212,6 +342,10 @@ def results_record(
         # "fixed", or {"split", "examples", "split_examples", "chosen_by"}: what the thresholds were tuned on
         "threshold_source": prediction.details.get("threshold_source"),
         "training": training,
+        # the shared adapter's key; "trained": this run trained it, "reused": another run (or `train`) did
+        "training_key": config.training_key(),
+        "adapter_source": adapter[0],
+        "adapter": adapter[1],
         "calibration": prediction.details.get("calibration"),
         "timings": timings,
         "versions": versions(),

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 JSON_NAME, CSV_NAME, MARKDOWN_NAME = REPORT_FILES
 SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summary)
 ROW_FIELDS = [
-    "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "finished_at",
+    "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "training_key",
+    "adapter_source", "finished_at",
     "n_test", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
 ]  # fmt: skip
 

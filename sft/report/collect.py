@@ -82,6 +82,10 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "dataset": dataset_label(settings),
         "model": settings.get("model.name"),
         "config_hash": results["config_hash"],
+        # shared training: a run that reused another's adapter spent no train_seconds, so summing
+        # total_seconds counts each training once
+        "training_key": results.get("training_key"),
+        "adapter_source": results.get("adapter_source"),
         "finished_at": results.get("finished_at"),
         "n_test": results.get("n_test"),
         "n_shots": results.get("n_shots"),

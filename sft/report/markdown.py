@@ -40,8 +40,10 @@ def summary(collected: Collected) -> dict[str, Any]:
         "experiments_done": len({row["experiment"] for row in rows}),
         "datasets": sorted({row["dataset"] for row in rows}),
         "models": sorted({str(row["model"]) for row in rows}),
-        "compute_seconds": done,
+        "compute_seconds": done,  # a reused adapter's training is in the run that trained it only
         "failed_compute_seconds": failed,
+        "trainings": sum(row.get("adapter_source") == "trained" for row in rows),
+        "adapters_reused": sum(row.get("adapter_source") == "reused" for row in rows),
     }
 
 
@@ -60,6 +62,11 @@ def _summary_lines(facts: dict[str, Any], collected: Collected) -> list[str]:
         f"- Compute time: {duration_text(facts['compute_seconds'])} in finished runs"
         + (f", {duration_text(facts['failed_compute_seconds'])} in failed runs" if collected.failures else ""),
     ]
+    if facts["adapters_reused"]:
+        lines.append(
+            f"- Trainings: {facts['trainings']} in finished runs; {facts['adapters_reused']} run(s) reused a "
+            "shared adapter (its training time counted once, in the run that trained it)"
+        )
     if collected.problems:
         lines.append(f"- Unreadable files: {len(collected.problems)} (listed at the end)")
     return lines

@@ -1,7 +1,8 @@
 """Where results live: `RESULTS/<experiment>/seed-<n>/`, names that stay inside the results folder,
 and the one rule that turns free text (dataset paths, model ids, metric names) into file names.
 
-A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained),
+A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained without
+sharing; shared adapters live in `RESULTS/_adapters/`, see `sft.results.adapters`),
 `predictions.jsonl`, `results.json` (written last: its presence means the run finished), `run.log` and,
 under the grid runner, `status.json` and `.lock`.
 """
@@ -66,11 +67,14 @@ def run_dir(results_path: str | Path, name: str, seed: int) -> Path:
 
 @dataclass(frozen=True)
 class Run:
-    """Where one experiment/seed lives."""
+    """Where one experiment/seed lives. `share_training`: its adapter is the shared one of its training
+    key and seed (`sft.results.adapters`), trained by the first run that needs it; False trains its own
+    into `adapter_folder` (`--no-share-training`)."""
 
     name: str
     seed: int
     results_path: Path
+    share_training: bool = True
 
     @property
     def folder(self) -> Path:
@@ -78,6 +82,7 @@ class Run:
 
     @property
     def adapter_folder(self) -> Path:
+        """This run's own adapter (trained without sharing)."""
         return self.folder / "adapter"
 
 

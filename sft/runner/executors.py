@@ -103,6 +103,7 @@ def experiment_arguments(job: Job) -> list[str]:
     return [
         "sft.cli", "run-experiment", str(job.config_file),
         "--name", run.name, "--random-seed", str(run.seed), "--results-path", str(run.results_path),
+        *([] if run.share_training else ["--no-share-training"]),
     ]  # fmt: skip
 
 

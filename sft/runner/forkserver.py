@@ -72,7 +72,7 @@ def run_child(request: dict[str, Any]) -> int:
     setup_logging()
     try:
         _, config = load_single(request["config_file"], "run-experiment")
-        run = Run(request["name"], int(request["seed"]), Path(request["results_path"]))
+        run = Run(request["name"], int(request["seed"]), Path(request["results_path"]), request["share_training"])
         sft.experiment.run.run_experiment(config, run)
     except ConfigError as error:
         print(error, file=sys.stderr)
@@ -213,6 +213,7 @@ class ForkServerExecutor:
         request = {
             "id": request_id, "config_file": str(job.config_file), "name": job.run.name, "seed": job.run.seed,
             "results_path": str(job.run.results_path), "log": str(job.log_path), "env": job.env(),
+            "share_training": job.run.share_training,
         }  # fmt: skip
         try:
             self.server.stdin.write((json.dumps(request) + "\n").encode())

@@ -110,16 +110,38 @@ class Progress:
             self.live.update(self._panel())
 
 
-def print_plan(console: Any, rows: Sequence[tuple[Run, str, str]]) -> None:
-    """The `--dry-run` table: each experiment/seed, whether it would run, and why."""
+def print_plan(console: Any, rows: Sequence[tuple[Run, str, str]], adapters: dict[Run, str] | None = None) -> None:
+    """The `--dry-run` table of evaluations: each experiment/seed, whether it would run, and why; with
+    shared training, whether it trains its key's adapter or reuses it (`adapters`)."""
     from rich.table import Table
 
-    table = Table(title="run-experiments --dry-run")
-    for column in ("experiment", "seed", "action", "why"):
+    table = Table(title="run-experiments --dry-run: evaluations")
+    for column in ("experiment", "seed", "action", "why", *(["adapter"] if adapters else [])):
         table.add_column(column)
     for run, action, reason in rows:
         style = "green" if action == "run" else "cyan"
-        table.add_row(run.name, str(run.seed), f"[{style}]{action}[/{style}]", reason)
+        role = [adapters.get(run, "")] if adapters else []
+        table.add_row(run.name, str(run.seed), f"[{style}]{action}[/{style}]", reason, *role)
     console.print(table)
     would_run = sum(action == "run" for _, action, _ in rows)
     console.print(f"{would_run} would run, {len(rows) - would_run} would be skipped; nothing was run.")
+
+
+def print_trainings(console: Any, trainings: Sequence[Any]) -> None:
+    """The `--dry-run` table of trainings (`sft.runner.sharing.PlannedTraining`): each training key and
+    seed the runs need, whether it would be trained (by which experiment) or reused from the store."""
+    from rich.table import Table
+
+    if not trainings:
+        return
+    table = Table(title="run-experiments --dry-run: trainings")
+    for column in ("training key", "seed", "action", "by", "used by"):
+        table.add_column(column)
+    for training in trainings:
+        style = "green" if training.action == "train" else "cyan"
+        action = f"[{style}]{training.action}[/{style}]"
+        users = ", ".join(training.users)
+        table.add_row(training.adapter.key[:12], str(training.adapter.seed), action, training.by or "stored", users)
+    console.print(table)
+    trained = sum(training.action == "train" for training in trainings)
+    console.print(f"{trained} training(s) would run, {len(trainings) - trained} stored adapter(s) would be reused.")

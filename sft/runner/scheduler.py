@@ -7,6 +7,8 @@ are free, the first waiting experiment that fits starts. Finished experiments ar
 run's `status.json` (state, exit code or signal, duration, log tail). A failure never stops the grid;
 `--timeout` stops an experiment's whole process group, `--retries` runs a failed one again. The
 first Ctrl-C (or SIGTERM) stops scheduling and terminates the running experiments; a rerun resumes.
+Experiments with one training key and seed train once and share the adapter (`sft.runner.sharing`:
+what waits for which training, and what a failed training fails).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from sft.results.logs import tail
 from sft.results.states import RunState
 from sft.runner.executors import EXECUTORS, Handle, Job, get_executor
 from sft.runner.processes import describe_exit
-from sft.runner.progress import SKIPPED, Progress, print_plan
+from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
+from sft.runner.sharing import Trainings, training_plan
 
 POLL_SECONDS = 0.05
 INTERRUPTED = 130
@@ -48,6 +51,7 @@ class Options:
     force: bool = False
     dry_run: bool = False
     grace_seconds: float = 10.0
+    share_training: bool = True  # False: every experiment trains its own adapter (--no-share-training)
 
 
 @dataclass
@@ -132,8 +136,9 @@ class GridRunner:
     def __init__(self, configs: dict[str, ExperimentConfig], results_path: Path, options: Options, console: Any):
         self.configs, self.results_path, self.options, self.console = configs, results_path, options, console
         self.waiting: deque[tuple[Run, int]] = deque(
-            (Run(name, seed, results_path), 1) for name in configs for seed in options.seeds
+            (Run(name, seed, results_path, options.share_training), 1) for name in configs for seed in options.seeds
         )
+        self.trainings = Trainings(configs, [run for run, _ in self.waiting])
         self.total = len(self.waiting)
         self.free_gpus = list(options.gpus or [])
         self.free_cpus = options.jobs
@@ -185,6 +190,13 @@ class GridRunner:
         for item in list(self.waiting):
             run, attempt = item
             config = self.configs[run.name]
+            failure = self.trainings.failure(run)
+            if failure is not None:
+                self.waiting.remove(item)
+                self._fail_unstarted(run, config, failure)
+                continue
+            if self.trainings.waits(run, [active.run for active in self.active]):
+                continue  # another slot trains its adapter; it starts once the adapter is published
             need = slots_needed(config, self.options)
             if self.options.gpus is not None:
                 if need > len(self.free_gpus):
@@ -271,7 +283,41 @@ class GridRunner:
             self.waiting.appendleft((run, active.attempt + 1))
             self.progress.retrying(run, reason)
             return
+        if state == RunState.FAILED:
+            self.trainings.ended(run, reason)
         self.progress.finished(run, state.value, time.time() - active.started, reason)
+
+    def _fail_unstarted(self, run: Run, config: ExperimentConfig, reason: str) -> None:
+        """Record as failed, without starting it, a run whose training failed (unless it is finished
+        already or another runner runs it)."""
+        lock = RunLock(run.folder)
+        if not lock.acquire():
+            self.locked.append(run)
+            self.progress.skipped(run, "running in another runner")
+            return
+        try:
+            decision = decide(run, config.config_hash(), self.options.force)
+            if not decision.run:
+                self._mark_done_if_unrecorded(run, config)
+                self.progress.skipped(run, decision.reason)
+                return
+            if decision.set_aside:
+                set_aside(run.folder)
+            log = run.folder / "run.log"
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} not run: {reason}\n")
+            now = time.time()
+            status = {
+                "experiment": run.name, "seed": run.seed, "state": RunState.FAILED.value, "reason": reason,
+                "exit_code": None, "signal": None, "duration_seconds": 0.0, "attempt": 0, "pid": None,
+                "executor": self.options.executor, "gpus": None, "started_at": None, "launched_at": None,
+                "finished_at": _iso(now), "config_hash": config.config_hash(), "log": str(log), "log_tail": tail(log),
+            }  # fmt: skip
+            atomic_write_json(run.folder / "status.json", status)
+            self.outcomes[run] = status
+            self.progress.finished(run, RunState.FAILED.value, 0.0, reason)
+        finally:
+            lock.release()
 
     # --- records ---------------------------------------------------------------------------------------------------
 
@@ -359,7 +405,7 @@ def plan(configs: dict[str, ExperimentConfig], results_path: Path, options: Opti
     rows = []
     for name, config in configs.items():
         for seed in options.seeds:
-            run = Run(name, seed, results_path)
+            run = Run(name, seed, results_path, options.share_training)
             if locked_elsewhere(run.folder):
                 rows.append((run, "skip", "running in another runner"))
                 continue
@@ -384,7 +430,10 @@ def run_experiments(
     if problems:
         raise ConfigError(problems)
     if options.dry_run:
-        print_plan(console, plan(configs, results_path, options))
+        rows = plan(configs, results_path, options)
+        trainings, roles = training_plan(configs, rows) if options.share_training else ([], {})
+        print_plan(console, rows, roles)
+        print_trainings(console, trainings)
         return 0
     results_path.mkdir(parents=True, exist_ok=True)
     runs = len(configs) * len(options.seeds)
@@ -392,5 +441,6 @@ def run_experiments(
     console.print(
         f"Running {runs} run(s) ({len(configs)} experiment(s) x {len(options.seeds)} seed(s)) into {results_path} "
         f"with {slots}, executor {options.executor}"
+        + ("" if options.share_training else ", every run training its own adapter")
     )
     return GridRunner(configs, results_path, options, console).run()

@@ -12,7 +12,7 @@ from helpers import classification_config, merge, training_sections
 
 import sft.model.loading
 from sft.config import ConfigError, parse_config
-from sft.experiment.run import evaluate, predict, run_experiment, train
+from sft.experiment.run import adapter_folder, evaluate, predict, run_experiment, train
 from sft.results.files import read_json, read_jsonl
 from sft.results.layout import Run
 
@@ -148,8 +148,9 @@ def test_zero_shot_probabilities_are_the_models_label_scores(zero_shot):
 @pytest.mark.slow
 def test_few_shot_run_saves_the_adapter_and_training_stats(few_shot, zero_shot, sentiment_data):
     config, run, _ = few_shot
-    assert (run.adapter_folder / "adapter_config.json").is_file()
-    assert any(run.adapter_folder.glob("adapter_model.*"))
+    folder = adapter_folder(config, run)  # the shared adapter of its training key and seed
+    assert (folder / "adapter_config.json").is_file()
+    assert any(folder.glob("adapter_model.*"))
     check_config_file(run.folder, config)
 
     stored = read_json(run.folder / "results.json")
@@ -198,8 +199,8 @@ def test_train_then_evaluate_matches_run_experiment(few_shot, tiny_qwen, sentime
     config, reference_run, reference = few_shot
     run = Run("few-shot", SEED, tmp_path)
     adapter = train(config, run)
-    assert Path(adapter) == run.adapter_folder
-    assert (run.adapter_folder / "adapter_config.json").is_file()
+    assert Path(adapter) == adapter_folder(config, run)
+    assert (Path(adapter) / "adapter_config.json").is_file()
     assert not (run.folder / "results.json").exists()
     check_config_file(run.folder, config)
 
@@ -231,10 +232,10 @@ def test_model_adapter_is_applied_by_predict_and_by_a_zero_shot_run(
     few_shot, zero_shot, tiny_qwen, sentiment_data, tmp_path
 ):
     """A trained adapter given as model.adapter (from another results folder) gives the trained model's scores."""
-    _, reference_run, _ = few_shot
+    reference_config, reference_run, _ = few_shot
     expected = read_jsonl(reference_run.folder / "predictions.jsonl")
     assert not same_probabilities(read_jsonl(zero_shot[1].folder / "predictions.jsonl"), expected)
-    adapter = {"model": {"name": str(tiny_qwen), "adapter": str(reference_run.adapter_folder)}}
+    adapter = {"model": {"name": str(tiny_qwen), "adapter": str(adapter_folder(reference_config, reference_run))}}
     few_with_adapter = parse_config(
         merge(classification_config(sentiment_data, tiny_qwen, **training_sections(shots=2, epochs=1)), adapter)
     )

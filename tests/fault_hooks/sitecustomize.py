@@ -2,7 +2,9 @@
 
 With this folder on PYTHONPATH and SFT_TEST_FAULTS='{"experiment name": "mode"}', every Python process
 wraps `sft.experiment.run.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
-first, or fail on their first attempt only. Each call also prints CUDA_VISIBLE_DEVICES to its log.
+first, or fail on their first attempt only; `publish-sleep:N` trains, saves the shared adapter into the
+store's staging folder, touches `<run>/publishing` and sleeps N seconds before the store's marker is
+written. Each call also prints CUDA_VISIBLE_DEVICES to its log.
 """
 
 import json
@@ -16,12 +18,31 @@ if _FAULTS:
     import time
 
     import sft.experiment.run
+    import sft.results.adapters
 
     _original = sft.experiment.run.run_experiment
+    _publish = sft.results.adapters.SharedAdapter.publish
+    _current = {}
+
+    def publish(self, save, info):
+        mode, run = _current.get("mode", ""), _current.get("run")
+        if not mode.startswith("publish-sleep:"):
+            return _publish(self, save, info)
+
+        def slow_save(folder):
+            saved = save(folder)
+            (run.folder / "publishing").touch()
+            time.sleep(float(mode.split(":")[1]))
+            return saved
+
+        return _publish(self, slow_save, info)
+
+    sft.results.adapters.SharedAdapter.publish = publish
 
     def run_experiment(config, run):
         print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr, flush=True)
         mode = _FAULTS.get(run.name, "")
+        _current.update(mode=mode, run=run)
         if mode == "raise":
             raise RuntimeError("injected failure")
         if mode == "exit":

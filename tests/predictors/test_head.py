@@ -17,7 +17,7 @@ from helpers import classification_config, merge, training_sections
 from sft.config import ConfigError, parse_config
 from sft.config.validation import library_problems
 from sft.data.prepare import prepare_data
-from sft.experiment.run import evaluate, run_experiment
+from sft.experiment.run import adapter_folder, evaluate, run_experiment
 from sft.predictors.head import PACKAGED_MODELS, head_probabilities, load_head_model, resolve_model_name
 from sft.results.files import read_jsonl
 from sft.results.layout import Run
@@ -119,11 +119,12 @@ def test_trained_head_is_saved_with_the_adapter(tiny_llama, sentiment_data, tmp_
     run = Run("head", 0, tmp_path)
     trained = run_experiment(config, run)
     first = read_jsonl(run.folder / "predictions.jsonl")
-    saved = {path.name for path in run.adapter_folder.iterdir()}
+    folder = adapter_folder(config, run)
+    saved = {path.name for path in folder.iterdir()}
     assert "adapter_model.safetensors" in saved
     from safetensors import safe_open
 
-    with safe_open(run.adapter_folder / "adapter_model.safetensors", "pt") as handle:
+    with safe_open(folder / "adapter_model.safetensors", "pt") as handle:
         assert any("score" in key for key in handle.keys())  # noqa: SIM118
     again = evaluate(config, run)
     second = read_jsonl(run.folder / "predictions.jsonl")

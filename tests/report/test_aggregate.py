@@ -424,3 +424,22 @@ def test_the_report_knows_exactly_the_states_the_runner_writes(tmp_path):
     assert {f["state"] for f in collected.failures} == {state.value for state in FAILED_STATES} == {"failed"}
     missing = {m["state"] for m in collected.missing}
     assert missing == {"running", "interrupted", "timeout", "done (no results.json)"}
+
+
+def test_compute_time_counts_a_shared_training_once(tmp_path):
+    raw = classification_config(8, init=True)
+    key = parse_config(raw).training_key()
+    for name, source, train, total in (("trains", "trained", 10.0, 12.0), ("reuses1", "reused", None, 2.0),
+                                       ("reuses2", "reused", None, 3.0)):  # fmt: skip
+        path = write_results(tmp_path, name, 1, raw, classification_metrics(0.5))
+        stored = json.loads(path.read_text())
+        stored |= {"training_key": key, "adapter_source": source}
+        stored["timings"] = {"train_seconds": train, "inference_seconds": 1.0, "total_seconds": total}
+        path.write_text(json.dumps(stored))
+    json_path, markdown_path = aggregate(tmp_path, ReportOptions(plots=frozenset()))
+    document = json.loads(json_path.read_text())
+    assert document["summary"]["compute_seconds"] == pytest.approx(17.0)  # the training's 10 s once
+    assert (document["summary"]["trainings"], document["summary"]["adapters_reused"]) == (1, 2)
+    assert {row["adapter_source"] for row in document["rows"]} == {"trained", "reused"}
+    assert all(row["training_key"] == key for row in document["rows"])
+    assert "- Trainings: 1 in finished runs; 2 run(s) reused a shared adapter" in markdown_path.read_text()

@@ -1,5 +1,7 @@
 """The grid runner under faults, through the real CLI and the real executors: a runner killed with
-SIGKILL mid-grid and rerun (every experiment finished exactly once, no partial file, no orphan), a grid
+SIGKILL mid-grid and rerun (every experiment finished exactly once, no partial file, no orphan), one
+killed while publishing a shared adapter (the rerun trains it exactly once, no half-written adapter is
+used, the runs of a failed training fail with the reason), a grid
 with crashing, hanging and flaky experiments (the others finish; each failure is recorded), and an
 interrupted grid (exit 130, no child process left)."""
 
@@ -15,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import REPO, classification_config, merge
+from helpers import REPO, classification_config, merge, training_sections
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,57 @@ def test_killed_runner_leaves_no_orphan_and_the_rerun_does_each_experiment_exact
         assert finished_count(results, name) == 1, (folder / "run.log").read_text()[-2000:]
         assert status(results, name)["state"] == "done"
     assert not list(results.rglob("*.tmp"))
+    assert not tagged(marker)
+
+
+def test_runner_killed_while_publishing_a_shared_adapter_reruns_its_training_exactly_once(
+    tmp_path, tiny_qwen, sentiment_data
+):
+    from sft.config import parse_config
+    from sft.results.adapters import READY, STORE, SharedAdapter
+
+    trained = merge(fast_config(sentiment_data, tiny_qwen), training_sections(shots=2))
+    broken = merge(trained, {"training": {"trainer_args": {"learning_rate": 5e-4}}})
+    configs = {
+        "a1": trained,
+        "a2": merge(trained, {"inference": {"normalization": "mean"}}),
+        "a3": merge(trained, {"inference": {"max_seq_length": 512}}),
+        "b1": broken,  # its training raises: b2 fails with the reason, without starting
+        "b2": merge(broken, {"inference": {"normalization": "mean"}}),
+    }
+    grid = write_grid(tmp_path, configs)
+    results = tmp_path / "results"
+    shared = SharedAdapter(results, parse_config(trained).training_key(), 42)
+    marker = uuid.uuid4().hex
+    faults = {"a1": "publish-sleep:60", "b1": "raise"}
+    runner = start_runner(grid, results, "--jobs", "2", faults=faults, marker=marker)
+    publishing = results / "a1" / "seed-42" / "publishing"
+    wait_until(lambda: publishing.exists() or runner.poll() is not None, 240, "a1 to publish its adapter")
+    assert runner.poll() is None, runner.communicate()[1][-3000:]
+    assert not (results / "a2" / "seed-42").exists()  # waiting for a1's training, not started
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    wait_until(lambda: not tagged(marker), 20, "the killed runner's children to die")
+    assert not (shared.folder / READY).exists() and any(shared.folder.glob(".staging-*"))  # half-published
+
+    rerun = start_runner(grid, results, "--jobs", "2", faults={"b1": "raise"}, marker=marker)
+    _, stderr = rerun.communicate(timeout=400)
+    assert rerun.returncode == 1, stderr[-3000:]  # b1 and b2 failed
+    logs = {name: (results / name / "seed-42" / "run.log").read_text() for name in configs}
+    assert sum(log.count("Saved the adapter") for log in logs.values()) == 1  # one training published, once
+    sources = {
+        name: json.loads((results / name / "seed-42" / "results.json").read_text()) for name in ("a1", "a2", "a3")
+    }
+    assert [sources[name]["adapter_source"] for name in ("a1", "a2", "a3")] == ["trained", "reused", "reused"]
+    assert json.loads((shared.folder / READY).read_text())["trained_by"] == "a1"
+    assert not any(shared.folder.glob(".staging-*")) and [p.name for p in (results / STORE).iterdir()] == [shared.key]
+    assert "Training on" not in logs["a2"] + logs["a3"]
+    for name in ("b1", "b2"):
+        assert status(results, name)["state"] == "failed"
+    assert (
+        "its training" in status(results, "b2")["reason"] and "failed in b1 seed 42" in status(results, "b2")["reason"]
+    )
+    assert "Training on" not in logs["b2"]
     assert not tagged(marker)
 
 

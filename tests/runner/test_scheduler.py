@@ -207,7 +207,7 @@ def test_accelerate_launch_trains_data_parallel_on_two_cpu_processes(tmp_path, t
     log = (folder / "run.log").read_text()
     assert log.count("Training on") == 2  # both ranks trained
     assert log.count("Finished ddp seed 42") == 1  # rank 0 alone evaluated and wrote results.json
-    assert (folder / "adapter" / "adapter_config.json").is_file()
+    assert (results / outcome["adapter"] / "adapter_config.json").is_file()  # the shared adapter, by rank 0
 
 
 @pytest.mark.slow
