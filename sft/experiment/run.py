@@ -19,15 +19,14 @@ from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.prepare import ExperimentData, prepare_data
-from sft.evaluation.metrics import compute_metrics
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
 from sft.results.files import atomic_write_json, atomic_write_jsonl
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
 from sft.tasks import task_for
-from sft.tasks.base import Prediction, Task
-from sft.training.common import is_main_process, save_adapter
+from sft.tasks.base import Prediction, Task, task_metrics
+from sft.training.common import is_main_process, save_adapter, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,11 @@ def _train(
     config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData
 ) -> tuple[Loaded, dict[str, Any]]:
     """Train and (on the main process) save the adapter; the trained model and the training statistics."""
+    # Weights the checkpoint lacks (a classification head) are drawn from the global RNG as the model
+    # loads: seeded, they depend on the run's seed alone, not on what ran before in this process.
+    seed_everything(run.seed)
     loaded = _load(config, run, task, predictor, data, trainable=True)
-    trained = predictor.train(config, task, data, loaded, run.seed, run.folder)
+    trained = predictor.fit(config, task, data, loaded, run.seed, run.folder)
     if is_main_process():
         save_adapter(trained.model, loaded.tokenizer, run.adapter_folder, trained.initial_adapter)
         log.info("Saved the adapter to %s (train loss %.4f)", run.adapter_folder, trained.stats["train_loss"])
@@ -135,8 +137,7 @@ def _evaluate(
     prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
     inference_seconds = time.time() - began
     atomic_write_jsonl(run.folder / "predictions.jsonl", prediction.rows)
-    metric_names = config.evaluation.metrics or task.default_metrics
-    metrics = compute_metrics(task.metric_inputs(prediction.rows, data.labels), metric_names, config.evaluation)
+    metrics = task_metrics(config, task, prediction, data.labels)
     timings = {
         "train_seconds": train_seconds,
         "inference_seconds": inference_seconds,
