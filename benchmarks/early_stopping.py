@@ -27,7 +27,10 @@ EARLY, FULL = "minilm_head_early_stopping", "minilm_head_30_epochs"
 def scaled(config, args):
     """The config with the command line's epochs, shots, evaluation examples and test examples."""
     training = config.training
-    updates = {"trainer_args": {**training.trainer_args, "num_train_epochs": args.epochs}}
+    trainer_args = {**training.trainer_args, "num_train_epochs": args.epochs}
+    if args.batch_size:
+        trainer_args["per_device_train_batch_size"] = args.batch_size
+    updates: dict = {"trainer_args": trainer_args}
     if args.eval_examples and training.evaluates():
         updates["eval_examples"] = args.eval_examples
     dataset = config.dataset.model_copy(
@@ -50,6 +53,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=None, help="Shots per label (default: the config's 64).")
     parser.add_argument("--eval-examples", type=int, default=None, help="Default: the config's 300.")
     parser.add_argument("--max-n-test", type=int, default=None, help="Default: the whole test split.")
+    parser.add_argument("--batch-size", type=int, default=None, help="Training batch; default: the config's 32.")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     configs = {name: scaled(config, args) for name, config in validate_grid(GRID).items()}

@@ -275,6 +275,9 @@ class TrainingConfig(Section):
         description="What picks the best adapter: a result key of the task's metrics (e.g. f1_macro) or 'loss' "
         "(validation loss); default: the task's headline metric.",
     )
+    eval_loss: bool = Field(
+        True, description="Also compute the validation loss (a second forward pass over the evaluation examples)."
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
     )

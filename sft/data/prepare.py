@@ -72,8 +72,7 @@ def prepare_data(
     train = split_or_none(dataset.train_split) if needs_train_split(config) else None
     test = split_or_none(dataset.test_split)
     validation = split_or_none(dataset.validation_split)
-    if dataset.max_n_test is not None and dataset.max_n_test < len(test):
-        test = test.shuffle(seed=TEST_SUBSET_SEED).select(range(dataset.max_n_test))
+    test = fixed_subset(test, dataset.max_n_test)
     labels = task.label_set([test] if train is None else [test, train], output, dataset.labels)
     carved = config.training.validation_from_train if config.training is not None else None
     if carved is not None and train is not None:
@@ -82,6 +81,14 @@ def prepare_data(
     pool = shots if shots is not None else train
     groups = task.example_groups(pool[output], labels) if pool is not None else []
     return ExperimentData(train=train, shots=shots, test=test, validation=validation, labels=labels, icl_groups=groups)
+
+
+def fixed_subset(split: Dataset, limit: int | None) -> Dataset:
+    """At most `limit` examples of `split`, the same ones for every seed (and for the test subset of
+    `max_n_test` and the evaluation subset of `training.eval_examples` alike)."""
+    if limit is None or limit >= len(split):
+        return split
+    return split.shuffle(seed=TEST_SUBSET_SEED).select(range(limit))
 
 
 def carve_validation(

@@ -47,7 +47,7 @@ def train_adapter(
     examples = training_examples(builder, sampler, data.shots, config.training.icl_examples)
     log.info("Training on %d examples with %d in-context examples each", len(examples), config.training.icl_examples)
     validation = None
-    if selector is not None:  # the validation loss: the same prompt/completion pairs as training
+    if selector is not None and config.training.eval_loss:  # the same prompt/completion pairs as training
         validation_sampler = ICLSampler.of(data, seed, purpose="validation")
         validation = Dataset.from_list(
             training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)

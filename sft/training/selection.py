@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.config import ExperimentConfig
+from sft.data.prepare import fixed_subset
 from sft.evaluation.metrics import higher_is_better
 from sft.tasks.base import VALIDATION_LOSS, selection_metric, task_metrics
 
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The evaluation subset (`training.eval_examples`) is the same for every seed, so learning curves compare.
-EVAL_SUBSET_SEED = 0
-
 # the predictor's scorer over a model being trained
 ScorerOf = Callable[[Any], "Scorer"]
 
@@ -48,10 +46,8 @@ def eval_split(config: ExperimentConfig, data: ExperimentData) -> Dataset | None
     training = config.training
     if training is None or not training.evaluates() or data.validation is None:
         return None
-    split, limit = data.validation, training.eval_examples
-    if limit is not None and limit < len(split):
-        split = split.shuffle(seed=EVAL_SUBSET_SEED).select(range(limit))
-    return split
+    # the same examples for every seed, so learning curves compare
+    return fixed_subset(data.validation, training.eval_examples)
 
 
 @dataclass(frozen=True)
@@ -141,6 +137,7 @@ def selection_callback(selector: Selector) -> Any:
     training = selector.config.training
     assert training is not None and training.eval_every is not None
     every, unit, patience = training.eval_every, training.eval_unit, training.early_stopping_patience
+    with_loss = training.eval_loss
 
     class ModelSelection(TrainerCallback):
         def __init__(self) -> None:
@@ -153,26 +150,31 @@ def selection_callback(selector: Selector) -> Any:
             self.seconds = 0.0
             self.pending: dict[str, Any] | None = None  # RNG states while an evaluation sft asked for runs
 
-        def _request(self, control: Any) -> None:
-            control.should_evaluate = True
-            control.should_log = True  # the train loss of the interval, logged before the evaluation
+        def _request(self, state: Any, control: Any, model: Any) -> None:
+            control.should_log = True  # the train loss of the interval
             self.pending = _rng_states()
+            if with_loss:  # the trainer's evaluation loop computes the loss, then calls on_evaluate
+                control.should_evaluate = True
+            else:
+                self._evaluate(state, control, model, None)
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
             if unit == "steps" and state.global_step % every == 0:
-                self._request(control)
+                self._request(state, control, model)
 
-        def on_epoch_end(self, args, state, control, **kwargs):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
             if unit == "epochs" and round(state.epoch) % every == 0:
-                self._request(control)
+                self._request(state, control, model)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 self.losses.append((state.global_step, float(logs["loss"])))
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            if self.pending is None:  # an evaluation the user's trainer_args asked for
-                return
+            if self.pending is not None:  # else an evaluation the user's trainer_args asked for
+                self._evaluate(state, control, model, metrics)
+
+        def _evaluate(self, state: Any, control: Any, model: Any, metrics: dict[str, float] | None) -> None:
             started = time.time()
             values = selector.evaluate(model)
             validation_loss = (metrics or {}).get("eval_loss")
@@ -181,7 +183,7 @@ def selection_callback(selector: Selector) -> Any:
             point = {
                 "step": state.global_step,
                 "epoch": round(float(state.epoch), 4),
-                "train_loss": self._train_loss(),
+                "train_loss": None,  # from the trainer's logs, when training ends
                 "validation_loss": values.get(VALIDATION_LOSS),
                 "metrics": {key: value for key, value in values.items() if key != VALIDATION_LOSS},
             }
@@ -207,20 +209,21 @@ def selection_callback(selector: Selector) -> Any:
             # the trainer's loss pass ran just before this callback
             self.seconds += time.time() - started + float((metrics or {}).get("eval_runtime", 0.0))
 
-        def _train_loss(self) -> float | None:
-            """The mean train loss over the steps since the previous evaluation (from the trainer's logs)."""
-            start = self.curve[-1]["step"] if self.curve else 0
-            logged = [(step, loss) for step, loss in self.losses if step > start]
-            if not logged:
-                return None
-            total, previous = 0.0, start
-            for step, loss in logged:
-                total += loss * (step - previous)
+        def _train_loss(self, start: int, end: int) -> float | None:
+            """The mean train loss of steps (start, end], from the losses the trainer logged (each the mean
+            since the log before it)."""
+            total, steps, previous = 0.0, 0, 0
+            for step, loss in self.losses:
+                if start < step <= end:
+                    total, steps = total + loss * (step - previous), steps + step - previous
                 previous = step
-            return total / (previous - start)
+            return total / steps if steps else None
 
         def outcome(self, model: Any, steps: int) -> dict[str, Any]:
             """Put the best adapter back into `model`; the record results.json keeps under training.selection."""
+            starts = [0, *(point["step"] for point in self.curve)]
+            for start, point in zip(starts, self.curve):
+                point["train_loss"] = self._train_loss(start, point["step"])
             if self.best_state is not None and self.best is not None and self.best["step"] != steps:
                 set_peft_model_state_dict(model, self.best_state)
                 best = self.best

@@ -18,13 +18,15 @@ from sft.experiment.run import evaluate, run_experiment
 from sft.results.files import read_jsonl
 from sft.results.layout import Run
 from sft.tasks import task_for
+from sft.tasks.base import selection_problems
+from sft.tasks.classification import CLASSIFICATION
 
 SEED = 0
 FLIP = {"negative": "positive", "positive": "negative", "neutral": "neutral"}
 
 
-def selection_config(data: Path, model: Path, training: dict, head: bool = True, **sections) -> dict:
-    raw = classification_config(data, model, **training_sections(shots=6, epochs=8))
+def selection_config(data: Path, model: Path, training: dict, head: bool = True, shots: int = 4, **sections) -> dict:
+    raw = classification_config(data, model, **training_sections(shots=shots, epochs=8))
     raw = merge(raw, {"dataset": {**raw["dataset"], "validation_split": "validation"}})
     raw["training"] = {**raw["training"], **training}
     if head:
@@ -68,7 +70,9 @@ def test_a_metric_the_task_does_not_have_is_a_config_error(sentiment_data, tiny_
     # a metric of the task, the validation loss, and a metric added by evaluation.metrics are accepted
     for metric, metrics in (("mcc", None), ("loss", None), ("accuracy", ["accuracy"])):
         config = parse_config(merge(raw, {"training": {"metric": metric}, "evaluation": {"metrics": metrics}}))
-        assert prepare_data(config, SEED).validation is not None
+        assert selection_problems(config, task_for(config)) == []
+    only_accuracy = merge(raw, {"training": {"metric": "mcc"}, "evaluation": {"metrics": ["accuracy"]}})
+    assert "choose from accuracy, loss" in " ".join(selection_problems(parse_config(only_accuracy), CLASSIFICATION))
 
 
 def test_the_carved_validation_split_is_stratified_fixed_and_never_shot(tiny_qwen, tmp_path):
@@ -125,7 +129,7 @@ def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(planted_data, t
         "early_stopping_patience": 2,
         "trainer_args": {**CONSTANT, "num_train_epochs": 8},
     }
-    config = parse_config(selection_config(planted_data, tiny_qwen, training))
+    config = parse_config(selection_config(planted_data, tiny_qwen, training, shots=6))
     results = run_experiment(config, Run("stopped", SEED, tmp_path))
     selection = results["training"]["selection"]
     curve = selection["learning_curve"]
@@ -139,7 +143,7 @@ def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(planted_data, t
     stopped_at_best = {**training, "trainer_args": {**training["trainer_args"], "max_steps": 2}}
     for key in ("eval_every", "eval_unit", "metric", "early_stopping_patience"):
         stopped_at_best.pop(key)
-    reference_config = parse_config(selection_config(planted_data, tiny_qwen, stopped_at_best))
+    reference_config = parse_config(selection_config(planted_data, tiny_qwen, stopped_at_best, shots=6))
     reference = run_experiment(reference_config, Run("reference", SEED, tmp_path))
     assert reference["training"]["train_steps"] == 2 and reference["training"]["selection"] is None
     kept = read_jsonl(Run("stopped", SEED, tmp_path).folder / "predictions.jsonl")
@@ -154,23 +158,32 @@ def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(planted_data, t
 def test_the_learning_curve_is_what_the_final_evaluation_computes(sentiment_data, tiny_qwen, tmp_path, head):
     """Every epoch is evaluated; the best point of the curve equals `evaluate` of the saved adapter on the
     validation split (the final evaluation's code, reading the adapter from disk)."""
-    training = {"eval_every": 1, "metric": "accuracy", "trainer_args": {**CONSTANT, "num_train_epochs": 4}}
-    raw = selection_config(sentiment_data, tiny_qwen, training, head=head)
+    training = {
+        "eval_every": 1,
+        "eval_examples": 12,
+        "metric": "accuracy",
+        "eval_loss": head,  # label scoring: without the loss pass
+        "trainer_args": {**CONSTANT, "num_train_epochs": 3},
+    }
+    raw = selection_config(sentiment_data, tiny_qwen, training, head=head, shots=3)
     config = parse_config(raw)
     run = Run("curve", SEED, tmp_path)
     results = run_experiment(config, run)
     selection = results["training"]["selection"]
     curve = selection["learning_curve"]
-    steps_per_epoch = results["training"]["train_steps"] // 4
-    assert [point["step"] for point in curve] == [steps_per_epoch * epoch for epoch in (1, 2, 3, 4)]
-    assert [point["epoch"] for point in curve] == [1.0, 2.0, 3.0, 4.0]
-    assert all(point["train_loss"] > 0 and point["validation_loss"] > 0 for point in curve)
+    steps_per_epoch = results["training"]["train_steps"] // 3
+    assert [point["step"] for point in curve] == [steps_per_epoch * epoch for epoch in (1, 2, 3)]
+    assert [point["epoch"] for point in curve] == [1.0, 2.0, 3.0]
+    assert all(point["train_loss"] > 0 for point in curve)
+    assert all((point["validation_loss"] > 0) if head else point["validation_loss"] is None for point in curve)
     accuracies = [point["metrics"]["accuracy"] for point in curve]
     best = curve[accuracies.index(max(accuracies))]  # the first of equal values
     assert selection["best_step"] == best["step"] and selection["stopped_early"] is False
-    assert selection["eval_examples"] == 30 and selection["eval_seconds"] > 0
+    assert selection["eval_examples"] == 12 and selection["eval_seconds"] > 0
 
-    on_validation = parse_config(merge(raw, {"dataset": {**raw["dataset"], "test_split": "validation"}}))
+    # the test subset of max_n_test and the evaluation subset of eval_examples are the same 12 examples
+    on_validation = {**raw["dataset"], "test_split": "validation", "max_n_test": 12}
+    on_validation = parse_config(merge(raw, {"dataset": on_validation}))
     final = evaluate(on_validation, run)
     for key, value in best["metrics"].items():
         assert final["metrics"][key] == pytest.approx(value, abs=1e-9), key
