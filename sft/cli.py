@@ -199,7 +199,9 @@ def aggregate(
     rows: Annotated[str | None, typer.Option(help="Pivot rows: dotted setting keys, comma-separated.")] = None,
     cols: Annotated[str | None, typer.Option(help="Pivot columns, e.g. dataset.shots.")] = None,
     metric: Annotated[str | None, typer.Option(help="Pivot and plot metric (default f1_macro / bleu).")] = None,
-    plots: Annotated[str, typer.Option(help="metric,confusion,reliability (any of), all or none.")] = "metric",
+    plots: Annotated[
+        str, typer.Option(help="metric,confusion,reliability,learning_curve (any of), all or none.")
+    ] = "metric",
     grid: Annotated[Path | None, typer.Option(help="The grid file, to list experiments not run yet.")] = None,
     seeds: Annotated[str | None, typer.Option(help="The grid's seeds, e.g. 1,2,3 (with --grid).")] = None,
     ext_var: ExtVarOpt = None,

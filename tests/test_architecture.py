@@ -167,14 +167,14 @@ ALLOWED = {
     "sft.results": set(),
     "sft.config": {
         "sft.registry", "sft.results", "sft.scoring.registry", "sft.model.initialization.registry",
-        "sft.evaluation.metrics", "sft.model.quantization", "sft.data.splits",
+        "sft.evaluation.metrics", "sft.model.quantization", "sft.data.splits", "sft.tasks",
     },
     "sft.evaluation": {"sft.config", "sft.registry"},
     "sft.tasks": {"sft.config", "sft.evaluation"},
     "sft.data": {"sft.config", "sft.tasks"},
     "sft.model": {"sft.config", "sft.registry"},
     "sft.scoring": {"sft.registry", "sft.data", "sft.tasks"},
-    "sft.training": {"sft.config", "sft.data", "sft.model", "sft.tasks"},
+    "sft.training": {"sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.tasks"},
     "sft.predictors": {
         "sft.config", "sft.data", "sft.model", "sft.registry", "sft.scoring", "sft.tasks", "sft.training",
     },

@@ -301,6 +301,56 @@ class TrainingConfig(Section):
     class_weights: Literal["balanced"] | list[float] | None = Field(
         None, description="Head mode: loss weight per label (multilabel: BCE pos_weight); 'balanced' from counts."
     )
+    # Model selection during training (sft.training.selection): evaluate on the validation split with the
+    # task's own metric, keep the best adapter, optionally stop early.
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate on the validation split every this many `eval_unit`; None: never."
+    )
+    eval_unit: Literal["epochs", "steps"] = Field("epochs", description="What `eval_every` counts.")
+    eval_examples: int | None = Field(
+        None, ge=1, description="Evaluate on at most this many validation examples (one subset for every seed)."
+    )
+    metric: str | None = Field(
+        None,
+        description="What picks the best adapter: a result key of the task's metrics (e.g. f1_macro) or 'loss' "
+        "(validation loss); default: the task's headline metric.",
+    )
+    eval_loss: bool = Field(
+        True, description="Also compute the validation loss (a second forward pass over the evaluation examples)."
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
+    )
+    validation_from_train: int | None = Field(
+        None,
+        ge=1,
+        description="Carve this many examples (stratified per label, never shots) out of the training split "
+        "as the validation split, for a dataset without one.",
+    )
+
+    @model_validator(mode="after")
+    def _selection_needs_evaluation(self) -> TrainingConfig:
+        if self.eval_every is None:
+            needing = [
+                key
+                for key, value in (
+                    ("early_stopping_patience", self.early_stopping_patience),
+                    ("metric", self.metric),
+                    ("eval_examples", self.eval_examples),
+                )
+                if value is not None
+            ]
+            if needing:
+                keys = ", ".join(f"training.{key}" for key in needing)
+                raise ValueError(
+                    f"{keys}: needs evaluation during training; set training.eval_every (e.g. 1, with "
+                    "eval_unit 'epochs') or remove them"
+                )
+        return self
+
+    def evaluates(self) -> bool:
+        """Whether training evaluates on the validation split (and so keeps the best adapter)."""
+        return self.eval_every is not None
 
 
 class CalibrationConfig(Section):
@@ -455,6 +505,25 @@ class ExperimentConfig(Section):
             )
         if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
             raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
+        return self
+
+    @model_validator(mode="after")
+    def _evaluation_has_validation(self) -> ExperimentConfig:
+        training = self.training
+        if training is None:
+            return self
+        carved, named = training.validation_from_train is not None, self.dataset.validation_split is not None
+        if carved and named:
+            raise ValueError(
+                "training.validation_from_train: the dataset already names dataset.validation_split; remove one"
+            )
+        if training.evaluates() and not (carved or named):
+            raise ValueError(
+                "training.eval_every: evaluation during training needs a validation split; set "
+                "dataset.validation_split, or training.validation_from_train to carve one out of the training split"
+            )
+        if carved and not training.evaluates():
+            raise ValueError("training.validation_from_train: only training.eval_every uses it; set both or neither")
         return self
 
     @property

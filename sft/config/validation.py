@@ -18,6 +18,8 @@ from sft.config.schema import ExperimentConfig
 from sft.evaluation.metrics import METRICS
 from sft.model.quantization import quantization_problems
 from sft.registry import did_you_mean
+from sft.tasks import task_for
+from sft.tasks.base import selection_problems
 
 # Set by sft itself, so a config must not set them.
 RESERVED_LORA_KEYS = {
@@ -88,6 +90,7 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
                 config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"
             )
         found += quantization_problems(config.model.quantization)
+        found += selection_problems(config, task_for(config))
         if config.evaluation.metrics:
             found += [f"evaluation.metrics: {message}" for message in METRICS.unknown(config.evaluation.metrics)]
         problems += [f"[{name}] {problem}" for problem in found]

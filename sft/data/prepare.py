@@ -16,6 +16,7 @@ import numpy as np
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.splits import data_problems, load_splits, needs_train_split, validation_split_of
 from sft.tasks import task_for
+from sft.tasks.base import selection_problems
 from sft.tasks.labels import members_by_label
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # The test subset chosen by max_n_test is the same for every seed, so experiments stay comparable.
 TEST_SUBSET_SEED = 0
+# So is a validation split carved out of the training split (`training.validation_from_train`).
+VALIDATION_CARVE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def prepare_data(
     """Load, check and cut the data of one experiment: training shots for `seed`, the test subset."""
     task = task or task_for(config)
     splits = load_splits(config.dataset) if splits is None else splits
-    problems = data_problems(config, splits)
+    problems = data_problems(config, splits) + selection_problems(config, task)
     if problems:
         raise ConfigError(problems)
     dataset, output = config.dataset, config.prompting.output_column
@@ -78,9 +81,11 @@ def prepare_data(
             validation_name,
         )
     validation = split_or_none(validation_name)
-    if dataset.max_n_test is not None and dataset.max_n_test < len(test):
-        test = test.shuffle(seed=TEST_SUBSET_SEED).select(range(dataset.max_n_test))
+    test = fixed_subset(test, dataset.max_n_test)
     labels = task.label_set([test] if train is None else [test, train], output, dataset.labels)
+    carved = config.training.validation_from_train if config.training is not None else None
+    if carved is not None and train is not None:
+        train, validation = carve_validation(train, output, labels, carved, task)
     shots = sample_shots(train, output, labels, dataset.shots, seed) if config.trains else None
     pool = shots if shots is not None else train
     groups = task.example_groups(pool[output], labels) if pool is not None else []
@@ -93,6 +98,45 @@ def prepare_data(
         validation_name=validation_name,
         icl_groups=groups,
     )
+
+
+def fixed_subset(split: Dataset, limit: int | None) -> Dataset:
+    """At most `limit` examples of `split`, the same ones for every seed (and for the test subset of
+    `max_n_test` and the evaluation subset of `training.eval_examples` alike)."""
+    if limit is None or limit >= len(split):
+        return split
+    return split.shuffle(seed=TEST_SUBSET_SEED).select(range(limit))
+
+
+def carve_validation(
+    train: Dataset, column: str, labels: list[str] | None, count: int, task: Task
+) -> tuple[Dataset, Dataset]:
+    """(rest of the training split, validation split of about `count` examples), the same for every seed.
+
+    Stratified over the task's example groups (a group per label; one group for generation): each group
+    gives its share of `count`, at least one example. Shots are then sampled from the rest only, so no
+    validation example is ever trained on.
+    """
+    if count >= len(train):
+        raise ConfigError(
+            [
+                f"training.validation_from_train: {count} examples asked but the training split has only "
+                f"{len(train)}; carve fewer"
+            ]
+        )
+    rng = np.random.default_rng(VALIDATION_CARVE_SEED)
+    groups = [group for group in task.example_groups(train[column], labels) if len(group)]
+    total = sum(len(group) for group in groups)
+    chosen: dict[int, None] = {}  # ordered set: a multilabel example is in several groups, taken once
+    for group in groups:
+        share = max(1, round(count * len(group) / total))
+        fresh = [int(index) for index in rng.permutation(group) if int(index) not in chosen]
+        chosen.update(dict.fromkeys(fresh[:share]))
+    validation = list(chosen)[:count]
+    kept = set(validation)
+    rest = [index for index in range(len(train)) if index not in kept]
+    log.info("Carved %d validation examples out of the %d training examples", len(validation), len(train))
+    return train.select(rest), train.select(sorted(validation))
 
 
 # -- shots -----------------------------------------------------------------------------------------------

@@ -194,9 +194,12 @@ def inference_prompts(
     ]
 
 
-def training_examples(builder: PromptBuilder, sampler: ICLSampler, shots: Dataset, icl_examples: int) -> list[dict]:
-    """Prompt/completion pairs for the shots; each example's in-context examples exclude itself."""
+def training_examples(
+    builder: PromptBuilder, sampler: ICLSampler, shots: Dataset, icl_examples: int, in_pool: bool = True
+) -> list[dict]:
+    """Prompt/completion pairs for the shots; each example's in-context examples exclude itself (when the
+    examples are the sampler's pool, `in_pool`; validation examples are not)."""
     return [
-        builder.training_example(example, sampler.sample(icl_examples, key=index, exclude=index))
+        builder.training_example(example, sampler.sample(icl_examples, key=index, exclude=index if in_pool else None))
         for index, example in enumerate(shots)
     ]

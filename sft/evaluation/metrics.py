@@ -41,8 +41,16 @@ _BUILT_IN = {
     "hamming_loss": ("multilabel", ("hamming_loss",), False),
     "per_label": ("multilabel", ("per_label",), True),
 }
+# Built-in metrics whose result is a table (per label, a matrix), not one number to compare.
+_STRUCTURED = {"per_class", "confusion_matrix", "per_label"}
 for _name, (_module, _outputs, _higher) in _BUILT_IN.items():
-    METRICS.add(_name, f"sft.evaluation.{_module}:{_name}", outputs=_outputs, higher_is_better=_higher)
+    METRICS.add(
+        _name,
+        f"sft.evaluation.{_module}:{_name}",
+        outputs=_outputs,
+        higher_is_better=_higher,
+        scalar=_name not in _STRUCTURED,
+    )
 
 
 def register_metric(
@@ -50,6 +58,17 @@ def register_metric(
 ) -> Callable[[Callable], Callable]:
     """Register a metric function; `outputs` are the result keys it returns (default: its name)."""
     return METRICS.register(name, outputs=tuple(outputs or (name,)), higher_is_better=higher_is_better)
+
+
+def scalar_keys(names: Sequence[str]) -> list[str]:
+    """The single-number result keys the metrics `names` produce, in order: what can pick a best model.
+    Unknown names are left out (the validators report them)."""
+    keys: list[str] = []
+    for name in names:
+        info: dict[str, Any] = METRICS.info(name) if name in METRICS else {}
+        if info.get("scalar", True):
+            keys += [key for key in info.get("outputs", ()) if key not in keys]
+    return keys
 
 
 def higher_is_better(column: str) -> bool:

@@ -25,7 +25,6 @@ from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.prepare import ExperimentData, prepare_data
-from sft.evaluation.metrics import compute_metrics
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
 from sft.results.adapters import SharedAdapter, shared_adapter
@@ -33,8 +32,8 @@ from sft.results.files import atomic_write_json, atomic_write_jsonl
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
 from sft.tasks import task_for
-from sft.tasks.base import Prediction, Task
-from sft.training.common import is_main_process, save_adapter
+from sft.tasks.base import Prediction, Task, task_metrics
+from sft.training.common import is_main_process, save_adapter, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +122,11 @@ def _train(
 ) -> Training:
     """Train and (on the main process) save the adapter: into the store when shared (under the key's lock,
     marker last), else into the run folder."""
+    # Weights the checkpoint lacks (a classification head) are drawn from the global RNG as the model
+    # loads: seeded, they depend on the run's seed alone, not on what ran before in this process.
+    seed_everything(run.seed)
     loaded = _load(config, run, task, predictor, data, None, trainable=True)
-    trained = predictor.train(config, task, data, loaded, run.seed, run.folder)
+    trained = predictor.fit(config, task, data, loaded, run.seed, run.folder)
     seconds = time.time() - started
     shared = shared_adapter(config, run)
     folder = adapter_folder(config, run)
@@ -271,8 +273,7 @@ def _evaluate(
     prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
     inference_seconds = time.time() - began
     atomic_write_jsonl(run.folder / "predictions.jsonl", prediction.rows)
-    metric_names = config.evaluation.metrics or task.default_metrics
-    metrics = compute_metrics(task.metric_inputs(prediction.rows, data.labels), metric_names, config.evaluation)
+    metrics = task_metrics(config, task, prediction, data.labels)
     timings = {
         "train_seconds": train_seconds,
         "inference_seconds": inference_seconds,

@@ -31,8 +31,10 @@ class Loaded:
 
 # load(config, task, labels, adapter, trainable) -> Loaded
 Load = Callable[["ExperimentConfig", "Task", "list[str] | None", "str | None", bool], Loaded]
-# train(config, task, data, loaded, seed, run_folder) -> Trained
-Train = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int, Path], "Trained"]
+# the predictor's scorer over the model being trained (evaluation during training)
+ScorerOf = Callable[[Any], "Scorer"]
+# train(config, task, data, loaded, seed, run_folder, score_with) -> Trained
+Train = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int, Path, ScorerOf], "Trained"]
 # scorer(config, task, data, loaded, seed) -> Scorer
 MakeScorer = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int], "Scorer"]
 
@@ -48,6 +50,17 @@ class Predictor:
     train: Train
     scorer: MakeScorer
     preflight: Preflight
+
+    def fit(
+        self, config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int, folder: Path
+    ) -> Trained:
+        """Train; evaluations during training (`training.eval_every`) read the model being trained with
+        this predictor's own scorer, exactly as the final evaluation will."""
+
+        def score_with(model: Any) -> Scorer:
+            return self.scorer(config, task, data, Loaded(model, loaded.tokenizer), seed)
+
+        return self.train(config, task, data, loaded, seed, folder, score_with)
 
 
 def quiet_libraries() -> None:

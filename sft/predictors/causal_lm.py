@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from sft.config import ExperimentConfig
     from sft.data.prepare import ExperimentData
+    from sft.predictors.base import ScorerOf
     from sft.tasks.base import Task
     from sft.training.common import Trained
 
@@ -31,11 +32,19 @@ def load(
 
 
 def train(
-    config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int, folder: Path
+    config: ExperimentConfig,
+    task: Task,
+    data: ExperimentData,
+    loaded: Loaded,
+    seed: int,
+    folder: Path,
+    score_with: ScorerOf,
 ) -> Trained:
     from sft.training.causal_lm import train_adapter
+    from sft.training.selection import selector_for
 
-    return train_adapter(config, task, data, loaded.model, loaded.tokenizer, seed, folder)
+    selector = selector_for(config, task, data, score_with)
+    return train_adapter(config, task, data, loaded.model, loaded.tokenizer, seed, folder, selector)
 
 
 def preflight(config: ExperimentConfig, task: Task) -> list[str]:

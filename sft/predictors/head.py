@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
     from sft.data.prepare import ExperimentData
+    from sft.predictors.base import ScorerOf
     from sft.tasks.base import HeadObjective, Task
     from sft.training.common import Trained
 
@@ -137,14 +138,24 @@ def load(
 
 
 def train(
-    config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int, folder: Path
+    config: ExperimentConfig,
+    task: Task,
+    data: ExperimentData,
+    loaded: Loaded,
+    seed: int,
+    folder: Path,
+    score_with: ScorerOf,
 ) -> Trained:
     from sft.training.head import train_head
+    from sft.training.selection import selector_for
 
     assert data.shots is not None
     texts = input_texts(config, loaded.tokenizer, data.shots)
     limit = max_length(config, loaded.tokenizer)
-    return train_head(config, _objective(task), data, loaded.model, loaded.tokenizer, texts, limit, seed, folder)
+    selector = selector_for(config, task, data, score_with)
+    validation = input_texts(config, loaded.tokenizer, selector.split) if selector is not None else None
+    objective, model, tokenizer = _objective(task), loaded.model, loaded.tokenizer
+    return train_head(config, objective, data, model, tokenizer, texts, limit, seed, folder, selector, validation)
 
 
 def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:

@@ -74,6 +74,7 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
             raise TypeError(f"'{key}' is not an object")
     settings = flatten(results["config"])
     timings = results.get("timings") or {}
+    training = results.get("training") if isinstance(results.get("training"), dict) else {}
     return {
         "experiment": str(results["experiment"]),
         "seed": results["seed"],
@@ -96,6 +97,8 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "thresholds": results.get("thresholds"),  # multilabel only
         "threshold_source": results.get("threshold_source"),
         "settings": settings,
+        # model selection during training: best step, its validation metric, the learning curve (or None)
+        "selection": training.get("selection") if isinstance(training.get("selection"), dict) else None,
         # per_class is flattened to per_class.<label>.f1 etc.; lists (confusion matrix) stay in results.json
         "metrics": {key: value for key, value in flatten(results["metrics"]).items() if is_number(value)},
     }

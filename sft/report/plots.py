@@ -170,7 +170,51 @@ def draw_plots(root: Path, rows: list[dict[str, Any]], found: list[Section], kin
         problems += found_problems
         if plots:
             experiments[experiment] = plots
+    if "learning_curve" in kinds:
+        for experiment, members in _selected(rows).items():
+            relative = f"{PLOTS_FOLDER}/{experiment}/learning_curve.png"
+            path, problem = _plot(root, relative, learning_curve_plot, members, f"{experiment}: learning curve")
+            if path:
+                experiments.setdefault(experiment, {})["learning curve"] = path
+            problems += [problem] if problem else []
     return Drawn(sections, experiments, problems)
+
+
+def _selected(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every experiment that evaluated during training (any task), by experiment."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("selection") and row["selection"].get("learning_curve"):
+            grouped.setdefault(row["experiment"], []).append(row)
+    return grouped
+
+
+def learning_curve_plot(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
+    """Per seed: the validation metric that picked the adapter against the training step (solid, left
+    axis), the validation loss (dashed, right axis), and the kept step (a marker on the metric line)."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    losses = axes.twinx()
+    metric = str(rows[0]["selection"].get("metric"))
+    for index, row in enumerate(rows):
+        selection, color = row["selection"], f"C{index % 10}"
+        curve = selection["learning_curve"]
+        steps = [point["step"] for point in curve]
+        values = [point["validation_loss"] if metric == "loss" else point["metrics"].get(metric) for point in curve]
+        axes.plot(steps, values, marker=".", color=color, label=f"seed {row['seed']}")
+        if selection.get("best_step") in steps:
+            best = steps.index(selection["best_step"])
+            axes.plot([steps[best]], [values[best]], marker="*", markersize=12, color=color)
+        validation = [point.get("validation_loss") for point in curve]
+        if metric != "loss" and all(value is not None for value in validation):
+            losses.plot(steps, validation, linestyle="--", color=color, alpha=0.5)
+    axes.set_xlabel("training step")
+    axes.set_ylabel(f"validation {metric} (★ kept)")
+    losses.set_ylabel("validation loss (dashed)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    return _save(figure, path)
 
 
 def _plot(root: Path, relative: str, draw: Any, *args: Any) -> tuple[str | None, str | None]:

@@ -11,7 +11,7 @@ from sft.report.collect import is_number
 from sft.report.tables import Pivot, default_pivot_keys, pivot, resolve_key
 from sft.tasks import TASKS
 
-PLOT_KINDS = ("metric", "confusion", "reliability")
+PLOT_KINDS = ("metric", "confusion", "reliability", "learning_curve")
 
 
 @dataclass

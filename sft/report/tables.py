@@ -144,14 +144,35 @@ def experiment_table(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[li
     )
     columns = {m: [Stats.of([r["metrics"].get(m) for r in by_experiment[name]]) for name in order] for m in metrics}
     best = {metric: best_lines(cells, higher_is_better(metric)) for metric, cells in columns.items()}
+    selected = any(row.get("selection") for row in rows)
     lines = []
     for index, name in enumerate(order):
         first = by_experiment[name][0]["settings"]
         lines.append(
             [name, *(setting_text(first.get(key)) for key in settings), str(len(by_experiment[name]))]
             + [_cell(columns[metric][index], index in best[metric]) for metric in metrics]
+            + (selection_cells(by_experiment[name]) if selected else [])
         )
-    return ["experiment", *settings, "n", *metrics], lines
+    header = ["experiment", *settings, "n", *metrics]
+    return header + (list(SELECTION_COLUMNS) if selected else []), lines
+
+
+# Columns of the experiment table when some run selected its adapter on validation during training.
+SELECTION_COLUMNS = ("best step", "validation metric", "stopped early")
+
+
+def selection_cells(rows: list[dict[str, Any]]) -> list[str]:
+    """Best step and its validation metric (mean ± std over seeds), and how many seeds stopped early."""
+    chosen = [row["selection"] for row in rows if row.get("selection")]
+    if not chosen:
+        return [NONE_TEXT] * len(SELECTION_COLUMNS)
+    steps = Stats.of([selection.get("best_step") for selection in chosen])
+    values = Stats.of([selection.get("best_value") for selection in chosen])
+    names = sorted({str(selection.get("metric")) for selection in chosen})
+    value = f"{values.text()} ({', '.join(names)})" if values else NONE_TEXT
+    step = f"{steps.mean:g}" + (f" ± {steps.std:.1f}" if steps.std is not None else "") if steps else NONE_TEXT
+    stopped = sum(bool(selection.get("stopped_early")) for selection in chosen)
+    return [step, value, f"{stopped}/{len(chosen)}"]
 
 
 # -- pivots --------------------------------------------------------------------------------------------

@@ -125,3 +125,44 @@ def labelled_metric_inputs(rows: list[dict[str, Any]], labels: list[str], **sets
         probabilities=np.array([[row["probabilities"][label] for label in labels] for row in rows]),
         **sets,
     )
+
+
+# -- metrics of a task -----------------------------------------------------------------------------------
+
+# `training.metric` naming the validation loss instead of one of the task's metrics (lower is better)
+VALIDATION_LOSS = "loss"
+
+
+def metric_names(config: ExperimentConfig, task: Task) -> list[str]:
+    """The metrics a run computes: `evaluation.metrics`, else the task's default list."""
+    return list(config.evaluation.metrics or task.default_metrics)
+
+
+def task_metrics(config: ExperimentConfig, task: Task, prediction: Prediction, labels: list[str] | None) -> dict:
+    """The task's metrics of a prediction: what the final evaluation and every evaluation during training
+    compute, by the same code."""
+    from sft.evaluation.metrics import compute_metrics
+
+    return compute_metrics(task.metric_inputs(prediction.rows, labels), metric_names(config, task), config.evaluation)
+
+
+def selection_metric(config: ExperimentConfig, task: Task) -> str:
+    """The result key that picks the best adapter during training: `training.metric` or the headline."""
+    chosen = config.training.metric if config.training is not None else None
+    return chosen or task.headline_metric
+
+
+def selection_problems(config: ExperimentConfig, task: Task) -> list[str]:
+    """`training.metric` must be a single-number result of the task's metrics, or the validation loss."""
+    from sft.evaluation.metrics import scalar_keys
+
+    if config.training is None or config.training.metric is None:
+        return []
+    known = [*scalar_keys(metric_names(config, task)), VALIDATION_LOSS]
+    if config.training.metric in known:
+        return []
+    return [
+        f"training.metric: {config.training.metric!r} is not a result of the {task.name} task's metrics; "
+        f"choose from {', '.join(known)} "
+        "(or add its metric to evaluation.metrics)"
+    ]

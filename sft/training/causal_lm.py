@@ -14,6 +14,7 @@ from sft.config import ExperimentConfig
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
+from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
     from sft.tasks.base import Task
@@ -22,9 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def train_adapter(
-    config: ExperimentConfig, task: Task, data: ExperimentData, model: Any, tokenizer: Any, seed: int, run_folder: Path
+    config: ExperimentConfig,
+    task: Task,
+    data: ExperimentData,
+    model: Any,
+    tokenizer: Any,
+    seed: int,
+    run_folder: Path,
+    selector: Selector | None = None,
 ) -> Trained:
-    """Train a LoRA adapter on the sampled shots; return the PEFT model and training statistics."""
+    """Train a LoRA adapter on the sampled shots; return the PEFT model and training statistics. With a
+    `selector`, evaluate during training and return the best evaluation's adapter."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import set_seed
@@ -37,16 +46,25 @@ def train_adapter(
     sampler = ICLSampler.of(data, seed, purpose="train")
     examples = training_examples(builder, sampler, data.shots, config.training.icl_examples)
     log.info("Training on %d examples with %d in-context examples each", len(examples), config.training.icl_examples)
+    validation = None
+    if selector is not None and config.training.eval_loss:  # the same prompt/completion pairs as training
+        validation_sampler = ICLSampler.of(data, seed, purpose="validation")
+        validation = Dataset.from_list(
+            training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)
+        )
+    selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
         train_dataset=Dataset.from_list(examples),
+        eval_dataset=validation,
         processing_class=tokenizer,
         peft_config=LoraConfig(**config.lora.peft_kwargs()),
+        callbacks=[selection] if selection is not None else None,
     )
     initial = keep_initial_adapter(trainer.model, run_folder)
     # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.
     apply_configured_initializer(trainer.model, config)
-    return run_trainer(trainer, len(examples), initial)
+    return run_trainer(trainer, len(examples), initial, selection)

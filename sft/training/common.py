@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.config import ExperimentConfig
+from sft.training.selection import evaluation_arguments
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,13 @@ class Trained:
 def is_main_process() -> bool:
     """Under `accelerate launch` every rank trains; only rank 0 saves the adapter and evaluates."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device), as the trainer does."""
+    from transformers import set_seed
+
+    set_seed(seed)
 
 
 def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> dict[str, Any]:
@@ -43,14 +51,19 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
         # TRL turns bf16 on by default; CPUs (and fp16 runs) must not get it.
         "bf16": on_gpu and torch.cuda.is_bf16_supported() and not user.get("fp16", False),
     }
+    if config.training is not None and config.training.evaluates():
+        defaults.update(evaluation_arguments(config))
     return {**defaults, **user}
 
 
-def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None) -> Trained:
-    """Train; return the trained model in eval mode and the statistics results.json reports."""
+def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None, selection: Any = None) -> Trained:
+    """Train; return the trained model in eval mode and the statistics results.json reports. With a
+    model-selection callback (`sft.training.selection`), the model holds the best evaluation's adapter
+    and the statistics its learning curve."""
     result = trainer.train()
     model = trainer.model
     model.eval()
+    chosen = selection.outcome(model, int(result.global_step)) if selection is not None else None
     trainable, total = model.get_nb_trainable_parameters()
     stats = {
         "train_examples": examples,
@@ -59,6 +72,7 @@ def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "world_size": int(trainer.args.world_size),  # > 1 under data-parallel `accelerate launch`
+        "selection": chosen,
     }
     return Trained(model, stats, initial_adapter)
 

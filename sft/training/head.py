@@ -16,6 +16,7 @@ import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.training.common import Trained, run_trainer, trainer_arguments
+from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
     from sft.data.prepare import ExperimentData
@@ -83,8 +84,12 @@ def train_head(
     max_length: int,
     seed: int,
     run_folder: Path,
+    selector: Selector | None = None,
+    validation_texts: list[str] | None = None,
 ) -> Trained:
-    """Train a SEQ_CLS LoRA adapter and the head on the shots (`texts` are their model inputs)."""
+    """Train a SEQ_CLS LoRA adapter and the head on the shots (`texts` are their model inputs). With a
+    `selector` (and the model inputs of its validation examples), evaluate during training and return
+    the best evaluation's adapter and head."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -94,14 +99,23 @@ def train_head(
 
     assert config.lora is not None and data.shots is not None and data.labels is not None
     labels = data.labels
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    target = objective.targets(data.shots[config.prompting.output_column], labels)
-    weights = class_weights(config, objective, target, labels)
+    column = config.prompting.output_column
+
+    def encoded_set(inputs: list[str], split: Dataset) -> Dataset:
+        encoded = tokenizer(inputs, truncation=True, max_length=max_length)
+        target = objective.targets(split[column], labels)
+        return Dataset.from_dict(
+            {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": target.tolist()}
+        )
+
+    train_set = encoded_set(texts, data.shots)
+    weights = class_weights(config, objective, np.asarray(train_set["labels"]), labels)
     if weights is not None:
         log.info("Loss weights per label: %s", dict(zip(labels, weights.round(3).tolist())))
-    train_set = Dataset.from_dict(
-        {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": target.tolist()}
-    )
+    validation = None
+    if selector is not None and validation_texts is not None and config.training.eval_loss:
+        validation = encoded_set(validation_texts, selector.split)
+    selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices and the new head are drawn from the global RNG.
     set_seed(seed)
     model = get_peft_model(model, LoraConfig(**{**config.lora.peft_kwargs(), "task_type": "SEQ_CLS"}))
@@ -112,7 +126,9 @@ def train_head(
         model=model,
         args=TrainingArguments(**training_arguments(config, run_folder, seed)),
         train_dataset=train_set,
+        eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         loss_function=loss,
+        callbacks=[selection] if selection is not None else None,
     )
-    return run_trainer(trainer, len(train_set))
+    return run_trainer(trainer, len(train_set), selection=selection)

@@ -170,7 +170,7 @@ def test_head_mode_applies_sft_initializers(tiny_llama, sentiment_data, tmp_path
     data = prepare_data(config, seed=0)
     task = task_for(config)
     loaded = CLASSIFICATION_HEAD.load(config, task, LABELS, None, True)
-    model = CLASSIFICATION_HEAD.train(config, task, data, loaded, 0, tmp_path).model
+    model = CLASSIFICATION_HEAD.fit(config, task, data, loaded, 0, tmp_path).model
     layers = lora_layers(model)
     assert layers
     for _, layer in layers:

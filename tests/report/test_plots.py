@@ -17,6 +17,7 @@ from report_data import (
     build_results_with_16_shots,
     classification_config,
     write_predictions,
+    write_results,
 )
 
 from sft.report.aggregate import ReportOptions, aggregate, parse_plots
@@ -39,7 +40,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_parse_plots():
     assert parse_plots("metric,confusion") == {"metric", "confusion"}
-    assert parse_plots("all") == {"metric", "confusion", "reliability"}
+    assert parse_plots("all") == {"metric", "confusion", "reliability", "learning_curve"}
     assert parse_plots("none") == frozenset()
     with pytest.raises(ValueError, match="did you mean 'reliability'"):
         parse_plots("reliabilty")
@@ -214,3 +215,44 @@ def test_a_plot_that_fails_is_named_and_the_report_still_written(results):
     assert document["problems"] == ["_plots/shots8_default/reliability.png: plot failed (KeyError: 'neutral')"]
     assert "_plots/shots8_default/confusion.png" in document["plots"]
     assert "reliability.png: plot failed" in markdown_path.read_text(encoding="utf-8")
+
+
+# -- model selection during training -----------------------------------------------------------------------
+
+
+def add_selection(results_file: Path, best_step: int, stopped_early: bool) -> None:
+    """Give a results.json the record of an early-stopped training (sft.training.selection)."""
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    curve = [
+        {"step": step, "epoch": step / 4, "train_loss": 1.0 / step, "validation_loss": 1.0 + abs(step - best_step) / 10,
+         "metrics": {"accuracy": 0.5, "f1_macro": 0.6 - abs(step - best_step) / 100}}
+        for step in range(4, 4 * 8 + 1, 4)
+    ]  # fmt: skip
+    results["training"] = {
+        "train_loss": 0.5,
+        "selection": {"metric": "f1_macro", "higher_is_better": True, "best_step": best_step, "best_value": 0.6,
+                      "stopped_early": stopped_early, "learning_curve": curve},
+    }  # fmt: skip
+    results_file.write_text(json.dumps(results), encoding="utf-8")
+
+
+def test_learning_curves_and_the_best_step_columns(tmp_path):
+    from test_aggregate import tables
+
+    from sft.report.plots import HEIGHT, WIDTH
+
+    for seed, (step, stopped) in zip(SEEDS, [(8, True), (16, False)]):
+        add_selection(write_results(tmp_path, "selected", seed, classification_config(16), {"accuracy": 0.7}), step,
+                      stopped)  # fmt: skip
+        write_results(tmp_path, "fixed", seed, classification_config(16, icl=1), {"accuracy": 0.6})
+    _, markdown_path = aggregate(tmp_path, ReportOptions(plots=parse_plots("learning_curve")))
+    markdown = markdown_path.read_text(encoding="utf-8")
+    rows = {row["experiment"]: row for table in tables(markdown).values() for row in table if "experiment" in row}
+    assert rows["selected"]["best step"] == "12 ± 5.7"
+    assert rows["selected"]["validation metric"] == "0.6000 ± 0.0000 (f1_macro)"
+    assert rows["selected"]["stopped early"] == "1/2"
+    assert rows["fixed"]["best step"] == "—"
+    plot = tmp_path / "_plots" / "selected" / "learning_curve.png"
+    assert png_size(plot) == (WIDTH, HEIGHT)
+    assert "![learning curve](_plots/selected/learning_curve.png)" in markdown
+    assert not (tmp_path / "_plots" / "fixed").exists()
