@@ -2,7 +2,8 @@
 
 With this folder on PYTHONPATH and SFT_TEST_FAULTS='{"experiment name": "mode"}', every Python process
 wraps `sft.experiment.run.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
-first, or fail on their first attempt only. Each call also prints CUDA_VISIBLE_DEVICES to its log.
+first, or fail on their first attempt only. Each call also prints CUDA_VISIBLE_DEVICES, torch's intra-op
+threads and the process's cores to its log.
 """
 
 import json
@@ -21,6 +22,10 @@ if _FAULTS:
 
     def run_experiment(config, run):
         print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr, flush=True)
+        import torch
+
+        cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0)))
+        print(f"threads={torch.get_num_threads()} cores={cores}", file=sys.stderr, flush=True)
         mode = _FAULTS.get(run.name, "")
         if mode == "raise":
             raise RuntimeError("injected failure")
