@@ -345,6 +345,9 @@ class ResourcesConfig(Section):
     memory_gb: float | None = Field(
         None, gt=0, description="Memory the experiment asks Slurm for (--mem); default: the partition's."
     )
+    ray_resources: dict[str, float] | None = Field(
+        None, description='Ray custom resources the experiment needs, e.g. {"a100": 1}: only nodes that offer them run it.'
+    )
 
     def processes(self, gpus: int = 0) -> int:
         """Processes the experiment runs as: 1 (python launcher), else num_processes, one per GPU given

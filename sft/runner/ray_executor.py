@@ -41,6 +41,7 @@ class RayHandle:
         self.ray, self.ref = ray, ref
         self.cancelled = False
         self.node: str | None = None
+        self.lost = ""
 
     def started(self) -> bool:
         return True
@@ -54,7 +55,9 @@ class RayHandle:
             return int(code)
         except self.ray.exceptions.TaskCancelledError:
             return -signal.SIGTERM
-        except self.ray.exceptions.RayError:  # the worker died (e.g. killed by the cancel, or out of memory)
+        except self.ray.exceptions.RayError as error:  # the worker died (the cancel, out of memory, its node)
+            if not self.cancelled:
+                self.lost = f"Ray worker lost ({type(error).__name__})"
             return -signal.SIGKILL
 
     def signal(self, signum: int) -> None:
@@ -63,7 +66,7 @@ class RayHandle:
             self.ray.cancel(self.ref, force=True)
 
     def end_reason(self) -> str:
-        return ""
+        return self.lost
 
     def details(self) -> dict[str, Any]:
         return {"ray_node": self.node}
@@ -85,6 +88,8 @@ class RayExecutor:
     def start(self, job: Job) -> RayHandle:
         resources = job.config.resources
         options = {"num_cpus": job.cpus(), "num_gpus": resources.gpus if self.has_gpus else 0}
+        if resources.ray_resources:
+            options["resources"] = resources.ray_resources
         return RayHandle(self.ray, self.task.options(**options).remote(job.with_threads(job.cpus())))
 
     def close(self) -> None:

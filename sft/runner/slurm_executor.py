@@ -17,7 +17,6 @@ job, so a time limit reads as TIMEOUT and a crash as FAILED, not as a completed 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
@@ -65,7 +64,7 @@ class SlurmOptions:
 
 def run_in_job(job: Job) -> int:
     """Body of the Slurm job (run by submitit on the node): the experiment in a child process; the job
-    ends the way the experiment did (its exit code, or killed by the same signal)."""
+    ends the way the experiment did (its exit code, or 128 + N when signal N killed it)."""
     # submitit answers its warning signal by requeuing or by ending the job as if it had completed;
     # Slurm's own TIMEOUT / PREEMPTED / CANCELLED states are what the runner reads instead.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
@@ -81,11 +80,9 @@ def run_in_job(job: Job) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
-    if code < 0:
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
-            signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    os._exit(code if code > 0 else 1)
+    # The batch script runs this process as a shell command, so Slurm's ExitCode is the shell's: 128 + N
+    # for a process killed by signal N, whichever way we pass it on; say it that way ourselves.
+    os._exit(code if code > 0 else 128 - code)
 
 
 class SlurmHandle:

@@ -74,10 +74,14 @@ class JobState:
 
 
 def parse_exit_code(text: str) -> int | None:
-    """Slurm's `exit:signal` (e.g. `3:0`, `0:9`) as an exit code, or -signal."""
+    """Slurm's `exit:signal` as an exit code, or -N for signal N: `3:0` -> 3, `0:9` (the batch shell
+    itself killed) -> -9, `137:0` -> -9 (the batch shell's report of its command killed by SIGKILL; the
+    experiment's own exit codes stay below 128)."""
     try:
         code, _, signum = text.partition(":")
-        return -int(signum) if signum and int(signum) else int(code)
+        if signum and int(signum):
+            return -int(signum)
+        return -(int(code) - 128) if 128 < int(code) < 128 + 65 else int(code)
     except ValueError:
         return None
 

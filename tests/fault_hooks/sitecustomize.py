@@ -10,6 +10,10 @@ import json
 import os
 
 _FAULTS = json.loads(os.environ.get("SFT_TEST_FAULTS", "{}"))
+# On a Ray node every Python process (agents, idle workers) would load this: there, only the experiment
+# processes the runner starts (they carry SFT_RUN_LOG_CAPTURED) take the faults.
+if os.environ.get("SFT_TEST_FAULTS_CHILDREN_ONLY") and not os.environ.get("SFT_RUN_LOG_CAPTURED"):
+    _FAULTS = {}
 
 if _FAULTS:
     import signal

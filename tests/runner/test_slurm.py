@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 
 import pytest
 from test_faults import fast_config, finished_count, start_runner, status, wait_until, write_grid
@@ -19,6 +18,7 @@ from sft.runner.slurm_states import SLURM_STATES, JobState, from_sacct, from_sco
 
 def test_slurm_states_map_to_how_a_run_ended():
     assert parse_exit_code("3:0") == 3 and parse_exit_code("0:9") == -9 and parse_exit_code("0:0") == 0
+    assert parse_exit_code("137:0") == -9 and parse_exit_code("255:0") == 255
     assert parse_exit_code("") is None
     line = "JobId=7 JobName=sft:a:seed-42 JobState=TIMEOUT Reason=TimeLimit Restarts=1 ExitCode=0:15 NodeList=vm"
     timed_out = from_scontrol("7", parse_scontrol(line))
@@ -49,23 +49,37 @@ def test_slurm_options_are_checked():
 
 
 @pytest.mark.slow
-def test_slurm_grid_records_crashes_kills_and_time_limits_and_finishes_the_others(
+def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_limits(
     tmp_path, tiny_qwen, sentiment_data, slurm_cluster
 ):
-    faults = {"raises": "raise", "oom-killed": "sigkill", "hangs": "hang"}
-    names = ["ok-1", *faults, "ok-2"]
+    """One grid for both guarantees (Slurm's time limit alone takes a minute): the runner is killed with
+    SIGKILL once every job is submitted, the rerun waits for the jobs still in Slurm instead of submitting
+    them again, and then records each ending from Slurm's state."""
+    faults = {"raises": "raise", "oom-killed": "sigkill", "hangs": "hang", "ok-1": "sleep:3", "ok-2": "sleep:3"}
+    names = ["ok-1", "raises", "oom-killed", "hangs", "ok-2"]
     grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
     results = tmp_path / "results"
     arguments = ("--executor", "slurm", "--jobs", "5", "--slurm-time", "1", "--slurm-partition", "debug")
-    runner = start_runner(grid, results, *arguments, faults=faults, marker=uuid.uuid4().hex)
-    _, stderr = runner.communicate(timeout=300)
-    assert runner.returncode == 1, stderr[-3000:]
+    runner = start_runner(grid, results, *arguments, faults=faults, marker="")
+    submitted = lambda: all((results / name / "seed-42" / "slurm_job.json").exists() for name in names)  # noqa: E731
+    wait_until(lambda: submitted() or runner.poll() is not None, 120, "five submitted jobs")
+    assert runner.poll() is None, runner.communicate()[1][-3000:]
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    assert slurm_cluster.jobs(), "the killed runner's jobs should still be in Slurm"
+
+    rerun = start_runner(grid, results, *arguments, faults=faults, marker="")
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 1, stderr[-3000:]
     for name in ("ok-1", "ok-2"):
         record = status(results, name)
-        assert record["state"] == "done" and record["slurm_state"] == "COMPLETED", record
-        assert finished_count(results, name) == 1
+        assert record["state"] == "done", record
         log = (results / name / "seed-42" / "run.log").read_text()
+        assert finished_count(results, name) == 1 and log.count("submitted Slurm job") == 1, log[-2000:]
         assert "threads=1 cores=" in log  # --cpus-per-task 1: one intra-op thread
+    hangs_log = (results / "hangs" / "seed-42" / "run.log").read_text()
+    assert "submitted by an earlier runner" in hangs_log and hangs_log.count("submitted Slurm job") == 1
+    assert status(results, "hangs")["adopted"] is True
     expected = {
         "raises": ("exit code 1", "FAILED"),
         "oom-killed": ("killed by SIGKILL", "FAILED"),
@@ -80,36 +94,6 @@ def test_slurm_grid_records_crashes_kills_and_time_limits_and_finishes_the_other
     assert status(results, "oom-killed")["signal"] == "SIGKILL"
     failures = json.loads((results / "aggregated_results.json").read_text())["failures"]
     assert sorted(failure["experiment"] for failure in failures) == sorted(expected)
-    assert slurm_cluster.jobs() == []
-
-
-@pytest.mark.slow
-def test_slurm_runner_killed_then_rerun_runs_every_experiment_exactly_once(
-    tmp_path, tiny_qwen, sentiment_data, slurm_cluster
-):
-    names = [f"exp{index}" for index in range(4)]
-    grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
-    results = tmp_path / "results"
-    faults = dict.fromkeys(names, "sleep:4")
-    runner = start_runner(grid, results, "--executor", "slurm", "--jobs", "4", faults=faults, marker="")
-    submitted = lambda: all((results / name / "seed-42" / "slurm_job.json").exists() for name in names)  # noqa: E731
-    wait_until(lambda: submitted() or runner.poll() is not None, 120, "four submitted jobs")
-    assert runner.poll() is None, runner.communicate()[1][-3000:]
-    runner.send_signal(signal.SIGKILL)
-    runner.communicate()
-    assert slurm_cluster.jobs(), "the killed runner's jobs should still be in Slurm"
-
-    rerun = start_runner(grid, results, "--executor", "slurm", "--jobs", "4", faults=faults, marker="")
-    _, stderr = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, stderr[-3000:]
-    adopted = 0
-    for name in names:
-        assert finished_count(results, name) == 1, (results / name / "seed-42" / "run.log").read_text()[-2000:]
-        assert status(results, name)["state"] == "done"
-        log = (results / name / "seed-42" / "run.log").read_text()
-        assert log.count("submitted Slurm job") == 1, log[-2000:]
-        adopted += "submitted by an earlier runner" in log
-    assert adopted >= 1  # at least one job was still pending or running and was waited for, not resubmitted
     assert slurm_cluster.jobs() == []
 
 
