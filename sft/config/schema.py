@@ -346,7 +346,7 @@ class ResourcesConfig(Section):
         None, gt=0, description="Memory the experiment asks Slurm for (--mem); default: the partition's."
     )
     ray_resources: dict[str, float] | None = Field(
-        None, description='Ray custom resources the experiment needs, e.g. {"a100": 1}: only nodes that offer them run it.'
+        None, description='Ray custom resources the experiment needs, e.g. {"a100": 1}; only nodes with them run it.'
     )
 
     def processes(self, gpus: int = 0) -> int:
