@@ -216,7 +216,8 @@ class GridRunner:
         self.progress.started(run, detail + (f" (attempt {attempt})" if attempt > 1 else ""))
 
     def _with_cores(self, job: Job, slots: list[int]) -> Job:
-        """`job` pinned to its slots' share of the cores, one intra-op thread per core and process."""
+        """`job` pinned to its slots' share of the cores, one intra-op thread per core and process. Ray and
+        Slurm jobs run elsewhere: they take the thread count of the CPUs they are given instead."""
         cores = sorted({core for slot in slots for core in self.shares[slot]})
         if not cores or user_set_threads():
             return job
