@@ -47,6 +47,12 @@ class SlurmCluster:
         return self.command("squeue", "--noheader", "--format=%i").split()
 
     def stop(self) -> None:
+        """Cancel what still runs on this cluster, then stop slurmd, slurmctld and munged."""
+        if len(self.processes) == len(DAEMONS) and all(process.poll() is None for process in self.processes):
+            self.command("scancel", "--full", "--partition", self.partition)
+            deadline = time.time() + 20
+            while self.jobs() and time.time() < deadline:
+                time.sleep(0.5)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -56,8 +62,6 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        # slurmstepd processes of jobs still running when slurmd stopped
-        subprocess.run(["pkill", "-KILL", "-f", f"slurmstepd.*{self.root}"], capture_output=True)
 
 
 def free_port() -> int:
