@@ -49,7 +49,7 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancel what still runs on this cluster, then stop slurmd, slurmctld and munged."""
         if len(self.processes) == len(DAEMONS) and all(process.poll() is None for process in self.processes):
-            self.command("scancel", "--full", "--partition", self.partition)
+            self.command("scancel", "--partition", self.partition)
             deadline = time.time() + 20
             while self.jobs() and time.time() < deadline:
                 time.sleep(0.5)
