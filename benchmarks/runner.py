@@ -6,8 +6,8 @@ process costs before the experiment can do anything. Measured for the plain subp
 fork server (once it is up; its own start-up, paid once per grid, is shown separately). A throwaway
 `sitecustomize` makes `run_experiment` write that moment to a file and return.
 
-Efficiency: grids of small zero-shot experiments and of small LoRA trainings (a 4-layer model, 24
-steps) run with --jobs 1 and --jobs 2 (fork server); makespan(jobs 1) / (2 x makespan(jobs 2)),
+Efficiency: grids of small zero-shot experiments and of small LoRA trainings (a 2-layer model of
+width 192, 12 steps) run with --jobs 1 and --jobs 2 (fork server); makespan(jobs 1) / (2 x makespan(jobs 2)),
 makespan measured from the first experiment process to the last result (so the fork server's
 start-up, equal in both, is left out). `--jobs 2` runs twice: with the runner's CPU shares (each slot
 pinned to its cores, one thread per core) and unpinned with as many threads per experiment as the
@@ -129,12 +129,12 @@ def grid_makespan(configs: dict, root: Path, tag: str, **options) -> float:
 
 
 def training_config(data: Path, model: Path, index: int):
-    """A small LoRA training (16 examples per label, batch 4, 2 epochs: 24 steps) plus its evaluation."""
+    """A small LoRA training (8 examples per label, batch 4, 2 epochs: 12 steps) plus its evaluation."""
     from sft.config import parse_config
 
     return parse_config(
         {
-            "dataset": {"path": str(data), "max_n_test": 12, "shots": 16},
+            "dataset": {"path": str(data), "max_n_test": 12, "shots": 8},
             "model": {"name": str(model)},
             "prompting": {"instruction": f"Classify the review ({index}).", "input_columns": ["text"],
                           "output_column": "label"},
@@ -145,26 +145,27 @@ def training_config(data: Path, model: Path, index: int):
     )  # fmt: skip
 
 
-def efficiency(title: str, configs: dict, root: Path, repeats: int, variants: dict[str, dict]) -> None:
-    """Makespans of --jobs 1 and of each --jobs 2 variant, alternated so load changes hit all alike."""
-    times: dict[str, list[float]] = {"jobs 1": []} | {name: [] for name in variants}
+def efficiency(title: str, configs: dict, root: Path, repeats: int, variants: dict[str, tuple[int, dict]]) -> None:
+    """Makespan of each (jobs, extra environment) variant, alternated so load changes hit all alike;
+    efficiency of each --jobs 2 variant against each --jobs 1 one."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(repeats):
-        times["jobs 1"].append(grid_makespan(configs, root, f"{title}-j1-{repeat}", jobs=1))
-        for name, environment in variants.items():
+        for index, (name, (jobs, environment)) in enumerate(variants.items()):
             os.environ.update(environment)
             try:
-                times[name].append(grid_makespan(configs, root, f"{title}-{name}-{repeat}", jobs=2))
+                times[name].append(grid_makespan(configs, root, f"{title}-{index}-{repeat}", jobs=jobs))
             finally:
                 for key in environment:  # main() cleared them all before
                     os.environ.pop(key, None)
-    one = statistics.median(times["jobs 1"])
-    rows = [["jobs 1", f"{one:.1f}", "-", "-"]]
-    for name in variants:
-        two = statistics.median(times[name])
-        rows.append([name, f"{two:.1f}", f"{one / two:.2f}", f"{one / (2 * two):.2f}"])
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    serial = [name for name, (jobs, _) in variants.items() if jobs == 1]
+    rows = []
+    for name, (jobs, _) in variants.items():
+        ratios = [f"{medians[base] / (2 * medians[name]):.2f}" if jobs == 2 else "-" for base in serial]
+        rows.append([name, f"{medians[name]:.1f}", *ratios])
     print(f"Parallel efficiency of --jobs 2, {len(configs)} {title} experiments (fork server, median of "
           f"{repeats}, {os.cpu_count()} CPUs)")  # fmt: skip
-    print(tabulate(rows, headers=["run", "makespan s", "speed-up", "efficiency"]) + "\n")
+    print(tabulate(rows, headers=["run", "makespan s", *(f"efficiency vs {base}" for base in serial)]) + "\n")
 
 
 def slurm_section(configs: dict, config, root: Path, repeats: int) -> None:
@@ -265,14 +266,19 @@ def main() -> None:
         if "overhead" in sections:
             overhead_section(config, root, args.repeats)
         cores = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-        unpinned = {"jobs 2": {}, f"jobs 2, unpinned ({cores} threads each, as before)": {"OMP_NUM_THREADS": cores}}
+        unpinned = {
+            "jobs 1": (1, {}),  # the runner's default: the one slot has every core
+            "jobs 1, one thread": (1, {"OMP_NUM_THREADS": "1"}),  # the same work per experiment as a --jobs 2 slot
+            "jobs 2": (2, {}),
+            f"jobs 2, unpinned ({cores} threads each, as before)": (2, {"OMP_NUM_THREADS": cores}),
+        }
         if "zero-shot" in sections:
             configs = {f"exp{index}": small_config(data, model, index) for index in range(args.experiments)}
             efficiency("zero-shot", configs, root, args.grid_repeats, unpinned)
         if "training" in sections:
             from sft.synthetic import save_tiny_model
 
-            bigger = save_tiny_model(root / "train-model", "qwen2", "chatml", seed=4, hidden_size=256, layers=4)
+            bigger = save_tiny_model(root / "train-model", "qwen2", "chatml", seed=4, hidden_size=192, layers=2)
             configs = {f"train{index}": training_config(data, bigger, index) for index in range(args.experiments)}
             efficiency("training", configs, root, args.grid_repeats, unpinned)
         if "slurm" in sections:
