@@ -82,9 +82,7 @@ def option_problems(options: Options) -> list[str]:
     problems = EXECUTORS.unknown([options.executor])
     if options.gpus is not None and options.executor in ("ray", "slurm"):
         problems.append(f"--gpus: {options.executor} assigns GPUs itself (resources.gpus per experiment); drop --gpus")
-    if options.slurm.given() and options.executor != "slurm":
-        problems.append("--slurm-* options apply to --executor slurm only; add it or drop them")
-    problems += options.slurm.problems()
+    problems += options.slurm.problems(options.executor)
     if options.gpus is not None and not options.gpus:
         problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
     if options.jobs < 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,8 +52,14 @@ class SlurmOptions:
     def given(self) -> bool:
         return self != SlurmOptions()
 
-    def problems(self) -> list[str]:
-        return [
+    def problems(self, executor: str) -> list[str]:
+        """What is wrong with the Slurm options for `--executor executor`, before anything runs."""
+        problems = []
+        if executor != "slurm" and self.given():
+            problems.append("--slurm-* options apply to --executor slurm only; add it or drop them")
+        if executor == "slurm" and shutil.which("sbatch") is None:
+            problems.append("--executor slurm: sbatch is not on PATH; run sft on a Slurm login node")
+        return problems + [
             f"--slurm-args {arg!r}: write key=value (an sbatch option without its dashes), e.g. constraint=a100"
             for arg in self.args
             if "=" not in arg or not arg.split("=", 1)[0].strip()

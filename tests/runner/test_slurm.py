@@ -35,7 +35,7 @@ def test_slurm_states_map_to_how_a_run_ended():
     assert {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"} <= ended
 
 
-def test_slurm_options_are_checked():
+def test_slurm_options_are_checked(tmp_path, monkeypatch):
     from sft.runner.scheduler import Options, option_problems
 
     problems = option_problems(Options(executor="forkserver", slurm=SlurmOptions(partition="gpu", args=["x"])))
@@ -45,7 +45,10 @@ def test_slurm_options_are_checked():
         "constraint": "a100",
         "mail-type": "END",
     }
-    assert option_problems(Options(executor="slurm", slurm=SlurmOptions(partition="gpu"))) == []
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert option_problems(Options(executor="slurm", slurm=SlurmOptions(partition="gpu"))) == [
+        "--executor slurm: sbatch is not on PATH; run sft on a Slurm login node"
+    ]
 
 
 @pytest.mark.slow
