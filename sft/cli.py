@@ -143,6 +143,10 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
         _fail(ConfigError([f"{option} {text!r}: give comma-separated integers, e.g. 1,2,3"]))
 
 
+SLURM_SETUP_HELP = "Shell line run before each job, e.g. 'module load cuda' (repeatable)."
+SLURM_ARGS_HELP = "Any other sbatch option as key=value, e.g. constraint=a100 (repeatable)."
+
+
 @app.command("run-experiments")
 def run_experiments(
     grid: GridArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
@@ -150,7 +154,7 @@ def run_experiments(
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds; one run per experiment and seed.")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU ids to use, e.g. 0,1,2,3: one slot per GPU.")] = None,
     jobs: Annotated[int, typer.Option(help="Experiments at once without --gpus (CPU, or Ray tasks in flight).")] = 1,
-    executor: Annotated[str, typer.Option(help="forkserver (default), subprocess or ray.")] = "forkserver",
+    executor: Annotated[str, typer.Option(help="forkserver (default), subprocess, ray or slurm.")] = "forkserver",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop an experiment after this many seconds.")] = None,
     retries: Annotated[int, typer.Option(help="Run a failed experiment again up to this many times.")] = 0,
@@ -159,6 +163,12 @@ def run_experiments(
         bool, typer.Option(help="Print the trainings and evaluations that would run or be skipped; run nothing.")
     ] = False,
     share_training: ShareOpt = True,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition of the jobs.")] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Slurm account to charge.")] = None,
+    slurm_qos: Annotated[str | None, typer.Option(help="Slurm quality of service.")] = None,
+    slurm_time: Annotated[str | None, typer.Option(help="Slurm time limit per job, e.g. 90 or 4:00:00.")] = None,
+    slurm_setup: Annotated[list[str] | None, typer.Option(help=SLURM_SETUP_HELP)] = None,
+    slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
     from sft.config.grid import load_experiments, parse_ext_vars
@@ -166,18 +176,20 @@ def run_experiments(
     from sft.results.layout import results_folder_problems
     from sft.runner.scheduler import Options, gpu_problems, option_problems
     from sft.runner.scheduler import run_experiments as run_grid
+    from sft.runner.slurm_executor import SlurmOptions
 
     options = Options(
         seeds=_int_list(seeds, "--seeds") or [random_seed],
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
         jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run, share_training=share_training,
+        slurm=SlurmOptions(slurm_partition, slurm_account, slurm_qos, slurm_time, slurm_setup or [], slurm_args or []),
     )  # fmt: skip
     # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
     # only: no data, no models) are named with them, so one pass fixes both.
     ext_vars = _guard(parse_ext_vars, ext_var)
     problems = option_problems(options)
-    problems += [] if options.executor == "ray" or problems else gpu_problems(options.gpus)
+    problems += [] if options.executor in ("ray", "slurm") or problems else gpu_problems(options.gpus)
     problems += [] if dry_run else results_folder_problems(results_path)
     if problems:
         try:

@@ -429,6 +429,18 @@ class ResourcesConfig(Section):
     num_processes: int | None = Field(
         None, ge=1, description="Processes of `accelerate launch`; default: one per GPU (CPU: 2)."
     )
+    cpus: int | None = Field(
+        None,
+        ge=1,
+        description="CPU cores the experiment takes on a cluster (Ray num_cpus, Slurm --cpus-per-task); "
+        "default: one per process. Locally each --jobs slot gets its share of the machine's cores.",
+    )
+    memory_gb: float | None = Field(
+        None, gt=0, description="Memory the experiment asks Slurm for (--mem); default: the partition's."
+    )
+    ray_resources: dict[str, float] | None = Field(
+        None, description='Ray custom resources the experiment needs, e.g. {"a100": 1}; only nodes with them run it.'
+    )
 
     def processes(self, gpus: int = 0) -> int:
         """Processes the experiment runs as: 1 (python launcher), else num_processes, one per GPU given

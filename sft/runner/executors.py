@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from sft.config import ExperimentConfig
 from sft.registry import Registry
 from sft.results.layout import Run
 from sft.results.logs import RUNNER_LOG_ENV
+from sft.runner.cpu_share import cores_env, thread_env
 from sft.runner.processes import signal_group, start_child
 
 
@@ -39,6 +40,8 @@ class Job:
     config_file: Path
     log_path: Path
     gpus: list[str] | None  # None: the runner manages no GPUs (CPU slots)
+    cores: list[int] | None = None  # the slot's share of this machine's cores (local executors)
+    threads: int | None = None  # intra-op threads: len(cores) locally, the CPUs Ray or Slurm give it
 
     def visible_gpus(self) -> list[str]:
         """The runner's GPUs for this job, else those the environment (e.g. a Ray worker) makes visible."""
@@ -53,7 +56,16 @@ class Job:
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
         if self.config.resources.launcher == "accelerate" and not self.visible_gpus():
             extra["ACCELERATE_USE_CPU"] = "true"  # data parallel over CPU processes (gloo)
-        return extra
+        return {**extra, **thread_env(self.threads), **cores_env(self.cores)}
+
+    def cpus(self) -> int:
+        """CPUs to ask a cluster (Ray, Slurm) for: resources.cpus, else one per process."""
+        resources = self.config.resources
+        return resources.cpus or resources.processes()
+
+    def with_threads(self, threads: int) -> Job:
+        """This job with `threads` intra-op threads per process (a cluster places it; no pinning here)."""
+        return replace(self, cores=None, threads=max(1, threads // self.config.resources.processes()))
 
 
 # How the grid runner starts each experiment; names are known without importing an executor, so
@@ -62,6 +74,7 @@ EXECUTORS = Registry("executor")
 EXECUTORS.add("forkserver", "sft.runner.forkserver:ForkServerExecutor")
 EXECUTORS.add("subprocess", "sft.runner.executors:SubprocessExecutor")
 EXECUTORS.add("ray", "sft.runner.ray_executor:RayExecutor")
+EXECUTORS.add("slurm", "sft.runner.slurm_executor:SlurmExecutor")
 
 
 class Handle(Protocol):
@@ -75,6 +88,13 @@ class Handle(Protocol):
         """True once the experiment's process exists (its timeout counts from then)."""
 
     def signal(self, signum: int) -> None: ...
+
+    def end_reason(self) -> str:
+        """Why the executor says it ended, when that says more than the exit code (a Slurm time limit,
+        a node failure); '' otherwise."""
+
+    def details(self) -> dict[str, Any]:
+        """Executor-specific facts for status.json (a Slurm job id and state, a Ray node)."""
 
 
 class Executor(Protocol):
@@ -113,12 +133,18 @@ def child_command(job: Job) -> list[str]:
     return [sys.executable, "-m", *experiment_arguments(job)]
 
 
+def note(log_path: Path, text: str) -> None:
+    """A line from the runner itself in an experiment's log."""
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"sft runner: {text}\n")
+
+
 class ProcessHandle:
     """A child started with subprocess in its own session."""
 
-    def __init__(self, command: list[str], log_path: Path, env: dict[str, str]):
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str], cores: list[int] | None = None):
         with open(log_path, "a", encoding="utf-8") as log:
-            self.process = start_child(command, stdout=log, env=env)
+            self.process = start_child(command, stdout=log, env=env, cores=cores)
         self.pid: int | None = self.process.pid
 
     def poll(self) -> int | None:
@@ -130,6 +156,12 @@ class ProcessHandle:
     def signal(self, signum: int) -> None:
         signal_group(self.pid, signum)
 
+    def end_reason(self) -> str:
+        return ""
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
 
 class SubprocessExecutor:
     """`python -m sft.cli run-experiment` per experiment: simple, and pays the library imports each time."""
@@ -138,7 +170,7 @@ class SubprocessExecutor:
         pass
 
     def start(self, job: Job) -> Handle:
-        return ProcessHandle(child_command(job), job.log_path, job.env())
+        return ProcessHandle(child_command(job), job.log_path, job.env(), job.cores)
 
     def close(self) -> None:
         pass

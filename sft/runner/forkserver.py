@@ -29,7 +29,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sft.runner.executors import Job, ProcessHandle, child_command
+from sft.runner.cpu_share import apply_in_child
+from sft.runner.executors import Job, ProcessHandle, child_command, note
 from sft.runner.processes import die_with_parent, signal_group, start_child
 
 PRELOAD = (
@@ -96,6 +97,7 @@ def _child(request: dict[str, Any], server: int) -> None:
         os.close(log)
         os.close(null)
         os.environ.update(request["env"])
+        apply_in_child(request["env"])  # the pool size the server's libraries read at import is not ours
         code = run_child(request)
     except SystemExit as error:
         code = error.code if isinstance(error.code, int) else 1
@@ -184,6 +186,12 @@ class ServerHandle:
         else:
             signal_group(pid, signum)
 
+    def end_reason(self) -> str:
+        return ""
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
 
 class ForkServerExecutor:
     """Starts experiments as children of a fork server that has imported the heavy libraries once."""
@@ -208,7 +216,7 @@ class ForkServerExecutor:
 
     def start(self, job: Job) -> Any:
         if job.config.resources.launcher != "python":  # `accelerate launch` execs its own processes
-            return ProcessHandle(child_command(job), job.log_path, job.env())
+            return ProcessHandle(child_command(job), job.log_path, job.env(), job.cores)
         request_id, self.next_id = self.next_id, self.next_id + 1
         request = {
             "id": request_id, "config_file": str(job.config_file), "name": job.run.name, "seed": job.run.seed,
@@ -220,7 +228,7 @@ class ForkServerExecutor:
             self.server.stdin.flush()
         except BrokenPipeError:
             self.codes[request_id] = 255
-            _note(job.log_path, "the fork server is gone; see forkserver.log")
+            note(job.log_path, "the fork server is gone; see forkserver.log")
         return ServerHandle(self, request_id)
 
     def pump(self) -> None:
@@ -247,11 +255,6 @@ class ForkServerExecutor:
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()
-
-
-def _note(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(f"sft runner: {text}\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import IO, Any
+
+from sft.runner.cpu_share import pin
 
 PR_SET_PDEATHSIG = 1
 _LIBC: Any = None
@@ -34,10 +37,17 @@ def start_child(
     env: dict[str, str] | None = None,
     stdin: IO[Any] | int | None = subprocess.DEVNULL,
     stderr: IO[Any] | int | None = subprocess.STDOUT,
+    cores: Sequence[int] | None = None,
 ) -> subprocess.Popen:
-    """`command` in a new session that dies with this process; `env` is added to this process's
-    environment. Safe to call from the runner and executors, which start no threads before forking."""
+    """`command` in a new session that dies with this process, pinned to `cores` if given; `env` is
+    added to this process's environment. Safe to call from the runner and executors, which start no
+    threads before forking."""
     parent = os.getpid()
+
+    def prepare() -> None:
+        die_with_parent(parent)
+        pin(cores)
+
     return subprocess.Popen(
         command,
         stdout=stdout,
@@ -45,7 +55,7 @@ def start_child(
         stdin=stdin,
         env={**os.environ, **(env or {})},
         start_new_session=True,
-        preexec_fn=lambda: die_with_parent(parent),
+        preexec_fn=prepare,
     )
 
 

@@ -16,12 +16,18 @@ from sft.runner.executors import Job, child_command
 from sft.runner.processes import signal_group, start_child
 
 
-def run_in_worker(job: Job) -> int:
-    """Body of the Ray task: the experiment in a fresh process of its own session; its exit code."""
+def run_in_worker(job: Job) -> tuple[int, str]:
+    """Body of the Ray task: the experiment in a fresh process of its own session, with as many intra-op
+    threads as the task has CPUs; its exit code and the Ray node it ran on."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
     with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"sft runner: Ray node {node}, {job.threads} thread(s) per process\n")
+        log.flush()
         process = start_child(child_command(job), stdout=log, env=job.env())
     try:
-        return process.wait()
+        return process.wait(), node
     finally:
         if process.poll() is None:  # the task was cancelled
             signal_group(process.pid, signal.SIGKILL)
@@ -34,6 +40,8 @@ class RayHandle:
     def __init__(self, ray: Any, ref: Any):
         self.ray, self.ref = ray, ref
         self.cancelled = False
+        self.node: str | None = None
+        self.lost = ""
 
     def started(self) -> bool:
         return True
@@ -43,16 +51,25 @@ class RayHandle:
         if not ready:
             return None
         try:
-            return int(self.ray.get(self.ref))
+            code, self.node = self.ray.get(self.ref)
+            return int(code)
         except self.ray.exceptions.TaskCancelledError:
             return -signal.SIGTERM
-        except self.ray.exceptions.RayError:  # the worker died (e.g. killed by the cancel, or out of memory)
+        except self.ray.exceptions.RayError as error:  # the worker died (the cancel, out of memory, its node)
+            if not self.cancelled:
+                self.lost = f"Ray worker lost ({type(error).__name__})"
             return -signal.SIGKILL
 
     def signal(self, signum: int) -> None:
         if not self.cancelled:
             self.cancelled = True
             self.ray.cancel(self.ref, force=True)
+
+    def end_reason(self) -> str:
+        return self.lost
+
+    def details(self) -> dict[str, Any]:
+        return {"ray_node": self.node}
 
 
 class RayExecutor:
@@ -70,8 +87,10 @@ class RayExecutor:
 
     def start(self, job: Job) -> RayHandle:
         resources = job.config.resources
-        options = {"num_cpus": resources.processes(), "num_gpus": resources.gpus if self.has_gpus else 0}
-        return RayHandle(self.ray, self.task.options(**options).remote(job))
+        options = {"num_cpus": job.cpus(), "num_gpus": resources.gpus if self.has_gpus else 0}
+        if resources.ray_resources:
+            options["resources"] = resources.ray_resources
+        return RayHandle(self.ray, self.task.options(**options).remote(job.with_threads(job.cpus())))
 
     def close(self) -> None:
         if self.owns_ray:

@@ -17,7 +17,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,13 @@ from sft.results.files import atomic_write_json, read_json
 from sft.results.layout import Run, results_folder_problems, write_config
 from sft.results.logs import tail
 from sft.results.states import RunState
+from sft.runner.cpu_share import available_cores, core_shares, user_set_threads
 from sft.runner.executors import EXECUTORS, Handle, Job, get_executor
 from sft.runner.processes import describe_exit
 from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
 from sft.runner.sharing import Trainings, training_plan
+from sft.runner.slurm_executor import SlurmOptions
 
 POLL_SECONDS = 0.05
 INTERRUPTED = 130
@@ -46,6 +48,7 @@ class Options:
     jobs: int = 1
     executor: str = "forkserver"
     ray_address: str | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
     timeout: float | None = None
     retries: int = 0
     force: bool = False
@@ -63,7 +66,7 @@ class Active:
     handle: Handle
     lock: RunLock
     gpus: list[str]
-    cpu_slots: int
+    cpu_slots: list[int]
     attempt: int
     started: float = field(default_factory=time.time)
     launched: float | None = None  # when the process exists (a fork server may still be importing)
@@ -85,8 +88,9 @@ def option_problems(options: Options) -> list[str]:
     problems += [problem for seed in options.seeds if (problem := seed_problem(seed, "--seeds"))]
     if options.timeout is not None and not options.timeout > 0:
         problems.append(f"--timeout must be a positive number of seconds (got {options.timeout:g}); omit it for none")
-    if options.gpus is not None and options.executor == "ray":
-        problems.append("--gpus: Ray assigns GPUs itself (resources.gpus per experiment); drop --gpus")
+    if options.gpus is not None and options.executor in ("ray", "slurm"):
+        problems.append(f"--gpus: {options.executor} assigns GPUs itself (resources.gpus per experiment); drop --gpus")
+    problems += options.slurm.problems(options.executor)
     if options.gpus is not None and not options.gpus:
         problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
     if options.jobs < 1:
@@ -141,7 +145,9 @@ class GridRunner:
         self.trainings = Trainings(configs, [run for run, _ in self.waiting])
         self.total = len(self.waiting)
         self.free_gpus = list(options.gpus or [])
-        self.free_cpus = options.jobs
+        self.free_cpus = list(range(options.jobs))  # CPU slot numbers
+        # each slot's share of the cores (a GPU slot's is that of its position in --gpus)
+        self.shares = core_shares(available_cores(), len(options.gpus) if options.gpus else options.jobs)
         self.active: list[Active] = []
         self.outcomes: dict[Run, dict[str, Any]] = {}
         self.locked: list[Run] = []
@@ -154,7 +160,11 @@ class GridRunner:
     def run(self) -> int:
         slots = len(self.free_gpus) if self.options.gpus is not None else self.options.jobs
         self.executor = get_executor(
-            self.options.executor, results_path=self.results_path, address=self.options.ray_address
+            self.options.executor,
+            results_path=self.results_path,
+            address=self.options.ray_address,
+            slurm=self.options.slurm,
+            timeout=self.options.timeout,
         )
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -201,7 +211,7 @@ class GridRunner:
             if self.options.gpus is not None:
                 if need > len(self.free_gpus):
                     continue
-            elif need > self.free_cpus:
+            elif need > len(self.free_cpus):
                 continue
             self.waiting.remove(item)
             self._claim(run, config, attempt, need)
@@ -225,9 +235,11 @@ class GridRunner:
         gpus: list[str] = []
         if self.options.gpus is not None:
             gpus, self.free_gpus = self.free_gpus[:need], self.free_gpus[need:]
-        cpu_slots = 0 if self.options.gpus is not None else need
-        self.free_cpus -= cpu_slots
+        cpu_slots: list[int] = []
+        if self.options.gpus is None:
+            cpu_slots, self.free_cpus = self.free_cpus[:need], self.free_cpus[need:]
         job = Job(run, config, write_config(config, run), run.folder / "run.log", gpus if self.options.gpus else None)
+        job = self._with_cores(job, cpu_slots or [self.options.gpus.index(gpu) for gpu in gpus])
         with open(job.log_path, "a", encoding="utf-8") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"\n=== {stamp} run-experiment {run.name} seed {run.seed} (attempt {attempt})\n")
@@ -237,6 +249,15 @@ class GridRunner:
         self._write_status(active, RunState.RUNNING, None)
         detail = f" on GPU {','.join(gpus)}" if gpus else ""
         self.progress.started(run, detail + (f" (attempt {attempt})" if attempt > 1 else ""))
+
+    def _with_cores(self, job: Job, slots: list[int]) -> Job:
+        """`job` pinned to its slots' share of the cores, one intra-op thread per core and process. Ray and
+        Slurm jobs run elsewhere: they take the thread count of the CPUs they are given instead."""
+        cores = sorted({core for slot in slots for core in self.shares[slot]})
+        if not cores or user_set_threads():
+            return job
+        threads = max(1, len(cores) // job.config.resources.processes(len(job.gpus or [])))
+        return replace(job, cores=cores, threads=threads)
 
     def _poll(self) -> None:
         now = time.time()
@@ -266,7 +287,7 @@ class GridRunner:
         active.handle.signal(signal.SIGKILL)
         self.active.remove(active)
         self.free_gpus += active.gpus
-        self.free_cpus += active.cpu_slots
+        self.free_cpus = sorted(self.free_cpus + active.cpu_slots)
         run = active.run
         finished = decide(run, active.config.config_hash()).run is False
         if code == 0 and finished:
@@ -275,7 +296,8 @@ class GridRunner:
             state, reason = RunState.INTERRUPTED, "interrupted"
         else:
             state = RunState.FAILED
-            reason = active.reason or (describe_exit(code) if code != 0 else "exit code 0 but no results.json")
+            reason = active.reason or active.handle.end_reason()
+            reason = reason or (describe_exit(code) if code != 0 else "exit code 0 but no results.json")
         status = self._write_status(active, state, code, reason)
         active.lock.release()
         self.outcomes[run] = status
@@ -341,6 +363,7 @@ class GridRunner:
             "finished_at": _iso(time.time()) if state != RunState.RUNNING else None,
             "config_hash": active.config.config_hash(),
             "log": str(log),
+            **active.handle.details(),
         }
         if state not in (RunState.RUNNING, RunState.DONE):
             status["log_tail"] = tail(log)

@@ -4,13 +4,18 @@ With this folder on PYTHONPATH and SFT_TEST_FAULTS='{"experiment name": "mode"}'
 wraps `sft.experiment.run.run_experiment`: the named experiments raise, exit, kill themselves, hang, sleep
 first, or fail on their first attempt only; `publish-sleep:N` trains, saves the shared adapter into the
 store's staging folder, touches `<run>/publishing` and sleeps N seconds before the store's marker is
-written. Each call also prints CUDA_VISIBLE_DEVICES to its log.
+written. Each call also prints CUDA_VISIBLE_DEVICES, torch's intra-op threads and the process's cores
+to its log.
 """
 
 import json
 import os
 
 _FAULTS = json.loads(os.environ.get("SFT_TEST_FAULTS", "{}"))
+# On a Ray node every Python process (agents, idle workers) would load this: there, only the experiment
+# processes the runner starts (they carry SFT_RUN_LOG_CAPTURED) take the faults.
+if os.environ.get("SFT_TEST_FAULTS_CHILDREN_ONLY") and not os.environ.get("SFT_RUN_LOG_CAPTURED"):
+    _FAULTS = {}
 
 if _FAULTS:
     import signal
@@ -41,6 +46,10 @@ if _FAULTS:
 
     def run_experiment(config, run):
         print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr, flush=True)
+        import torch
+
+        cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0)))
+        print(f"threads={torch.get_num_threads()} cores={cores}", file=sys.stderr, flush=True)
         mode = _FAULTS.get(run.name, "")
         _current.update(mode=mode, run=run)
         if mode == "raise":

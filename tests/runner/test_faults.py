@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,6 +180,11 @@ def test_crashing_hanging_and_flaky_experiments_do_not_stop_the_others(tmp_path,
         assert status(results, name)["state"] == "done", stderr[-3000:]
         assert finished_count(results, name) == 1
     assert status(results, "flaky")["attempt"] == 2
+    # --jobs 2: each fork server child pinned to its half of the cores, one intra-op thread per core
+    threads, cores = re.search(
+        r"threads=(\d+) cores=(\S+)", (results / "ok-1" / "seed-42" / "run.log").read_text()
+    ).groups()
+    assert int(threads) == len(cores.split(",")) <= max(1, len(os.sched_getaffinity(0)) // 2)
     expected = {
         "raises": "exit code 1",
         "exits": "exit code 3",

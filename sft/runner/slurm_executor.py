@@ -1,0 +1,258 @@
+"""The `slurm` executor: each experiment and seed is its own Slurm job, submitted through submitit.
+
+The job runs `sft.cli run-experiment` like every other executor, as a child process that dies with the
+job's process, with as many intra-op threads as Slurm gave it CPUs (`--cpus-per-task`: resources.cpus,
+else one per process), `resources.gpus` GPUs when the partition has any, and `resources.memory_gb`.
+Where it runs comes from the command line (`--slurm-partition/-account/-qos/-time/-setup/-args`).
+The results folder must be on storage that every node sees: the job writes its results and run.log
+there, and submitit keeps its own files in `<results>/.slurm/`.
+
+The runner keeps the local guarantees: it records every job's id in the run folder
+(`slurm_job.json`); a rerun after a runner was killed (even with SIGKILL) finds a job of the run that is
+still pending or running and waits for it instead of submitting it again; an interrupt, a `--timeout`
+or a retry cancels with `scancel`. How a job ended comes from Slurm's own job state (see
+`sft.runner.slurm_states`), never from a guess; submitit's requeue-on-signal is switched off in the
+job, so a time limit reads as TIMEOUT and a crash as FAILED, not as a completed job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sft.results.files import atomic_write_json, read_json
+from sft.runner.executors import Job, child_command, note
+from sft.runner.processes import start_child
+from sft.runner.slurm_states import JobState, cancel, job_states
+
+JOB_FILE = "slurm_job.json"  # in the run folder: the id of the job that runs (or ran) it
+REFRESH_SECONDS = 1.0  # how often the runner asks Slurm about its jobs (one scontrol per active job)
+
+
+@dataclass
+class SlurmOptions:
+    """Where the jobs run (see `run-experiments --help`); what each needs comes from `resources`."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # Slurm's format: minutes, or [days-]hours:minutes:seconds
+    setup: list[str] = field(default_factory=list)  # shell lines before the experiment, e.g. module load
+    args: list[str] = field(default_factory=list)  # key=value: any other sbatch option
+
+    def given(self) -> bool:
+        return self != SlurmOptions()
+
+    def problems(self, executor: str) -> list[str]:
+        """What is wrong with the Slurm options for `--executor executor`, before anything runs."""
+        problems = []
+        if executor != "slurm" and self.given():
+            problems.append("--slurm-* options apply to --executor slurm only; add it or drop them")
+        if executor == "slurm" and shutil.which("sbatch") is None:
+            problems.append("--executor slurm: sbatch is not on PATH; run sft on a Slurm login node")
+        return problems + [
+            f"--slurm-args {arg!r}: write key=value (an sbatch option without its dashes), e.g. constraint=a100"
+            for arg in self.args
+            if "=" not in arg or not arg.split("=", 1)[0].strip()
+        ]
+
+    def sbatch_args(self) -> dict[str, str]:
+        return dict((key.strip().lstrip("-"), value) for key, value in (arg.split("=", 1) for arg in self.args))
+
+
+def run_in_job(job: Job) -> int:
+    """Body of the Slurm job (run by submitit on the node): the experiment in a child process; the job
+    ends the way the experiment did (its exit code, or 128 + N when signal N killed it)."""
+    # submitit answers its warning signal by requeuing or by ending the job as if it had completed;
+    # Slurm's own TIMEOUT / PREEMPTED / CANCELLED states are what the runner reads instead.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or job.cpus())
+    job = job.with_threads(cpus)
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"sft runner: Slurm job {os.environ.get('SLURM_JOB_ID')} on {socket.gethostname()}, {cpus} CPU(s)\n")
+        log.flush()
+        process = start_child(child_command(job), stdout=log, env=job.env())
+    code = process.wait()
+    if code == 0:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The batch script runs this process as a shell command, so Slurm's ExitCode is the shell's: 128 + N
+    # for a process killed by signal N, whichever way we pass it on; say it that way ourselves.
+    os._exit(code if code > 0 else 128 - code)
+
+
+class SlurmHandle:
+    """A submitted job; its state is what the executor last read from Slurm."""
+
+    pid = None
+
+    def __init__(self, executor: SlurmExecutor, job_id: str, adopted: bool = False):
+        self.executor, self.job_id, self.adopted = executor, job_id, adopted
+        self.final: JobState | None = None
+        self.cancelled = False
+
+    def poll(self) -> int | None:
+        if self.final is None:
+            state = self.executor.state(self.job_id)
+            if state.active:
+                return None
+            self.final = state
+        return self.final.code()
+
+    def started(self) -> bool:
+        return self.final is not None or self.executor.state(self.job_id).started
+
+    def signal(self, signum: int) -> None:
+        """Any stop request cancels the job once (Slurm sends SIGTERM, then SIGKILL after KillWait)."""
+        if self.final is None and not self.cancelled:
+            self.cancelled = True
+            cancel(self.job_id)
+
+    def end_reason(self) -> str:
+        return self.final.end_reason() if self.final else ""
+
+    def details(self) -> dict[str, Any]:
+        state = self.final or self.executor.state(self.job_id)
+        return {
+            "slurm_job_id": self.job_id,
+            "slurm_state": state.state,
+            "slurm_node": state.node or None,
+            "slurm_restarts": state.restarts,
+            "adopted": self.adopted,  # submitted by an earlier runner that was killed
+        }
+
+
+class SubmitFailed:
+    """sbatch refused the job (an unknown partition or account, a limit): a failure of this run alone."""
+
+    pid = None
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def poll(self) -> int:
+        return 255
+
+    def started(self) -> bool:
+        return True
+
+    def signal(self, signum: int) -> None:
+        pass
+
+    def end_reason(self) -> str:
+        return f"sbatch failed: {self.message}"
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class SlurmExecutor:
+    """Submits one Slurm job per experiment and seed from this (login) node."""
+
+    def __init__(
+        self,
+        results_path: Path | None = None,
+        slurm: SlurmOptions | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ):
+        import submitit
+
+        self.options = slurm or SlurmOptions()
+        self.folder = Path(results_path or ".").resolve() / ".slurm"
+        self.executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=0)
+        self.time = self.options.time or (str(math.ceil(timeout / 60) + 1) if timeout else None)
+        self.has_gpus = _partition_has_gpus(self.options.partition)
+        self.states: dict[str, JobState] = {}
+        self.refreshed = 0.0
+
+    def start(self, job: Job) -> Any:
+        run = replace(job.run, results_path=job.run.results_path.resolve())
+        job = replace(job, run=run, config_file=job.config_file.resolve(), log_path=job.log_path.resolve())
+        earlier = self._earlier_job(job)
+        if earlier is not None:
+            note(job.log_path, f"waiting for Slurm job {earlier.job_id}, submitted by an earlier runner")
+            self.states[earlier.job_id] = earlier
+            return SlurmHandle(self, earlier.job_id, adopted=True)
+        self.executor.update_parameters(**self._parameters(job))
+        try:
+            submitted = self.executor.submit(run_in_job, job)
+        except (subprocess.SubprocessError, OSError, RuntimeError) as error:  # submitit's FailedJobError too
+            message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            note(job.log_path, f"sbatch failed: {message}")
+            return SubmitFailed(message)
+        job_id = str(submitted.job_id)
+        atomic_write_json(
+            job.run.folder / JOB_FILE,
+            {"job_id": job_id, "name": _job_name(job), "submitted_at": time.time(), "host": socket.gethostname()},
+        )
+        note(job.log_path, f"submitted Slurm job {job_id}")
+        self.states[job_id] = JobState(job_id, "PENDING")
+        return SlurmHandle(self, job_id)
+
+    def _parameters(self, job: Job) -> dict[str, Any]:
+        resources = job.config.resources
+        options = self.options
+        additional = {**({"time": self.time} if self.time else {}), **options.sbatch_args()}
+        parameters: dict[str, Any] = {
+            "job_name": _job_name(job),
+            "partition": options.partition,
+            "account": options.account,
+            "qos": options.qos,
+            "time": None,  # Slurm's format goes through `additional_parameters`; None: the partition's
+            "cpus_per_task": job.cpus(),
+            "gpus_per_node": resources.gpus if self.has_gpus else None,
+            "mem": f"{math.ceil(resources.memory_gb * 1024)}M" if resources.memory_gb else None,
+            "setup": list(options.setup),
+            "additional_parameters": additional,
+            "use_srun": False,  # one process: the job's exit is the experiment's exit
+            "stderr_to_stdout": True,
+        }
+        return parameters
+
+    def _earlier_job(self, job: Job) -> JobState | None:
+        """The job an earlier (killed) runner submitted for this run, if Slurm still has it pending or running."""
+        try:
+            record = read_json(job.run.folder / JOB_FILE)
+            job_id, name = str(record["job_id"]), record.get("name")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        state = job_states([job_id])[job_id]
+        if not state.active or (name and state.name and state.name != name):
+            return None
+        return state
+
+    def state(self, job_id: str) -> JobState:
+        if time.time() - self.refreshed >= REFRESH_SECONDS:
+            self.refreshed = time.time()
+            active = [known for known, state in self.states.items() if state.active]
+            self.states.update(job_states(active))
+        return self.states[job_id]
+
+    def close(self) -> None:
+        pass
+
+
+def _job_name(job: Job) -> str:
+    return f"sft:{job.run.name}:seed-{job.run.seed}"
+
+
+def _partition_has_gpus(partition: str | None) -> bool:
+    """Whether the partition's nodes offer GPUs (a `gpu` GRES): only then do jobs ask for resources.gpus."""
+    command = ["sinfo", "--noheader", "--format=%G", *(["--partition", partition] if partition else [])]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "gpu" in output
