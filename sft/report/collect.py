@@ -84,11 +84,13 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "config_hash": results["config_hash"],
         "finished_at": results.get("finished_at"),
         "n_test": results.get("n_test"),
+        "test_hash": results.get("test_hash"),  # None before it was recorded: the report hashes the predictions
         "n_shots": results.get("n_shots"),
         "train_seconds": timings.get("train_seconds"),
         "inference_seconds": timings.get("inference_seconds"),
         "total_seconds": timings.get("total_seconds"),
         "folder": folder,
+        "labels": results.get("labels"),
         "settings": settings,
         # per_class is flattened to per_class.<label>.f1 etc.; lists (confusion matrix) stay in results.json
         "metrics": {key: value for key, value in flatten(results["metrics"]).items() if is_number(value)},
