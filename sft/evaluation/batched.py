@@ -33,7 +33,7 @@ class Sufficient:
 
     features: sparse.csr_matrix  # (examples, s); metrics of one confusion matrix share the same object
     finish: Callable[[np.ndarray], np.ndarray]  # (B, s) sums -> (B,) metric values
-    binary: bool = False  # the metric is the share of examples with features[:, 0] == 1 (McNemar applies)
+    right: np.ndarray | None = None  # a share of examples answered right: which were (McNemar applies)
     layout: tuple = ()  # what the columns mean (the classes of a confusion matrix): sums of two runs add up only
     # when their layouts are equal
 
@@ -41,9 +41,15 @@ class Sufficient:
         """The metric on the examples as they are (every weight 1)."""
         return float(self.finish(np.asarray(self.features.sum(axis=0)))[0])
 
+    @property
+    def binary(self) -> bool:
+        return self.right is not None
+
     def correct(self) -> np.ndarray:
         """Per-example 0/1 of a binary metric (which examples were answered right)."""
-        return self.features[:, 0].toarray().ravel()
+        if self.right is None:
+            raise ValueError("not a share of examples answered right")
+        return self.right
 
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -54,9 +60,9 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 def _share(values: np.ndarray, binary: bool = False) -> Sufficient:
     """The mean of one value per example: features [value, 1]."""
-    n = len(values)
-    features = sparse.csr_matrix(np.column_stack([np.asarray(values, dtype=float), np.ones(n)]))
-    return Sufficient(features, lambda sums: _divide(sums[:, 0], sums[:, 1]), binary)
+    values = np.asarray(values, dtype=float)
+    features = sparse.csr_matrix(np.column_stack([values, np.ones(len(values))]))
+    return Sufficient(features, lambda sums: _divide(sums[:, 0], sums[:, 1]), values if binary else None)
 
 
 def _one_hot(codes: np.ndarray, width: int, values: np.ndarray | None = None) -> sparse.csr_matrix:
@@ -75,13 +81,21 @@ def _classes(inputs: MetricInputs) -> tuple[list[str], dict[str, int]]:
     return classes, {label: index for index, label in enumerate(classes)}
 
 
+_LAST_CONFUSION: list[tuple[MetricInputs, tuple]] = []  # the inputs last seen and their confusion one-hot
+
+
 def _confusion(inputs: MetricInputs) -> tuple[sparse.csr_matrix, int, int, tuple]:
     """One-hot of each example's (reference, prediction) cell of the K x K confusion matrix; K; how
-    many of the K classes are the listed labels; the classes."""
+    many of the K classes are the listed labels; the classes. F1, MCC, precision/recall and balanced
+    accuracy of the same inputs get the same matrix object, so a report resamples it once for all."""
+    if _LAST_CONFUSION and _LAST_CONFUSION[0][0] is inputs:
+        return _LAST_CONFUSION[0][1]
     classes, index = _classes(inputs)
     k = len(classes)
     codes = np.array([index[r] * k + index[p] for r, p in zip(inputs.references, inputs.predictions)], dtype=int)
-    return _one_hot(codes, k * k), k, len(inputs.labels or classes), tuple(classes)
+    found = (_one_hot(codes, k * k), k, len(inputs.labels or classes), tuple(classes))
+    _LAST_CONFUSION[:] = [(inputs, found)]
+    return found
 
 
 def _matrices(sums: np.ndarray, k: int) -> np.ndarray:
@@ -89,8 +103,15 @@ def _matrices(sums: np.ndarray, k: int) -> np.ndarray:
 
 
 def accuracy(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
+    """The trace of the confusion matrix over its total (the matrix F1 and MCC resample anyway)."""
+    features, k, _, classes = _confusion(inputs)
     correct = np.array([r == p for r, p in zip(inputs.references, inputs.predictions)], dtype=float)
-    return {"accuracy": _share(correct, binary=True)}
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        matrices = _matrices(sums, k)
+        return _divide(np.trace(matrices, axis1=1, axis2=2), matrices.sum(axis=(1, 2)))
+
+    return {"accuracy": Sufficient(features, finish, correct, layout=classes)}
 
 
 def _per_label(sums: np.ndarray, k: int, listed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,7 +190,8 @@ def balanced_accuracy(inputs: MetricInputs, config: EvaluationConfig) -> dict[st
 
 
 def ece(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    """Per confidence bin: count, correct answers, summed confidence; ECE = sum |correct - confidence| / n."""
+    """Per confidence bin: correct answers minus summed confidence, and the count of all examples;
+    ECE = sum over bins of |correct - confidence| / n (each bin's share times its gap)."""
     if inputs.probabilities is None or inputs.labels is None:
         return {}
     probabilities = np.asarray(inputs.probabilities, dtype=float)
@@ -177,13 +199,14 @@ def ece(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]
     correct = (np.asarray(inputs.labels)[probabilities.argmax(axis=1)] == np.asarray(inputs.references)).astype(float)
     bins = config.ece_bins
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    features = sparse.hstack(
-        [_one_hot(index, bins), _one_hot(index, bins, correct), _one_hot(index, bins, confidence)], format="csr"
-    )
+    n = len(index)
+    gaps = correct - confidence
+    rows, columns = np.repeat(np.arange(n), 2), np.column_stack([index, np.full(n, bins)]).ravel()
+    data = np.column_stack([gaps, np.ones(n)]).ravel()
+    features = sparse.csr_matrix((data, (rows, columns)), shape=(n, bins + 1))
 
     def finish(sums: np.ndarray) -> np.ndarray:
-        counts, right, confident = sums[:, :bins], sums[:, bins : 2 * bins], sums[:, 2 * bins :]
-        return np.abs(right - confident).sum(axis=1) / counts.sum(axis=1)
+        return np.abs(sums[:, :bins]).sum(axis=1) / sums[:, bins]
 
     return {"ece": Sufficient(features, finish, layout=(bins,))}
 

@@ -35,39 +35,42 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, 
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), only_a, only_b
 
 
+def _total(parts: list[sparse.spmatrix], resampler: Resampler) -> np.ndarray:
+    return sum((resampler.total(part) for part in parts[1:]), resampler.total(parts[0]))
+
+
 def permutation_p(
-    features_a: sparse.spmatrix,
-    features_b: sparse.spmatrix,
+    parts_a: list[sparse.spmatrix],
+    parts_b: list[sparse.spmatrix],
     finish: Callable[[np.ndarray], np.ndarray],
-    resamples: int,
-    seed: int,
+    resampler: Resampler,
 ) -> float:
-    """Two-sided p of a paired permutation test of metric(a) - metric(b): (1 + swaps at least as extreme)
-    / (1 + swaps), so it is never 0."""
-    total_a, total_b = np.asarray(features_a.sum(axis=0)), np.asarray(features_b.sum(axis=0))
+    """Two-sided p of a paired permutation test of metric(a) - metric(b) with the resampler's swap
+    patterns: (1 + patterns at least as extreme) / (1 + patterns), so it is never 0. `parts` are the
+    per-seed statistics; an example's seeds are swapped together."""
+    total_a, total_b = _total(parts_a, resampler), _total(parts_b, resampler)
     observed = float((finish(total_a) - finish(total_b))[0])
-    n = features_a.shape[0]
-    swaps = np.random.default_rng(seed).integers(0, 2, (n, resamples)).astype(np.float64)
-    moved = np.asarray((features_b - features_a).T @ swaps).T  # (B, s): what the swapped examples add to a
+    moved = resampler.moved(parts_a, parts_b)
     differences = finish(total_a + moved) - finish(total_b - moved)
     extreme = np.count_nonzero(np.abs(differences) >= abs(observed) - 1e-12 * max(1.0, abs(observed)))
-    return float((1 + extreme) / (1 + resamples))
+    return float((1 + extreme) / (1 + resampler.resamples))
 
 
 def paired_difference(
-    features_a: sparse.spmatrix,
-    features_b: sparse.spmatrix,
+    parts_a: list[sparse.spmatrix],
+    parts_b: list[sparse.spmatrix],
     finish: Callable[[np.ndarray], np.ndarray],
     resampler: Resampler,
     level: float,
     method: str,
 ) -> tuple[float, float, float]:
     """(metric(a) - metric(b), low, high): the paired bootstrap interval of the difference."""
-    point = float((finish(np.asarray(features_a.sum(axis=0))) - finish(np.asarray(features_b.sum(axis=0))))[0])
-    resampled = finish(resampler.sums(features_a)) - finish(resampler.sums(features_b))
+    point = float((finish(_total(parts_a, resampler)) - finish(_total(parts_b, resampler)))[0])
+    resampled = finish(resampler.pooled_sums(parts_a)) - finish(resampler.pooled_sums(parts_b))
     jackknife = None
     if method == "bca":
-        jackknife = finish(leave_one_out(features_a)) - finish(leave_one_out(features_b))
+        pooled_a, pooled_b = sum(parts_a[1:], parts_a[0]), sum(parts_b[1:], parts_b[0])
+        jackknife = finish(leave_one_out(pooled_a)) - finish(leave_one_out(pooled_b))
     low, high = bootstrap_interval(point, resampled, level, method, jackknife)
     return point, low, high
 

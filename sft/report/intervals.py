@@ -37,12 +37,18 @@ class Interval:
 
 
 class Resampler:
-    """B bootstrap resamples of n examples per n, drawn once from a fixed seed and kept."""
+    """The random draws of a report, made once per number of examples from a fixed seed and kept: B
+    bootstrap resamples, and B swap patterns for permutation tests. What they give for a run's
+    statistics is kept too (by object, for as long as the Resampler lives), so a reference run compared
+    with 19 others and on five metrics that share one confusion matrix is resampled once."""
 
     def __init__(self, resamples: int, seed: int):
         self.resamples = resamples
         self.seed = seed
         self._counts: dict[int, np.ndarray] = {}
+        self._swaps: dict[int, np.ndarray] = {}
+        self._sums: dict[int, tuple[sparse.spmatrix, np.ndarray]] = {}
+        self._moved: dict[tuple, tuple[list, np.ndarray]] = {}
 
     def counts(self, n: int) -> np.ndarray:
         """(n, B): how often each example is in each resample."""
@@ -57,9 +63,39 @@ class Resampler:
             self._counts[n] = counts
         return self._counts[n]
 
+    def swaps(self, n: int) -> np.ndarray:
+        """(n, B): 1 where a permutation swaps the two systems' outputs on an example."""
+        if n not in self._swaps:
+            self._swaps[n] = np.random.default_rng([self.seed, 1]).integers(0, 2, (n, self.resamples)).astype(float)
+        return self._swaps[n]
+
     def sums(self, features: sparse.spmatrix) -> np.ndarray:
         """(B, s): the column sums of `features` (examples, s) in every resample."""
-        return np.asarray(features.T @ self.counts(features.shape[0])).T
+        key = id(features)
+        if key not in self._sums:  # the matrix is kept with its sums, so its id is never reused meanwhile
+            self._sums[key] = (features, np.asarray(features.T @ self.counts(features.shape[0])).T)
+        return self._sums[key][1]
+
+    def total(self, features: sparse.spmatrix) -> np.ndarray:
+        """(1, s): the column sums of `features` over the examples as they are."""
+        key = ("total", id(features))
+        if key not in self._moved:
+            self._moved[key] = ([features], np.asarray(features.sum(axis=0)))
+        return self._moved[key][1]
+
+    def pooled_sums(self, parts: list[sparse.spmatrix]) -> np.ndarray:
+        """(B, s): the resampled sums of the examples' statistics summed over `parts` (seeds): an example
+        is drawn with all its seeds."""
+        return sum((self.sums(part) for part in parts[1:]), self.sums(parts[0]))
+
+    def moved(self, parts_a: list[sparse.spmatrix], parts_b: list[sparse.spmatrix]) -> np.ndarray:
+        """(B, s): what each swap pattern moves from b's sums to a's (summed over the parts)."""
+        key = (*map(id, parts_a), None, *map(id, parts_b))
+        if key not in self._moved:
+            difference = sum(parts_b[1:], parts_b[0]) - sum(parts_a[1:], parts_a[0])
+            moved = np.asarray(difference.T @ self.swaps(difference.shape[0])).T
+            self._moved[key] = ([*parts_a, *parts_b], moved)
+        return self._moved[key][1]
 
 
 def leave_one_out(features: sparse.spmatrix) -> np.ndarray:

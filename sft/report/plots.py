@@ -30,12 +30,12 @@ DPI = 100
 WIDTH, HEIGHT = int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI)
 
 
-def _figure():
+def _figure(layout: str | None = "constrained"):
     from matplotlib.figure import Figure
 
     # A bare Figure (not pyplot) renders with Agg without touching the process-wide backend (a user's
     # notebook keeps its own) and is never registered globally, so nothing leaks between plots.
-    return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+    return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout=layout)
 
 
 def _save(figure, path: Path) -> Path:
@@ -80,7 +80,8 @@ FOREST_COLORS = {"best": "black", "baseline": "black", "same": "tab:blue", "diff
 def forest_plot(path: Path, rows: list[ForestRow], metric: str, title: str) -> Path:
     """One line per experiment, best at the top: its mean and interval; the reference as a black
     diamond, experiments not significantly different from it in blue, the others grey."""
-    figure = _figure()
+    figure = _figure(layout=None)  # fixed margins: constrained layout would cost as much as the drawing
+    figure.subplots_adjust(left=0.32, right=0.97, top=0.9, bottom=0.13)
     axes = figure.add_subplot()
     for position, row in enumerate(reversed(rows)):
         color = FOREST_COLORS.get(row.status, "tab:grey")

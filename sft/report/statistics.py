@@ -204,20 +204,17 @@ def _run(
                             f"says {recorded}; no interval or comparison for it")  # fmt: skip
             continue
         usable[metric] = statistic
-    sums: dict[int, np.ndarray] = {}
     jackknives: dict[int, np.ndarray] = {}
     intervals = {}
     for metric, statistic in usable.items():
         key = id(statistic.features)
-        if key not in sums:
-            sums[key] = resampler.sums(statistic.features)
         jackknife = None
         if options.method == "bca":
             if key not in jackknives:
                 jackknives[key] = leave_one_out(statistic.features)
             jackknife = statistic.finish(jackknives[key])
-        value = row["metrics"][metric]
-        low, high = bootstrap_interval(value, statistic.finish(sums[key]), options.level, options.method, jackknife)
+        resampled = statistic.finish(resampler.sums(statistic.features))
+        low, high = bootstrap_interval(row["metrics"][metric], resampled, options.level, options.method, jackknife)
         intervals[metric] = Interval(low, high, "bootstrap")
     test_hash = row.get("test_hash") or test_inputs_hash(predictions, settings.get("prompting.input_columns") or [])
     return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals), notes
@@ -292,10 +289,10 @@ def _paired(
 ) -> Comparison:
     """One experiment against the reference on the seeds both ran; an example's seeds are pooled."""
     statistic = runs[seeds[0]].sufficient[metric]
-    features = sum(runs[seed].sufficient[metric].features for seed in seeds)
-    reference_features = sum(references[seed].sufficient[metric].features for seed in seeds)
+    parts = [runs[seed].sufficient[metric].features for seed in seeds]
+    reference_parts = [references[seed].sufficient[metric].features for seed in seeds]
     difference, low, high = paired_difference(
-        features, reference_features, statistic.finish, resampler, options.level, options.method
+        parts, reference_parts, statistic.finish, resampler, options.level, options.method
     )
     discordant = None
     if statistic.binary and len(seeds) == 1:
@@ -305,9 +302,9 @@ def _paired(
         discordant = (only_experiment, only_reference)
     else:
         test = "permutation"
-        p_value = permutation_p(features, reference_features, statistic.finish, options.resamples, options.seed)
+        p_value = permutation_p(parts, reference_parts, statistic.finish, resampler)
     return Comparison(
-        metric, name, reference, role, test, tuple(seeds), features.shape[0], difference, low, high, p_value,
+        metric, name, reference, role, test, tuple(seeds), parts[0].shape[0], difference, low, high, p_value,
         discordant=discordant,
     )  # fmt: skip
 
