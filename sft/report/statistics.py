@@ -241,7 +241,7 @@ def _compare(
     """((reference, role) or None, the Holm-corrected comparisons of `metric`, notes)."""
     reference, role = _reference(section, metric, options)
     notes = []
-    if options.baseline and role == "best" and metric == section.metrics[0]:
+    if options.baseline and role == "best":
         notes.append(f"The baseline {options.baseline} is not in this table; compared with the best instead.")
     if reference is None:
         return None, [], notes
@@ -265,9 +265,11 @@ def _compare(
             differ = ", ".join(str(seed) for seed in shared if seed not in same)
             notes.append(f"{name} and {reference} scored different test examples (seed {differ}); "
                          "not compared on those seeds.")  # fmt: skip
+        if found and not shared:
+            notes.append(f"{name} has no seed in common with {reference}; not compared.")
+        elif same and len(layouts) > 1:
+            notes.append(f"{metric}: {name} and {reference} scored different label sets; not compared.")
         if not same or len(layouts) > 1:
-            if found and not shared:
-                notes.append(f"{name} has no seed in common with {reference}; not compared.")
             continue
         comparisons.append(_paired(metric, name, reference, role, found, references, same, resampler, options))
     adjusted = holm([c.p_value for c in comparisons])

@@ -281,3 +281,24 @@ def test_the_test_hash_of_a_run_equals_the_one_computed_from_its_predictions(tmp
     read_back = [json.loads(line) for line in (path.parent / "predictions.jsonl").read_text().splitlines()]
     assert test_inputs_hash(read_back, ["text"]) == stored
     assert test_inputs_hash(read_back[::-1], ["text"]) != stored  # order matters: items are paired by position
+
+
+def test_generation_runs_get_intervals_and_comparisons(tmp_path):
+    from report_data import generation_config
+
+    words = ["ein", "Hund", "läuft", "schnell", "über", "die", "grüne", "Wiese"]
+    references = [" ".join(words[i % 4 : i % 4 + 4]) for i in range(40)]
+    for name, tokens, changed in (("short", 32, 3), ("long", 64, 25)):
+        rows = [
+            {"en": f"sentence {i}", "reference": reference,
+             "prediction": reference if i >= changed else " ".join(reversed(reference.split()))}
+            for i, reference in enumerate(references)
+        ]  # fmt: skip
+        write_scored_run(tmp_path, name, 1, generation_config(tokens), rows)
+    document = json.loads(aggregate(tmp_path, ReportOptions(plots=frozenset()))[0].read_text(encoding="utf-8"))
+    (section,) = document["statistics"]["sections"]
+    assert set(section["run_intervals"]["short/seed-1"]) == {"bleu", "chrf", "rougeL", "exact_match"}
+    assert section["notes"] == []  # every recomputed metric matched results.json
+    exact = next(c for c in section["comparisons"] if c["metric"] == "exact_match")
+    assert (exact["experiment"], exact["reference"], exact["test"]) == ("long", "short", "mcnemar")
+    assert exact["discordant"] == [0, 22] and exact["significant"]
