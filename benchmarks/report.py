@@ -31,7 +31,7 @@ def build_grid(root: Path, experiments: int, examples: int) -> Path:
     from sft.config import parse_config
     from sft.evaluation.metrics import compute_metrics
     from sft.results.files import atomic_write_json, atomic_write_jsonl
-    from sft.results.fingerprint import test_inputs_hash
+    from sft.results.fingerprint import hash_test_inputs
     from sft.tasks import task_for
 
     rng = np.random.default_rng(0)
@@ -66,7 +66,7 @@ def build_grid(root: Path, experiments: int, examples: int) -> Path:
             {
                 "experiment": folder.parent.name, "seed": 1, "config_hash": config.config_hash(),
                 "task_type": "classification", "metrics": metrics, "n_test": examples,
-                "test_hash": test_inputs_hash(rows, ["text"]), "n_shots": shots * len(LABELS), "labels": LABELS,
+                "test_hash": hash_test_inputs(rows, ["text"]), "n_shots": shots * len(LABELS), "labels": LABELS,
                 "timings": {"total_seconds": 60.0}, "finished_at": "2026-01-01T00:00:00+00:00",
                 "config": config.resolved(),
             },

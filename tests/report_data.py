@@ -169,7 +169,7 @@ def write_scored_run(root: Path, experiment: str, seed: int, raw: dict[str, Any]
     """predictions.jsonl and a results.json whose metrics the task's metric functions computed from them
     (as sft.experiment.run._evaluate does), with the test_hash the run records (left out: older results)."""
     from sft.evaluation.metrics import compute_metrics
-    from sft.results.fingerprint import test_inputs_hash
+    from sft.results.fingerprint import hash_test_inputs
     from sft.tasks import task_for
 
     config = parse_config(raw)
@@ -180,7 +180,7 @@ def write_scored_run(root: Path, experiment: str, seed: int, raw: dict[str, Any]
     results = json.loads(path.read_text(encoding="utf-8"))
     results.update(n_test=len(rows), labels=labels)
     if test_hash:
-        results["test_hash"] = test_inputs_hash(rows, config.prompting.input_columns)
+        results["test_hash"] = hash_test_inputs(rows, config.prompting.input_columns)
     path.write_text(json.dumps(results, indent=2), encoding="utf-8")
     (path.parent / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path

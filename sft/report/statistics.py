@@ -32,7 +32,7 @@ from sft.report.intervals import METHODS, Interval, Resampler, bootstrap_interva
 from sft.report.sections import ReportOptions, Section
 from sft.report.tables import Stats
 from sft.results.files import read_jsonl
-from sft.results.fingerprint import test_inputs_hash
+from sft.results.fingerprint import hash_test_inputs
 from sft.tasks import TASKS
 
 
@@ -216,7 +216,7 @@ def _run(
         resampled = statistic.finish(resampler.sums(statistic.features))
         low, high = bootstrap_interval(row["metrics"][metric], resampled, options.level, options.method, jackknife)
         intervals[metric] = Interval(low, high, "bootstrap")
-    test_hash = row.get("test_hash") or test_inputs_hash(predictions, settings.get("prompting.input_columns") or [])
+    test_hash = row.get("test_hash") or hash_test_inputs(predictions, settings.get("prompting.input_columns") or [])
     return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals), notes
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def test_inputs_hash(rows: Iterable[dict[str, Any]], input_columns: Sequence[str]) -> str:
+def hash_test_inputs(rows: Iterable[dict[str, Any]], input_columns: Sequence[str]) -> str:
     """sha256 over every row's input columns and reference, in order (key order and JSON spacing fixed)."""
     digest = hashlib.sha256()
     for row in rows:

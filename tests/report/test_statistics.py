@@ -273,14 +273,14 @@ def test_cli_passes_the_statistics_options(tmp_path):
 
 
 def test_the_test_hash_of_a_run_equals_the_one_computed_from_its_predictions(tmp_path: Path):
-    from sft.results.fingerprint import test_inputs_hash
+    from sft.results.fingerprint import hash_test_inputs
 
     rows = planted_predictions(20, {1})
     path = write_scored_run(tmp_path, "a", 1, planted_config(0), rows)
     stored = json.loads(path.read_text(encoding="utf-8"))["test_hash"]
     read_back = [json.loads(line) for line in (path.parent / "predictions.jsonl").read_text().splitlines()]
-    assert test_inputs_hash(read_back, ["text"]) == stored
-    assert test_inputs_hash(read_back[::-1], ["text"]) != stored  # order matters: items are paired by position
+    assert hash_test_inputs(read_back, ["text"]) == stored
+    assert hash_test_inputs(read_back[::-1], ["text"]) != stored  # order matters: items are paired by position
 
 
 def test_generation_runs_get_intervals_and_comparisons(tmp_path):
