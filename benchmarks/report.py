@@ -82,6 +82,16 @@ def time_aggregate(root: Path, with_statistics: bool) -> float:
     return time.perf_counter() - started
 
 
+def time_reading(root: Path) -> float:
+    """Parsing every predictions.jsonl: the part of the statistics no computation can save."""
+    from sft.results.files import read_jsonl
+
+    started = time.perf_counter()
+    for path in sorted(root.glob("*/seed-*/predictions.jsonl")):
+        read_jsonl(path)
+    return time.perf_counter() - started
+
+
 def time_bootstrap(examples: int = 10_000, labels: int = 28, resamples: int = 1000) -> float:
     """Bootstrap intervals of accuracy and the F1 family on one large many-label run, from its inputs."""
     from sft.config import EvaluationConfig
@@ -111,9 +121,11 @@ def main() -> None:
         root = build_grid(Path(folder), args.experiments, args.examples)
         time_aggregate(root, True)  # warm imports (matplotlib, scipy, sklearn) for both
         times: dict[bool, list[float]] = {True: [], False: []}
+        reading: list[float] = []
         for _ in range(args.repeats):  # alternating, so load on the machine hits both alike
             for with_statistics in (False, True):
                 times[with_statistics].append(time_aggregate(root, with_statistics))
+            reading.append(time_reading(root))
         document = json.loads((root / "aggregated_results.json").read_text(encoding="utf-8"))
     comparisons = sum(len(section["comparisons"]) for section in document["statistics"]["sections"])
     without, with_ = statistics.median(times[False]), statistics.median(times[True])
@@ -125,6 +137,8 @@ def main() -> None:
     ]
     print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
     print(f"ratio with / without: {with_ / without:.2f} (target <= 2.00)")
+    print(f"of which parsing the predictions.jsonl files alone: {statistics.median(reading):.2f} s "
+          f"({statistics.median(reading) / without:.2f} x the time without statistics)")  # fmt: skip
     print(f"bootstrap alone, 10,000 examples x 28 labels, 1,000 resamples, accuracy + 3 F1: {time_bootstrap():.2f} s")
 
 
