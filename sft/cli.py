@@ -212,11 +212,19 @@ def aggregate(
     cols: Annotated[str | None, typer.Option(help="Pivot columns, e.g. dataset.shots.")] = None,
     metric: Annotated[str | None, typer.Option(help="Pivot and plot metric (default f1_macro / bleu).")] = None,
     plots: Annotated[
-        str, typer.Option(help="metric,confusion,reliability,learning_curve (any of), all or none.")
-    ] = "metric",
+        str | None,
+        typer.Option(help="metric,forest,confusion,reliability,learning_curve (any of), all or none [metric,forest]."),
+    ] = None,
     grid: Annotated[Path | None, typer.Option(help="The grid file, to list experiments not run yet.")] = None,
     seeds: Annotated[str | None, typer.Option(help="The grid's seeds, e.g. 1,2,3 (with --grid).")] = None,
     ext_var: ExtVarOpt = None,
+    statistics: Annotated[bool, typer.Option(help="Intervals and paired comparisons from the predictions.")] = True,
+    baseline: Annotated[
+        str | None, typer.Option(help="Compare every experiment with this one (default: the best of its table).")
+    ] = None,
+    resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples and permutations [1000].")] = None,
+    confidence: Annotated[float | None, typer.Option(help="Confidence level of the intervals [0.95].")] = None,
+    interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
     from sft.config.grid import parse_ext_vars
@@ -227,7 +235,13 @@ def aggregate(
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
         expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
-        options = ReportOptions(_keys(rows), _keys(cols), metric, parse_plots(plots), expected)
+        given = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
+                 "resamples": resamples, "level": confidence, "method": interval_method}  # fmt: skip
+        # options not given keep ReportOptions' defaults (the one place they are set)
+        options = ReportOptions(
+            _keys(rows), _keys(cols), metric, expected=expected, statistics=statistics,
+            **{key: value for key, value in given.items() if value is not None},
+        )  # fmt: skip
         json_path, markdown_path = aggregate_results(results, options)
     except ConfigError as error:
         _fail(error)

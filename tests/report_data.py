@@ -142,3 +142,67 @@ def build_results_with_16_shots(root: Path) -> Path:
     for seed, value in zip(SEEDS, (0.6, 0.64)):
         write_results(root, "shots16_default", seed, classification_config(16), classification_metrics(value))
     return root
+
+
+# -- runs with predictions, scored by the metric functions a run uses ------------------------------------
+
+PLANTED_LABELS = ["negative", "neutral", "positive"]
+
+
+def planted_predictions(n: int, wrong: set[int], seed_offset: int = 0) -> list[dict[str, Any]]:
+    """n classification prediction rows; the items in `wrong` get the next label instead of the reference.
+    The argmax of the probabilities is the prediction, as the classification task writes it."""
+    rows = []
+    for i in range(n):
+        reference = PLANTED_LABELS[(i + seed_offset) % 3]
+        prediction = PLANTED_LABELS[(PLANTED_LABELS.index(reference) + (i in wrong)) % 3]
+        confidence = 0.5 + 0.4 * ((i * 37) % 11) / 10
+        rest = (1 - confidence) / 2
+        probabilities = {label: confidence if label == prediction else rest for label in PLANTED_LABELS}
+        rows.append({"text": f"review {i}", "reference": reference, "prediction": prediction,
+                     "probabilities": probabilities})  # fmt: skip
+    return rows
+
+
+def write_scored_run(root: Path, experiment: str, seed: int, raw: dict[str, Any], rows: list[dict[str, Any]],
+                     test_hash: bool = True) -> Path:  # fmt: skip
+    """predictions.jsonl and a results.json whose metrics the task's metric functions computed from them
+    (as sft.experiment.run._evaluate does), with the test_hash the run records (left out: older results)."""
+    from sft.evaluation.metrics import compute_metrics
+    from sft.results.fingerprint import hash_test_inputs
+    from sft.tasks import task_for
+
+    config = parse_config(raw)
+    task = task_for(config)
+    labels = PLANTED_LABELS if config.dataset.task_type != "generation" else None
+    metrics = compute_metrics(task.metric_inputs(rows, labels), task.default_metrics, config.evaluation)
+    path = write_results(root, experiment, seed, raw, metrics)
+    results = json.loads(path.read_text(encoding="utf-8"))
+    results.update(n_test=len(rows), labels=labels)
+    if test_hash:
+        results["test_hash"] = hash_test_inputs(rows, config.prompting.input_columns)
+    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (path.parent / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def planted_config(icl: int) -> dict[str, Any]:
+    """A zero-shot classification config on its own dataset (its own report section)."""
+    raw = classification_config(0, icl=icl)
+    raw["dataset"] = {"path": "planted/reviews", "shots": 0}
+    return raw
+
+
+def build_planted(root: Path, n: int = 300) -> Path:
+    """One section, one seed: a reference right on 75% of n items; `close` differs from it on 5 items (4
+    better, 1 worse), `far` on 60 (50 better, 10 worse); `other-test` scored other examples."""
+    base_wrong = {i for i in range(n) if i % 4 == 0}  # 75% right
+    right_now = sorted(base_wrong)
+    wrong_now = [i for i in range(n) if i not in base_wrong]
+    write_scored_run(root, "reference", 1, planted_config(0), planted_predictions(n, base_wrong))
+    close = (base_wrong - set(right_now[:4])) | set(wrong_now[:1])
+    write_scored_run(root, "close", 1, planted_config(1), planted_predictions(n, close))
+    far = (base_wrong - set(right_now[:50])) | set(wrong_now[:10])
+    write_scored_run(root, "far", 1, planted_config(2), planted_predictions(n, far), test_hash=False)
+    write_scored_run(root, "other-test", 1, planted_config(3), planted_predictions(n, close, seed_offset=1))
+    return root

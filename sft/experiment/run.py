@@ -29,6 +29,7 @@ from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
 from sft.results.adapters import SharedAdapter, shared_adapter
 from sft.results.files import atomic_write_json, atomic_write_jsonl
+from sft.results.fingerprint import hash_test_inputs
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
 from sft.tasks import task_for
@@ -337,6 +338,7 @@ def results_record(
         "task_type": config.dataset.task_type,
         "metrics": metrics,
         "n_test": len(prediction.rows),
+        "test_hash": hash_test_inputs(prediction.rows, config.prompting.input_columns),  # the report pairs runs by it
         "n_shots": n_shots,
         "labels": labels,
         "thresholds": prediction.details.get("thresholds"),

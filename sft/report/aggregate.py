@@ -22,6 +22,7 @@ from sft.report.collect import Collected, collect, flatten
 from sft.report.markdown import markdown, summary
 from sft.report.plots import draw_plots
 from sft.report.sections import PLOT_KINDS, ReportOptions, parse_plots, sections
+from sft.report.statistics import Statistics, check_options, compute_statistics
 from sft.report.tables import constant_settings, varying_settings
 from sft.results.files import atomic_write_json, atomic_write_text
 from sft.results.layout import REPORT_FILES
@@ -35,7 +36,7 @@ SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summar
 ROW_FIELDS = [
     "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "training_key",
     "adapter_source", "finished_at",
-    "n_test", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
+    "n_test", "test_hash", "n_shots", "train_seconds", "inference_seconds", "total_seconds", "folder",
 ]  # fmt: skip
 
 
@@ -62,7 +63,7 @@ def _csv_value(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
 
 
-def document(collected: Collected, plots: list[str]) -> dict[str, Any]:
+def document(collected: Collected, plots: list[str], statistics: Statistics | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -75,6 +76,7 @@ def document(collected: Collected, plots: list[str]) -> dict[str, Any]:
         "missing": collected.missing,
         "problems": collected.problems,
         "plots": plots,
+        "statistics": statistics.as_dict() if statistics else None,
     }
 
 
@@ -90,11 +92,13 @@ def aggregate(results_path: str | Path, options: ReportOptions | None = None) ->
         raise FileNotFoundError(f"results folder {results_path} does not exist")
     collected = collect(results_path, options.expected)
     found = sections(collected.rows, options)
-    drawn = draw_plots(results_path, collected.rows, found, options.plots)
+    check_options(options, collected.rows)
+    statistics = compute_statistics(results_path, found, options) if options.statistics else None
+    drawn = draw_plots(results_path, collected.rows, found, options.plots, statistics)
     collected = dataclasses.replace(collected, problems=[*collected.problems, *drawn.problems])
     for problem in collected.problems:
         log.warning(problem)
-    json_path = atomic_write_json(results_path / JSON_NAME, document(collected, drawn.paths()))
+    json_path = atomic_write_json(results_path / JSON_NAME, document(collected, drawn.paths(), statistics))
     atomic_write_text(results_path / CSV_NAME, csv_frame(collected.rows).to_csv(index=False))
-    markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, markdown(collected, found, drawn))
+    markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, markdown(collected, found, drawn, statistics))
     return json_path, markdown_path

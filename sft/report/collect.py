@@ -89,6 +89,7 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "adapter_source": results.get("adapter_source"),
         "finished_at": results.get("finished_at"),
         "n_test": results.get("n_test"),
+        "test_hash": results.get("test_hash"),  # None before it was recorded: the report hashes the predictions
         "n_shots": results.get("n_shots"),
         "train_seconds": timings.get("train_seconds"),
         "inference_seconds": timings.get("inference_seconds"),
@@ -96,6 +97,7 @@ def result_row(results: Any, folder: str) -> dict[str, Any]:
         "folder": folder,
         "thresholds": results.get("thresholds"),  # multilabel only
         "threshold_source": results.get("threshold_source"),
+        "labels": results.get("labels"),
         "settings": settings,
         # model selection during training: best step, its validation metric, the learning curve (or None)
         "selection": training.get("selection") if isinstance(training.get("selection"), dict) else None,

@@ -12,7 +12,15 @@ from sft.evaluation.metrics import higher_is_better
 from sft.report.collect import Collected, is_number
 from sft.report.plots import Drawn
 from sft.report.sections import Section
-from sft.report.tables import constant_settings, experiment_table, pivot_table, setting_text
+from sft.report.statistics import SectionStatistics, Statistics
+from sft.report.tables import (
+    SAME_AS_REFERENCE,
+    constant_settings,
+    experiment_table,
+    format_number,
+    pivot_table,
+    setting_text,
+)
 
 FAILURE_LINES = 5
 NONE = "none"
@@ -91,20 +99,73 @@ def _constant_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _section_lines(section: Section, plot: str | None) -> list[str]:
+def _interval_text(statistics: Statistics | None, found: SectionStatistics | None) -> str:
+    """What the brackets of a table's cells are, and what the mark means."""
+    if statistics is None or found is None:
+        return ""
+    level = f"{statistics.level:.0%}"
+    text = (f" [{level} interval: bootstrap over test examples ({statistics.method}, {statistics.resamples} "
+            f"resamples) for one seed, t-interval of the mean for several]")  # fmt: skip
+    if found.comparisons:
+        against = "the baseline" if any(role == "baseline" for _, role in found.references.values()) else "the best"
+        text += (f"; {SAME_AS_REFERENCE}: not significantly different from {against} "
+                 f"(paired test, Holm-adjusted p ≥ {statistics.alpha:g})")  # fmt: skip
+    return text
+
+
+def _p_text(p: float) -> str:
+    return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
+def _comparison_lines(statistics: Statistics, found: SectionStatistics) -> list[str]:
+    if not found.comparisons and not found.notes:
+        return []
+    lines = ["", "### Paired comparisons", ""]
+    if found.comparisons:
+        lines += [
+            f"Each experiment against the reference on the same test examples: exact McNemar test (one seed, "
+            f"accuracy-like metrics) or paired permutation test ({statistics.resamples} swaps); difference = "
+            f"experiment − reference with its {statistics.level:.0%} paired bootstrap interval; p adjusted by Holm "
+            "over each metric's comparisons.",
+            "",
+        ]
+        table = [
+            [c.metric, c.experiment, f"{c.reference} ({c.role})", c.test, ",".join(str(s) for s in c.seeds),
+             f"{format_number(c.difference, like=c.high)} [{format_number(c.low, like=c.high)}, "
+             f"{format_number(c.high, like=c.high)}]",
+             _p_text(c.p_value), _p_text(c.p_holm), "yes" if c.significant else "no"]
+            for c in found.comparisons
+        ]  # fmt: skip
+        header = ["metric", "experiment", "reference", "test", "seeds", "difference", "p", "p (Holm)", "significant"]
+        lines.append(_table(header, table))
+    if found.notes:
+        lines += ["", *(f"- {note}" for note in found.notes)]
+    return lines
+
+
+def _section_lines(section: Section, drawn: Drawn, statistics: Statistics | None) -> list[str]:
+    key = (section.dataset, section.task_type)
+    found = statistics.of(section) if statistics else None
     lower = [metric for metric in section.metrics if not higher_is_better(metric)]
     direction = f"; lower is better for {', '.join(lower)}" if lower else ""
     lines = ["", f"## {section.title}", ""]
-    lines += [f"Mean ± standard deviation over seeds (n = seeds); best per column in bold{direction}.", ""]
-    lines.append(_table(*experiment_table(section.rows, section.metrics)))
+    intervals = _interval_text(statistics, found)
+    lines += [f"Mean ± standard deviation over seeds (n = seeds){intervals}; best per column in bold{direction}.", ""]
+    lines.append(_table(*experiment_table(section.rows, section.metrics, found)))
+    if statistics is not None and found is not None:
+        lines += _comparison_lines(statistics, found)
+    if key in drawn.forests:
+        lines += ["", f"![{section.pivot.metric if section.pivot else ''} with intervals]({drawn.forests[key]})"]
     table = section.pivot
     if table is None:
         return [*lines, "", section.note]
     lines += ["", f"### {table.metric} by {' × '.join(table.row_keys)} and {' × '.join(table.col_keys)}", ""]
-    lines += ["Mean ± standard deviation (runs) in each cell; best per column in bold.", ""]
-    lines.append(_table(*pivot_table(table)))
+    brackets = f" [{statistics.level:.0%} interval]" if found is not None and statistics is not None else ""
+    lines += [f"Mean ± standard deviation{brackets} (runs) in each cell; best per column in bold.", ""]
+    lines.append(_table(*pivot_table(table, found)))
     if table.pooled:
         lines += ["", f"Cells pool runs that differ in {', '.join(table.pooled)}; add them to --rows or --cols."]
+    plot = drawn.sections.get(key)
     if plot:
         lines += ["", f"![{table.metric} against {', '.join(table.col_keys)}]({plot})"]
     return lines
@@ -167,11 +228,11 @@ def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[st
     return lines
 
 
-def markdown(collected: Collected, found: list[Section], drawn: Drawn) -> str:
+def markdown(collected: Collected, found: list[Section], drawn: Drawn, statistics: Statistics | None = None) -> str:
     lines = ["# Aggregated results", "", *_summary_lines(summary(collected), collected)]
     lines += _constant_lines(collected.rows)
     for section in found:
-        lines += _section_lines(section, drawn.sections.get((section.dataset, section.task_type)))
+        lines += _section_lines(section, drawn, statistics)
     lines += _threshold_lines(collected.rows)
     lines += _run_lines(collected, drawn.experiments)
     return "\n".join(lines) + "\n"

@@ -23,18 +23,19 @@ from sft.tasks import TASKS
 
 if TYPE_CHECKING:
     from sft.report.sections import Section
+    from sft.report.statistics import ForestRow, Statistics
 
 FIGURE_SIZE = (6.4, 4.0)  # inches
 DPI = 100
 WIDTH, HEIGHT = int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI)
 
 
-def _figure():
+def _figure(layout: str | None = "constrained"):
     from matplotlib.figure import Figure
 
     # A bare Figure (not pyplot) renders with Agg without touching the process-wide backend (a user's
     # notebook keeps its own) and is never registered globally, so nothing leaks between plots.
-    return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+    return Figure(figsize=FIGURE_SIZE, dpi=DPI, layout=layout)
 
 
 def _save(figure, path: Path) -> Path:
@@ -70,6 +71,30 @@ def metric_plot(path: Path, table: Pivot, title: str) -> Path:
     axes.grid(alpha=0.3)
     if table.rows:
         axes.legend(fontsize=7, loc="best")
+    return _save(figure, path)
+
+
+FOREST_COLORS = {"best": "black", "baseline": "black", "same": "tab:blue", "different": "tab:grey", "": "tab:grey"}
+
+
+def forest_plot(path: Path, rows: list[ForestRow], metric: str, title: str) -> Path:
+    """One line per experiment, best at the top: its mean and interval; the reference as a black
+    diamond, experiments not significantly different from it in blue, the others grey."""
+    figure = _figure(layout=None)  # fixed margins: constrained layout would cost as much as the drawing
+    figure.subplots_adjust(left=0.32, right=0.97, top=0.9, bottom=0.13)
+    axes = figure.add_subplot()
+    for position, row in enumerate(reversed(rows)):
+        color = FOREST_COLORS.get(row.status, "tab:grey")
+        if row.interval is not None:
+            axes.plot([row.interval.low, row.interval.high], [position, position], color=color, linewidth=2)
+        marker = "D" if row.status in ("best", "baseline") else "o"
+        axes.plot([row.mean], [position], marker=marker, color=color, markersize=6)
+    labels = [f"{row.experiment} ({row.status})" if row.status in ("best", "baseline") else row.experiment
+              for row in reversed(rows)]  # fmt: skip
+    axes.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+    axes.set_xlabel(f"{metric} (intervals as in the table)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)
 
 
@@ -141,14 +166,22 @@ class Drawn:
     """The PNGs a report links (paths relative to the results folder) and the plots that failed."""
 
     sections: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, task type) -> metric plot
+    forests: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, task type) -> forest plot
     experiments: dict[str, dict[str, str]] = field(default_factory=dict)  # experiment -> {kind: path}
     problems: list[str] = field(default_factory=list)
 
     def paths(self) -> list[str]:
-        return [*self.sections.values(), *(path for plots in self.experiments.values() for path in plots.values())]
+        return [
+            *self.sections.values(),
+            *self.forests.values(),
+            *(path for plots in self.experiments.values() for path in plots.values()),
+        ]
 
 
-def draw_plots(root: Path, rows: list[dict[str, Any]], found: list[Section], kinds: frozenset[str]) -> Drawn:
+def draw_plots(
+    root: Path, rows: list[dict[str, Any]], found: list[Section], kinds: frozenset[str],
+    statistics: Statistics | None = None,
+) -> Drawn:  # fmt: skip
     """Write the requested PNGs under `_plots/`, replacing older ones."""
     folder = root / PLOTS_FOLDER
     if folder.is_dir():
@@ -164,6 +197,8 @@ def draw_plots(root: Path, rows: list[dict[str, Any]], found: list[Section], kin
                 if path:
                     sections[(section.dataset, section.task_type)] = path
                 problems += [problem] if problem else []
+    forests, forest_problems = _forest_plots(root, found, statistics) if "forest" in kinds else ({}, [])
+    problems += forest_problems
     experiments: dict[str, dict[str, str]] = {}
     for experiment, members in _by_experiment(rows, kinds).items():
         plots, found_problems = _experiment_plots(root, experiment, members, kinds)
@@ -177,7 +212,31 @@ def draw_plots(root: Path, rows: list[dict[str, Any]], found: list[Section], kin
             if path:
                 experiments.setdefault(experiment, {})["learning curve"] = path
             problems += [problem] if problem else []
-    return Drawn(sections, experiments, problems)
+    return Drawn(sections, forests, experiments, problems)
+
+
+def _forest_plots(
+    root: Path, found: list[Section], statistics: Statistics | None
+) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """A forest plot of each section's pivot metric, where some experiment has an interval."""
+    from sft.report.statistics import forest_rows
+
+    paths: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for section in found:
+        section_statistics = statistics.of(section) if statistics else None
+        if section.pivot is None or section_statistics is None:
+            continue
+        rows = forest_rows(section, section_statistics, section.pivot.metric)
+        if len(rows) < 2 or not any(row.interval for row in rows):
+            continue
+        name = f"{slug(section.dataset, 80)}_{section.task_type}_{slug(section.pivot.metric, 80)}_forest.png"
+        title = f"{section.dataset}: {section.pivot.metric}, {statistics.level:.0%} intervals"
+        path, problem = _plot(root, f"{PLOTS_FOLDER}/{name}", forest_plot, rows, section.pivot.metric, title)
+        if path:
+            paths[(section.dataset, section.task_type)] = path
+        problems += [problem] if problem else []
+    return paths, problems
 
 
 def _selected(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -11,7 +11,8 @@ from sft.report.collect import is_number
 from sft.report.tables import Pivot, default_pivot_keys, pivot, resolve_key
 from sft.tasks import TASKS
 
-PLOT_KINDS = ("metric", "confusion", "reliability", "learning_curve")
+PLOT_KINDS = ("metric", "forest", "confusion", "reliability", "learning_curve")
+DEFAULT_PLOTS = frozenset({"metric", "forest"})
 
 
 @dataclass
@@ -21,8 +22,15 @@ class ReportOptions:
     rows: list[str] | None = None  # pivot rows (dotted setting keys); default DEFAULT_PIVOT_ROWS that vary
     cols: list[str] | None = None  # pivot columns; default dataset.shots
     metric: str | None = None  # pivot and plot metric; default the task's headline metric
-    plots: frozenset[str] = frozenset({"metric"})
+    plots: frozenset[str] = DEFAULT_PLOTS
     expected: list[tuple[str, int | None]] | None = None  # the grid's (experiment, seed); seed None = any
+    # which differences are real (sft.report.statistics): intervals and paired comparisons
+    statistics: bool = True
+    baseline: str | None = None  # compare every experiment with this one; default: with the best of its table
+    resamples: int = 1000  # bootstrap resamples and permutations
+    level: float = 0.95  # confidence level of the intervals; the tests' significance level is 1 - level
+    method: str = "percentile"  # bootstrap interval: percentile or bca
+    seed: int = 0  # of the resamples: the same result files always give the same report
 
 
 def parse_plots(text: str) -> frozenset[str]:

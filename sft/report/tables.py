@@ -12,17 +12,22 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sft.evaluation.metrics import higher_is_better
 from sft.registry import did_you_mean
 from sft.report.collect import is_number
+
+if TYPE_CHECKING:
+    from sft.report.intervals import Interval
+    from sft.report.statistics import SectionStatistics
 
 # The usual few-shot grid: model x adapter initialization x in-context examples, against shots.
 DEFAULT_PIVOT_ROWS = ("model.name", "model.head", "lora.init_lora_weights", "inference.icl_examples")
 DEFAULT_PIVOT_COLS = ("dataset.shots",)
 NONE_TEXT = "—"
 CELL_CHARACTERS = 80  # longer settings (a chat template, a long instruction) are cut in the Markdown
+SAME_AS_REFERENCE = "≈"  # marks a cell not significantly different from the best (or the baseline)
 
 
 def format_number(value: float, like: float | None = None) -> str:
@@ -74,10 +79,12 @@ class Stats:
         variance = math.fsum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)
         return cls(mean, math.sqrt(variance), len(numbers))
 
-    def text(self, count: bool = False) -> str:
+    def text(self, count: bool = False, interval: Interval | None = None) -> str:
         text = format_number(self.mean)
         if self.std is not None:  # with the mean's decimals, so "20.50 ± 0.71"
             text += f" ± {format_number(self.std, like=self.mean)}"
+        if interval is not None:
+            text += f" [{format_number(interval.low, like=self.mean)}, {format_number(interval.high, like=self.mean)}]"
         return f"{text} ({self.n})" if count else text
 
 
@@ -126,14 +133,19 @@ def best_lines(cells: list[Stats | None], higher: bool) -> set[int]:
     return best if len(best) < len(means) else set()
 
 
-def _cell(stats: Stats | None, bold: bool, count: bool = False) -> str:
+def _cell(stats: Stats | None, bold: bool, count: bool = False, interval: Interval | None = None,
+          same: bool = False) -> str:  # fmt: skip
     if stats is None:
         return ""
-    return f"**{stats.text(count)}**" if bold else stats.text(count)
+    text = f"**{stats.text(count, interval)}**" if bold else stats.text(count, interval)
+    return f"{text} {SAME_AS_REFERENCE}" if same else text
 
 
-def experiment_table(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    """(header, lines): one line per experiment, the varying settings, the seed count and each metric."""
+def experiment_table(
+    rows: list[dict[str, Any]], metrics: list[str], statistics: SectionStatistics | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """(header, lines): one line per experiment, the varying settings, the seed count and each metric
+    (with its interval and the mark of no significant difference when `statistics` has them)."""
     settings = varying_settings(rows)
     by_experiment: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -148,9 +160,16 @@ def experiment_table(rows: list[dict[str, Any]], metrics: list[str]) -> tuple[li
     lines = []
     for index, name in enumerate(order):
         first = by_experiment[name][0]["settings"]
+        folders = [row["folder"] for row in by_experiment[name]]
+        cells = []
+        for metric in metrics:
+            stats = columns[metric][index]
+            interval = statistics.cell_interval(folders, metric, stats) if statistics else None
+            comparison = statistics.comparison(name, metric) if statistics else None
+            same = comparison is not None and not comparison.significant
+            cells.append(_cell(stats, index in best[metric], interval=interval, same=same))
         lines.append(
-            [name, *(setting_text(first.get(key)) for key in settings), str(len(by_experiment[name]))]
-            + [_cell(columns[metric][index], index in best[metric]) for metric in metrics]
+            [name, *(setting_text(first.get(key)) for key in settings), str(len(folders)), *cells]
             + (selection_cells(by_experiment[name]) if selected else [])
         )
     header = ["experiment", *settings, "n", *metrics]
@@ -188,6 +207,7 @@ class Pivot:
     rows: list[tuple] = field(default_factory=list)  # distinct row values, in natural order
     cols: list[tuple] = field(default_factory=list)
     cells: dict[tuple[tuple, tuple], Stats] = field(default_factory=dict)
+    folders: dict[tuple[tuple, tuple], list[str]] = field(default_factory=dict)  # the runs of each cell
     pooled: list[str] = field(default_factory=list)  # settings that differ between runs of one cell
 
 
@@ -227,6 +247,7 @@ def pivot(rows: list[dict[str, Any]], row_keys: list[str], col_keys: list[str], 
     pooled: dict[str, None] = {}
     for key, members in groups.items():
         table.cells[key] = Stats.of([member["metrics"][metric] for member in members])
+        table.folders[key] = [member["folder"] for member in members]
         pooled.update(dict.fromkeys(k for k in varying_settings(members) if k not in (*row_keys, *col_keys)))
     table.pooled = list(pooled)
     return table
@@ -237,13 +258,24 @@ def _hashable(values: tuple) -> tuple:
     return tuple(json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for v in values)
 
 
-def pivot_table(table: Pivot) -> tuple[list[str], list[list[str]]]:
-    """(header, lines) with the best mean of each column in bold and the run count in each cell."""
+def pivot_table(table: Pivot, statistics: SectionStatistics | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, lines) with the best mean of each column in bold, the run count and (with `statistics`)
+    the interval in each cell."""
     columns = [[table.cells.get((r, c)) for r in table.rows] for c in table.cols]
     best = [best_lines(cells, higher_is_better(table.metric)) for cells in columns]
     header = [*table.row_keys, *(column_label(table.col_keys, c) for c in table.cols)]
+
+    def interval(r: tuple, c: tuple) -> Interval | None:
+        if statistics is None:
+            return None
+        return statistics.cell_interval(table.folders.get((r, c), []), table.metric, table.cells.get((r, c)))
+
     lines = [
-        [*(setting_text(v) for v in r)] + [_cell(cells[i], i in top, count=True) for cells, top in zip(columns, best)]
+        [*(setting_text(v) for v in r)]
+        + [
+            _cell(cells[i], i in top, count=True, interval=interval(r, c))
+            for cells, top, c in zip(columns, best, table.cols)
+        ]
         for i, r in enumerate(table.rows)
     ]
     return header, lines

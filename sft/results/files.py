@@ -46,5 +46,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every line's JSON value. The lines are parsed as one JSON array (twice as fast as line by line,
+    which the report notices on a grid's predictions); a file that does not parse is read again line by
+    line, so the error names the line it is in."""
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        lines = [line for line in handle if line.strip()]
+    try:
+        found = json.loads("[" + ",".join(lines) + "]")
+        if len(found) == len(lines):  # a line holding two values would shift the count
+            return found
+    except ValueError:
+        pass
+    return [json.loads(line) for line in lines]

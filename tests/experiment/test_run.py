@@ -14,6 +14,7 @@ import sft.model.loading
 from sft.config import ConfigError, parse_config
 from sft.experiment.run import adapter_folder, evaluate, predict, run_experiment, train
 from sft.results.files import read_json, read_jsonl
+from sft.results.fingerprint import hash_test_inputs
 from sft.results.layout import Run
 
 SEED = 0
@@ -94,6 +95,8 @@ def test_zero_shot_run_writes_config_predictions_and_results(zero_shot, sentimen
     assert stored["config"] == config.resolved()
     assert stored["task_type"] == "classification"
     assert stored["n_test"] == len(test)
+    # the report pairs runs by this hash: the one it computes from predictions.jsonl for older results
+    assert stored["test_hash"] == hash_test_inputs(rows, config.prompting.input_columns)
     assert stored["n_shots"] == 0
     assert stored["training"] is None
     assert stored["labels"] == LABELS

@@ -17,6 +17,7 @@ from report_data import (
     GENERATION_RUNS,
     MODEL,
     SEEDS,
+    build_planted,
     build_results,
     classification_config,
     classification_metrics,
@@ -24,6 +25,7 @@ from report_data import (
     write_results,
     write_status,
 )
+from scipy.stats import t as scipy_t
 
 from sft.config import parse_config
 from sft.report.aggregate import ReportOptions, aggregate, collect, flatten, varying_settings
@@ -150,7 +152,9 @@ def test_seeds_collapse_to_mean_std_and_the_best_is_bold(results):
         mean = sum(values) / 2
         std = (sum((v - mean) ** 2 for v in values) / 1) ** 0.5  # sample std over the two seeds
         assert row["n"] == "2"
-        assert row["accuracy"].strip("*") == f"{mean:.4f} ± {std:.4f}"
+        # two seeds: the 95% t-interval of the mean, mean ± t(0.975, 1) * std / sqrt(2)
+        low, high = scipy_t.interval(0.95, 1, loc=mean, scale=std / 2**0.5)
+        assert row["accuracy"].strip("*") == f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]"
     # zero-shot_icl1 has the highest scores: bold in every higher-better column
     best = rows["zero-shot_icl1"]
     assert all(best[m].startswith("**") for m in ("accuracy", "f1_macro", "f1_micro", "mcc"))
@@ -217,6 +221,7 @@ def golden_results(root: Path) -> Path:
     interrupted, still running, a state this version does not know, a corrupt result file, results kept
     aside."""
     build_results(root)
+    build_planted(root)  # runs with predictions: intervals, paired comparisons, a forest plot
     write_results(root, "shots16_default", 1, classification_config(16), classification_metrics(0.6))
     write_results(root, "shots16_default", 2, classification_config(16), classification_metrics(0.64))
     log_tail = "".join(f"line {i}\n" for i in range(1, 9)) + "RuntimeError: CUDA out of memory\n"
@@ -253,7 +258,7 @@ def test_golden_markdown(tmp_path):
 def test_golden_fixture_sorts_every_run(tmp_path):
     root = golden_results(tmp_path)
     collected = collect(root, [("never-run", None), ("crashed", None), ("shots8_default", 3)])
-    assert len(collected.rows) == 12  # the aside copy is not a row
+    assert len(collected.rows) == 16  # the aside copy is not a row
     assert [(f["experiment"], f["state"]) for f in collected.failures] == [("crashed", "failed"), ("hung", "failed")]
     assert "still loading" in collected.failures[1]["log_tail"]  # read from run.log when status has none
     assert [(m["experiment"], m["seed"], m["state"]) for m in collected.missing] == [

@@ -40,7 +40,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_parse_plots():
     assert parse_plots("metric,confusion") == {"metric", "confusion"}
-    assert parse_plots("all") == {"metric", "confusion", "reliability", "learning_curve"}
+    assert parse_plots("all") == {"metric", "forest", "confusion", "reliability", "learning_curve"}
     assert parse_plots("none") == frozenset()
     with pytest.raises(ValueError, match="did you mean 'reliability'"):
         parse_plots("reliabilty")
@@ -61,9 +61,10 @@ def test_plots_are_png_images_of_the_documented_size(results):
     document = json.loads(document_path.read_text(encoding="utf-8"))
     markdown = markdown_path.read_text(encoding="utf-8")
     experiments = sorted([*CLASSIFICATION_RUNS, "shots16_default"])
-    expected = ["_plots/cardiffnlp_tweet_eval_sentiment_classification_f1_macro.png"] + [
-        f"_plots/{name}/{kind}.png" for name in experiments for kind in ("confusion", "reliability")
-    ]
+    expected = [
+        "_plots/cardiffnlp_tweet_eval_sentiment_classification_f1_macro.png",
+        "_plots/cardiffnlp_tweet_eval_sentiment_classification_f1_macro_forest.png",
+    ] + [f"_plots/{name}/{kind}.png" for name in experiments for kind in ("confusion", "reliability")]
     assert document["plots"] == expected
     for relative in expected:
         path = results / relative

@@ -12,6 +12,7 @@ from report_data import (
     build_results_with_16_shots,
     score,
 )
+from scipy.stats import t
 
 from sft.report.aggregate import ReportOptions, aggregate
 
@@ -35,9 +36,12 @@ def pivot_cells(markdown: str, heading: str) -> dict[tuple[str, ...], dict[str, 
 
 
 def stats_text(values: list[float]) -> str:
+    """A pivot cell: mean ± std, the 95% t-interval of the mean over the runs, and the run count."""
     if len(values) == 1:
         return f"{values[0]:.4f} (1)"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)})"
+    mean, std, n = statistics.mean(values), statistics.stdev(values), len(values)
+    low, high = t.interval(0.95, n - 1, loc=mean, scale=std / n**0.5)
+    return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}] ({n})"
 
 
 def test_default_pivot_is_initializer_and_icl_by_shots(results):

@@ -1,0 +1,146 @@
+"""What the report's statistics cost: `aggregate` of a 20-experiment grid with 1,400 test examples per
+run, with statistics (bootstrap intervals for every table cell, paired tests against the best, Holm,
+the forest plot) and without (`ReportOptions(statistics=False)`), measured alternately in one run.
+
+Target (issue 15): with statistics at most twice the time without. Also times the bootstrap alone on
+10,000 examples of a 28-label task (1,000 resamples), which should take seconds.
+
+The grid is synthetic: results folders as `sft.experiment.run` writes them (predictions.jsonl with
+label probabilities, results.json with the metrics the classification task's metric functions give),
+6 labels, accuracies between 0.55 and 0.85, shots 0/8/16/32 x five initializations.
+
+    PYTHONPATH=. python benchmarks/report.py [--repeats 5] [--experiments 20] [--examples 1400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+
+
+def build_grid(root: Path, experiments: int, examples: int) -> Path:
+    from sft.config import parse_config
+    from sft.evaluation.metrics import compute_metrics
+    from sft.results.files import atomic_write_json, atomic_write_jsonl
+    from sft.results.fingerprint import hash_test_inputs
+    from sft.tasks import task_for
+
+    rng = np.random.default_rng(0)
+    references = [LABELS[i] for i in rng.integers(0, len(LABELS), examples)]
+    texts = [f"example text {i}" for i in range(examples)]
+    for index in range(experiments):
+        shots = (0, 8, 16, 32)[index % 4]
+        raw = {
+            "dataset": {"path": "bench/emotion", "shots": shots},
+            "model": {"name": "bench/model"},
+            "prompting": {"instruction": "Classify.", "input_columns": ["text"], "output_column": "label"},
+            "inference": {"icl_examples": index // 4},
+        }
+        config = parse_config(raw)
+        task = task_for(config)
+        right = rng.random(examples) < 0.55 + 0.3 * index / experiments
+        logits = rng.normal(size=(examples, len(LABELS)))
+        for row, (reference, correct) in enumerate(zip(references, right)):
+            target = LABELS.index(reference) if correct else (LABELS.index(reference) + 1) % len(LABELS)
+            logits[row, target] = logits[row].max() + rng.exponential()
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        rows = [
+            {"text": text, "reference": reference, "prediction": LABELS[int(np.argmax(p))],
+             "probabilities": dict(zip(LABELS, p.tolist()))}
+            for text, reference, p in zip(texts, references, probabilities)
+        ]  # fmt: skip
+        metrics = compute_metrics(task.metric_inputs(rows, LABELS), task.default_metrics, config.evaluation)
+        folder = root / f"experiment{index:02d}" / "seed-1"
+        atomic_write_jsonl(folder / "predictions.jsonl", rows)
+        atomic_write_json(
+            folder / "results.json",
+            {
+                "experiment": folder.parent.name, "seed": 1, "config_hash": config.config_hash(),
+                "task_type": "classification", "metrics": metrics, "n_test": examples,
+                "test_hash": hash_test_inputs(rows, ["text"]), "n_shots": shots * len(LABELS), "labels": LABELS,
+                "timings": {"total_seconds": 60.0}, "finished_at": "2026-01-01T00:00:00+00:00",
+                "config": config.resolved(),
+            },
+        )  # fmt: skip
+    return root
+
+
+def time_aggregate(root: Path, with_statistics: bool) -> float:
+    from sft.report.aggregate import ReportOptions, aggregate
+
+    started = time.perf_counter()
+    aggregate(root, ReportOptions(statistics=with_statistics))
+    return time.perf_counter() - started
+
+
+def time_reading(root: Path) -> float:
+    """Parsing every predictions.jsonl: the part of the statistics no computation can save."""
+    from sft.results.files import read_jsonl
+
+    started = time.perf_counter()
+    for path in sorted(root.glob("*/seed-*/predictions.jsonl")):
+        read_jsonl(path)
+    return time.perf_counter() - started
+
+
+def time_bootstrap(examples: int = 10_000, labels: int = 28, resamples: int = 1000) -> float:
+    """Bootstrap intervals of accuracy and the F1 family on one large many-label run, from its inputs."""
+    from sft.config import EvaluationConfig
+    from sft.evaluation.batched import sufficient_statistics
+    from sft.evaluation.metrics import MetricInputs
+    from sft.report.intervals import Resampler, bootstrap_interval
+
+    rng = np.random.default_rng(1)
+    names = [f"label{i}" for i in range(labels)]
+    references = [names[i] for i in rng.integers(0, labels, examples)]
+    predictions = [r if rng.random() < 0.6 else names[rng.integers(0, labels)] for r in references]
+    started = time.perf_counter()
+    found = sufficient_statistics(MetricInputs(references, predictions, names), ["accuracy", "f1"], EvaluationConfig())
+    resampler = Resampler(resamples, 0)
+    for statistic in found.values():
+        bootstrap_interval(statistic.value(), statistic.finish(resampler.sums(statistic.features)), 0.95, "percentile")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--experiments", type=int, default=20)
+    parser.add_argument("--examples", type=int, default=1400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = build_grid(Path(folder), args.experiments, args.examples)
+        time_aggregate(root, True)  # warm imports (matplotlib, scipy, sklearn) for both
+        times: dict[bool, list[float]] = {True: [], False: []}
+        reading: list[float] = []
+        for _ in range(args.repeats):  # alternating, so load on the machine hits both alike
+            for with_statistics in (False, True):
+                times[with_statistics].append(time_aggregate(root, with_statistics))
+            reading.append(time_reading(root))
+        document = json.loads((root / "aggregated_results.json").read_text(encoding="utf-8"))
+    comparisons = sum(len(section["comparisons"]) for section in document["statistics"]["sections"])
+    without, with_ = statistics.median(times[False]), statistics.median(times[True])
+    print(f"aggregate: {args.experiments} experiments x {args.examples} test examples, {args.repeats} repeats, "
+          f"{comparisons} paired comparisons, 1000 resamples")  # fmt: skip
+    table = [
+        ["without statistics", f"{without:.2f}", " ".join(f"{t:.2f}" for t in times[False])],
+        ["with statistics", f"{with_:.2f}", " ".join(f"{t:.2f}" for t in times[True])],
+    ]
+    print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
+    print(f"ratio with / without: {with_ / without:.2f} (target <= 2.00)")
+    print(f"of which parsing the predictions.jsonl files alone: {statistics.median(reading):.2f} s "
+          f"({statistics.median(reading) / without:.2f} x the time without statistics)")  # fmt: skip
+    print(f"bootstrap alone, 10,000 examples x 28 labels, 1,000 resamples, accuracy + 3 F1: {time_bootstrap():.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Confidence intervals: a bootstrap over test examples for one run, a t-interval over seeds for several.
+
+The bootstrap draws resamples exactly as `scipy.stats.bootstrap` does (`rng.integers(0, n, (B, n))`
+from `numpy.random.default_rng(seed)`), so with the same seed both give the same interval; but it
+scores all B resamples at once: the draws become a (n, B) matrix of how often each example was drawn,
+and a metric's per-example statistics (`sft.evaluation.batched.Sufficient`) times that matrix are the
+B resamples' sums, one sparse product. The resamples depend only on the number of examples and the
+seed, so runs on the same test examples are resampled alike (the paired bootstrap of
+`sft.report.comparisons` relies on it).
+
+Percentile intervals take the quantiles of the resampled metric; BCa corrects them for bias and
+skew (Efron & Tibshirani 1993, 14.3), with the acceleration from leave-one-out sums.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+METHODS = ("percentile", "bca")
+_ROWS_PER_CHUNK = 100  # resamples turned into counts at a time (bounds the index arrays' memory)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided interval and what it is: "bootstrap" (over test examples) or "t" (over seeds/runs)."""
+
+    low: float
+    high: float
+    kind: str
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"low": self.low, "high": self.high, "kind": self.kind}
+
+
+class Resampler:
+    """The random draws of a report, made once per number of examples from a fixed seed and kept: B
+    bootstrap resamples, and B swap patterns for permutation tests. What they give for a run's
+    statistics is kept too (by object, for as long as the Resampler lives), so a reference run compared
+    with 19 others and on five metrics that share one confusion matrix is resampled once."""
+
+    def __init__(self, resamples: int, seed: int):
+        self.resamples = resamples
+        self.seed = seed
+        self._counts: dict[int, np.ndarray] = {}
+        self._swaps: dict[int, np.ndarray] = {}
+        self._sums: dict[int, tuple[sparse.spmatrix, np.ndarray]] = {}
+        self._moved: dict[tuple, tuple[list, np.ndarray]] = {}
+
+    def counts(self, n: int) -> np.ndarray:
+        """(n, B): how often each example is in each resample."""
+        if n not in self._counts:
+            indices = np.random.default_rng(self.seed).integers(0, n, (self.resamples, n))
+            counts = np.empty((n, self.resamples), dtype=np.float64)
+            for start in range(0, self.resamples, _ROWS_PER_CHUNK):
+                block = indices[start : start + _ROWS_PER_CHUNK]
+                rows = len(block)
+                flat = (block * rows + np.arange(rows)[:, None]).ravel()  # example-major: lands as (n, rows)
+                counts[:, start : start + rows] = np.bincount(flat, minlength=rows * n).reshape(n, rows)
+            self._counts[n] = counts
+        return self._counts[n]
+
+    def swaps(self, n: int) -> np.ndarray:
+        """(n, B): 1 where a permutation swaps the two systems' outputs on an example."""
+        if n not in self._swaps:
+            self._swaps[n] = np.random.default_rng([self.seed, 1]).integers(0, 2, (n, self.resamples)).astype(float)
+        return self._swaps[n]
+
+    def sums(self, features: sparse.spmatrix) -> np.ndarray:
+        """(B, s): the column sums of `features` (examples, s) in every resample."""
+        key = id(features)
+        if key not in self._sums:  # the matrix is kept with its sums, so its id is never reused meanwhile
+            self._sums[key] = (features, np.asarray(features.T @ self.counts(features.shape[0])).T)
+        return self._sums[key][1]
+
+    def total(self, features: sparse.spmatrix) -> np.ndarray:
+        """(1, s): the column sums of `features` over the examples as they are."""
+        key = ("total", id(features))
+        if key not in self._moved:
+            self._moved[key] = ([features], np.asarray(features.sum(axis=0)))
+        return self._moved[key][1]
+
+    def pooled_sums(self, parts: list[sparse.spmatrix]) -> np.ndarray:
+        """(B, s): the resampled sums of the examples' statistics summed over `parts` (seeds): an example
+        is drawn with all its seeds."""
+        return sum((self.sums(part) for part in parts[1:]), self.sums(parts[0]))
+
+    def moved(self, parts_a: list[sparse.spmatrix], parts_b: list[sparse.spmatrix]) -> np.ndarray:
+        """(B, s): what each swap pattern moves from b's sums to a's (summed over the parts)."""
+        key = (*map(id, parts_a), None, *map(id, parts_b))
+        if key not in self._moved:
+            difference = sum(parts_b[1:], parts_b[0]) - sum(parts_a[1:], parts_a[0])
+            moved = np.asarray(difference.T @ self.swaps(difference.shape[0])).T
+            self._moved[key] = ([*parts_a, *parts_b], moved)
+        return self._moved[key][1]
+
+
+def leave_one_out(features: sparse.spmatrix) -> np.ndarray:
+    """(n, s): the column sums without each example in turn (the jackknife of BCa)."""
+    total = np.asarray(features.sum(axis=0))
+    return total - features.toarray()
+
+
+def bootstrap_interval(
+    point: float, resampled: np.ndarray, level: float, method: str, jackknife: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(low, high) from the resampled values of a statistic; `jackknife` (its leave-one-out values) is
+    needed for BCa. A statistic that never changes gives (point, point)."""
+    resampled = np.asarray(resampled, dtype=float)
+    alpha = (1 - level) / 2
+    quantiles = np.array([alpha, 1 - alpha])
+    if method == "bca":
+        if jackknife is None:
+            raise ValueError("a BCa interval needs the leave-one-out values")
+        quantiles = _bca_quantiles(point, resampled, np.asarray(jackknife, dtype=float), alpha)
+    elif method != "percentile":
+        raise ValueError(f"unknown interval method {method!r}; choose from {', '.join(METHODS)}")
+    if np.all(resampled == resampled[0]) or not np.all(np.isfinite(quantiles)):
+        if np.all(resampled == resampled[0]):
+            return point, point
+        quantiles = np.array([alpha, 1 - alpha])  # BCa undefined (every resample on one side): percentile
+    low, high = np.percentile(resampled, 100 * quantiles)
+    return float(low), float(high)
+
+
+def _bca_quantiles(point: float, resampled: np.ndarray, jackknife: np.ndarray, alpha: float) -> np.ndarray:
+    from scipy.special import ndtr, ndtri
+
+    share = (np.count_nonzero(resampled < point) + np.count_nonzero(resampled <= point)) / (2 * len(resampled))
+    bias = ndtri(share)
+    spread = jackknife.mean() - jackknife
+    denominator = 6 * (spread**2).sum() ** 1.5
+    acceleration = (spread**3).sum() / denominator if denominator > 0 else 0.0
+    z = ndtri(np.array([alpha, 1 - alpha]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ndtr(bias + (bias + z) / (1 - acceleration * (bias + z)))
+
+
+def t_interval(mean: float, std: float | None, n: int, level: float) -> Interval | None:
+    """The t-interval of a mean over n >= 2 values (seeds, or the runs of a pivot cell)."""
+    if n < 2 or std is None:
+        return None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return Interval(mean - half, mean + half, "t")

@@ -1,0 +1,341 @@
+"""Which differences in a report are real: intervals for every metric cell and paired comparisons
+within each table, from the runs' predictions.jsonl.
+
+Per run: the metrics of its table are recomputed from its predictions with the batched forms of the
+metric functions the run used (`sft.evaluation.batched`); a recomputed value that does not match
+results.json is named as a problem and gets no interval. A cell of one run shows the bootstrap
+interval over its test examples; a cell of several seeds (or a pivot cell pooling several runs) the
+t-interval of their mean.
+
+Per table and metric: every experiment against the reference (the best mean, or `--baseline`) on the
+seeds both ran and on the same test examples (equal `test_hash`, or for older results the same hash
+computed from the predictions), with Holm's correction over the table's comparisons of that metric.
+A run without predictions.jsonl has no bootstrap interval and no comparison; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sft.config import EvaluationConfig
+from sft.evaluation.batched import Sufficient, sufficient_statistics
+from sft.evaluation.metrics import higher_is_better
+from sft.registry import did_you_mean
+from sft.report.comparisons import Comparison, holm, mcnemar_exact, paired_difference, permutation_p
+from sft.report.intervals import METHODS, Interval, Resampler, bootstrap_interval, leave_one_out, t_interval
+from sft.report.sections import ReportOptions, Section
+from sft.report.tables import Stats
+from sft.results.files import read_jsonl
+from sft.results.fingerprint import hash_test_inputs
+from sft.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class RunStatistics:
+    """One run's per-example statistics and bootstrap intervals."""
+
+    experiment: str
+    seed: Any
+    test_hash: str
+    sufficient: dict[str, Sufficient]
+    intervals: dict[str, Interval]
+
+
+@dataclass(frozen=True)
+class SectionStatistics:
+    """The intervals and comparisons of one dataset and task type."""
+
+    dataset: str
+    task_type: str
+    level: float
+    runs: dict[str, RunStatistics] = field(default_factory=dict)  # by run folder
+    references: dict[str, tuple[str, str]] = field(default_factory=dict)  # metric -> (experiment, role)
+    comparisons: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def cell_interval(self, folders: list[str], metric: str, stats: Stats | None) -> Interval | None:
+        """A table cell's interval: the run's bootstrap interval for one run, the t-interval for several."""
+        if stats is None:
+            return None
+        if stats.n == 1 and len(folders) == 1:
+            run = self.runs.get(folders[0])
+            return run.intervals.get(metric) if run else None
+        return t_interval(stats.mean, stats.std, stats.n, self.level)
+
+    def comparison(self, experiment: str, metric: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.experiment == experiment and c.metric == metric), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "task_type": self.task_type,
+            "run_intervals": {
+                folder: {metric: interval.as_dict() for metric, interval in run.intervals.items()}
+                for folder, run in self.runs.items()
+            },
+            "references": {metric: {"experiment": e, "role": role} for metric, (e, role) in self.references.items()},
+            "comparisons": [comparison.as_dict() for comparison in self.comparisons],
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Every section's statistics and the settings they were computed with."""
+
+    level: float
+    method: str
+    resamples: int
+    seed: int
+    baseline: str | None
+    sections: dict[tuple[str, str], SectionStatistics] = field(default_factory=dict)
+
+    @property
+    def alpha(self) -> float:
+        return round(1 - self.level, 10)
+
+    def of(self, section: Section) -> SectionStatistics | None:
+        return self.sections.get((section.dataset, section.task_type))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "confidence_level": self.level,
+            "interval_method": self.method,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "alpha": self.alpha,
+            "baseline": self.baseline,
+            "sections": [section.as_dict() for section in self.sections.values()],
+        }
+
+
+def check_options(options: ReportOptions, rows: list[dict[str, Any]]) -> None:
+    """Raise ValueError for statistics options that cannot work, before anything is written."""
+    if options.resamples < 1:
+        raise ValueError(f"--resamples: {options.resamples}; give at least 1 (1000 or more for a report)")
+    if not 0 < options.level < 1:
+        raise ValueError(f"--confidence: {options.level}; give a level between 0 and 1, e.g. 0.95")
+    if options.method not in METHODS:
+        raise ValueError(f"--interval-method: unknown method {options.method!r}; choose from {', '.join(METHODS)}")
+    experiments = {row["experiment"] for row in rows}
+    if options.baseline and rows and options.baseline not in experiments:
+        hint = did_you_mean(options.baseline, experiments)
+        raise ValueError(f"--baseline: no finished experiment is named {options.baseline!r}{hint}")
+
+
+def compute_statistics(root: Path, found: list[Section], options: ReportOptions) -> Statistics:
+    """Intervals and comparisons of every section (`found`), from the predictions under `root`."""
+    resampler = Resampler(options.resamples, options.seed)
+    sections: dict[tuple[str, str], SectionStatistics] = {}
+    for section in found:
+        metrics = list(dict.fromkeys([*section.metrics, *([section.pivot.metric] if section.pivot else [])]))
+        runs: dict[str, RunStatistics] = {}
+        notes: list[str] = []
+        for row in section.rows:
+            run, run_notes = _run(root, row, metrics, resampler, options)
+            notes += run_notes
+            if run is not None:
+                runs[row["folder"]] = run
+        references, comparisons = {}, []
+        for metric in metrics:
+            reference, found_comparisons, found_notes = _compare(section, runs, metric, resampler, options)
+            if reference:
+                references[metric] = reference
+            comparisons += found_comparisons
+            notes += found_notes
+        key = (section.dataset, section.task_type)
+        without = sum(row["folder"] not in runs for row in section.rows)
+        if without and runs:
+            notes.append(f"{without} of {len(section.rows)} runs have no usable predictions.jsonl: no bootstrap "
+                         "interval or comparison for them.")  # fmt: skip
+        notes = list(dict.fromkeys(notes))  # a note about two runs holds for every metric
+        sections[key] = SectionStatistics(*key, options.level, runs, references, comparisons, notes)
+    return Statistics(options.level, options.method, options.resamples, options.seed, options.baseline, sections)
+
+
+def _evaluation_config(settings: dict[str, Any]) -> EvaluationConfig:
+    """The run's evaluation settings (ece_bins, bleu_tokenize, ...) as its results.json recorded them."""
+    values = {
+        key.removeprefix("evaluation."): value for key, value in settings.items() if key.startswith("evaluation.")
+    }
+    try:
+        return EvaluationConfig.model_validate(values)
+    except ValueError:  # settings of another version: the schema's defaults
+        return EvaluationConfig()
+
+
+def _run(
+    root: Path,
+    row: dict[str, Any],
+    metrics: list[str],
+    resampler: Resampler,
+    options: ReportOptions,
+) -> tuple[RunStatistics | None, list[str]]:
+    """The run's per-example statistics and bootstrap intervals (None without usable predictions), and
+    notes on what could not be used (an unreadable file is also named by the report's plots)."""
+    path = f"{row['folder']}/predictions.jsonl"
+    task = TASKS.get(row["task_type"])
+    if task is None or not (root / path).is_file():
+        return None, []
+    settings = row["settings"]
+    try:
+        predictions = read_jsonl(root / path)
+        first = predictions[0] if predictions else {}
+        labels = row.get("labels") or (
+            list(first["probabilities"]) if isinstance(first.get("probabilities"), dict) else None
+        )
+        inputs = task.metric_inputs(predictions, labels)
+        names = list(settings.get("evaluation.metrics") or task.default_metrics)
+        sufficient = sufficient_statistics(inputs, names, _evaluation_config(settings), set(metrics))
+    except Exception as error:  # odd predictions of one run must not cost the report
+        return None, [f"{path}: no intervals ({type(error).__name__}: {error})"]
+    notes = []
+    usable: dict[str, Sufficient] = {}
+    for metric, statistic in sufficient.items():
+        recorded, recomputed = row["metrics"].get(metric), statistic.value()
+        if recorded is None or not math.isclose(recomputed, recorded, rel_tol=1e-6, abs_tol=1e-9):
+            notes.append(f"{path}: {metric} recomputed from the predictions is {recomputed:.6g}, results.json "
+                            f"says {recorded}; no interval or comparison for it")  # fmt: skip
+            continue
+        usable[metric] = statistic
+    jackknives: dict[int, np.ndarray] = {}
+    intervals = {}
+    for metric, statistic in usable.items():
+        key = id(statistic.features)
+        jackknife = None
+        if options.method == "bca":
+            if key not in jackknives:
+                jackknives[key] = leave_one_out(statistic.features)
+            jackknife = statistic.finish(jackknives[key])
+        resampled = statistic.finish(resampler.sums(statistic.features))
+        low, high = bootstrap_interval(row["metrics"][metric], resampled, options.level, options.method, jackknife)
+        intervals[metric] = Interval(low, high, "bootstrap")
+    test_hash = row.get("test_hash") or hash_test_inputs(predictions, settings.get("prompting.input_columns") or [])
+    return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals), notes
+
+
+def _reference(section: Section, metric: str, options: ReportOptions) -> tuple[str | None, str]:
+    """(experiment, "baseline" | "best"): the chosen baseline when this table has it, else the best mean."""
+    names = list(dict.fromkeys(row["experiment"] for row in section.rows))
+    if options.baseline in names:
+        return options.baseline, "baseline"
+    means = {
+        name: Stats.of([r["metrics"].get(metric) for r in section.rows if r["experiment"] == name]) for name in names
+    }
+    scored = [(stats.mean, name) for name, stats in means.items() if stats is not None]
+    if not scored:
+        return None, "best"
+    best = max(scored, key=lambda item: item[0]) if higher_is_better(metric) else min(scored, key=lambda item: item[0])
+    return next(name for mean, name in scored if mean == best[0]), "best"
+
+
+def _compare(
+    section: Section, runs: dict[str, RunStatistics], metric: str, resampler: Resampler, options: ReportOptions
+) -> tuple[tuple[str, str] | None, list[Comparison], list[str]]:
+    """((reference, role) or None, the Holm-corrected comparisons of `metric`, notes)."""
+    reference, role = _reference(section, metric, options)
+    notes = []
+    if options.baseline and role == "best":
+        notes.append(f"The baseline {options.baseline} is not in this table; compared with the best instead.")
+    if reference is None:
+        return None, [], notes
+    by_experiment: dict[str, dict[Any, RunStatistics]] = {}
+    for run in runs.values():
+        if metric in run.sufficient:
+            by_experiment.setdefault(run.experiment, {})[run.seed] = run
+    references = by_experiment.get(reference, {})
+    others = [name for name in dict.fromkeys(row["experiment"] for row in section.rows) if name != reference]
+    if not references:
+        if others and by_experiment:
+            notes.append(f"{metric}: the {role}, {reference}, has no usable predictions.jsonl; no comparisons.")
+        return None, [], notes
+    comparisons = []
+    for name in others:
+        found = by_experiment.get(name, {})
+        shared = [seed for seed in found if seed in references]
+        same = [seed for seed in shared if found[seed].test_hash == references[seed].test_hash]
+        layouts = {run.sufficient[metric].layout for run in [*found.values(), *references.values()]}
+        if len(same) < len(shared):
+            differ = ", ".join(str(seed) for seed in shared if seed not in same)
+            notes.append(f"{name} and {reference} scored different test examples (seed {differ}); "
+                         "not compared on those seeds.")  # fmt: skip
+        if found and not shared:
+            notes.append(f"{name} has no seed in common with {reference}; not compared.")
+        elif same and len(layouts) > 1:
+            notes.append(f"{metric}: {name} and {reference} scored different label sets; not compared.")
+        if not same or len(layouts) > 1:
+            continue
+        comparisons.append(_paired(metric, name, reference, role, found, references, same, resampler, options))
+    adjusted = holm([c.p_value for c in comparisons])
+    alpha = 1 - options.level
+    corrected = [dataclasses.replace(c, p_holm=p, significant=p < alpha) for c, p in zip(comparisons, adjusted)]
+    return (reference, role), corrected, notes
+
+
+def _paired(
+    metric: str,
+    name: str,
+    reference: str,
+    role: str,
+    runs: dict[Any, RunStatistics],
+    references: dict[Any, RunStatistics],
+    seeds: list[Any],
+    resampler: Resampler,
+    options: ReportOptions,
+) -> Comparison:
+    """One experiment against the reference on the seeds both ran; an example's seeds are pooled."""
+    statistic = runs[seeds[0]].sufficient[metric]
+    parts = [runs[seed].sufficient[metric].features for seed in seeds]
+    reference_parts = [references[seed].sufficient[metric].features for seed in seeds]
+    difference, low, high = paired_difference(
+        parts, reference_parts, statistic.finish, resampler, options.level, options.method
+    )
+    discordant = None
+    if statistic.binary and len(seeds) == 1:
+        test = "mcnemar"
+        reference_correct = references[seeds[0]].sufficient[metric].correct()
+        p_value, only_experiment, only_reference = mcnemar_exact(statistic.correct(), reference_correct)
+        discordant = (only_experiment, only_reference)
+    else:
+        test = "permutation"
+        p_value = permutation_p(parts, reference_parts, statistic.finish, resampler)
+    return Comparison(
+        metric, name, reference, role, test, tuple(seeds), parts[0].shape[0], difference, low, high, p_value,
+        discordant=discordant,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One experiment of a forest plot: its mean, interval and how it compares with the reference."""
+
+    experiment: str
+    mean: float
+    interval: Interval | None
+    status: str  # "best" / "baseline" (the reference), "same" (not significantly different), "different", ""
+
+
+def forest_rows(section: Section, found: SectionStatistics, metric: str) -> list[ForestRow]:
+    """The experiments of a section on `metric`, best first."""
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for row in section.rows:
+        by_experiment.setdefault(row["experiment"], []).append(row)
+    reference, role = found.references.get(metric, (None, ""))
+    rows = []
+    for name, members in by_experiment.items():
+        stats = Stats.of([member["metrics"].get(metric) for member in members])
+        if stats is None:
+            continue
+        comparison = found.comparison(name, metric)
+        status = role if name == reference else ""
+        if comparison is not None:
+            status = "different" if comparison.significant else "same"
+        interval = found.cell_interval([member["folder"] for member in members], metric, stats)
+        rows.append(ForestRow(name, stats.mean, interval, status))
+    return sorted(rows, key=lambda row: row.mean, reverse=higher_is_better(metric))
