@@ -23,7 +23,7 @@ import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.config.schema import HEAD_MAX_LENGTH
-from sft.predictors.base import Loaded, Predictor
+from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -146,8 +146,8 @@ def train(
     return train_head(config, _objective(task), data, loaded.model, loaded.tokenizer, texts, limit, seed, folder)
 
 
-def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
-    objective, n_labels = _objective(task), len(data.labels or [])
+def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, labels: list[str] | None) -> Scorer:
+    objective, n_labels = _objective(task), len(labels or [])
 
     def score(split: Dataset) -> Scores:
         probabilities = head_probabilities(config, objective, loaded.model, loaded.tokenizer, split, n_labels)
@@ -156,4 +156,12 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
-CLASSIFICATION_HEAD = Predictor("classification_head", load=load, train=train, scorer=scorer)
+def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+    return _scorer(config, task, loaded, data.labels)
+
+
+def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
+    return _scorer(config, task, loaded, fixed.labels)
+
+
+CLASSIFICATION_HEAD = Predictor("classification_head", load=load, train=train, scorer=scorer, fixed_scorer=fixed_scorer)

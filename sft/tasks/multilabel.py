@@ -17,7 +17,7 @@ import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
 from sft.evaluation.multilabel import binarize
-from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.base import Prediction, Scorer, Scores, example_rows, label_probabilities, labelled_metric_inputs
 from sft.tasks.labels import label_set_problems, members_by_label
 
 if TYPE_CHECKING:
@@ -115,14 +115,23 @@ class Multilabel:
         """Probabilities per label and the thresholded label set of every test example; the thresholds
         are tuned on the validation split with the same `score`."""
         labels = data.labels or []
-        thresholds = thresholds_for(config, data, score)
+        thresholds = dict(zip(labels, thresholds_for(config, data, score).tolist()))
         scores = score(data.test)
         rows = example_rows(data.test, config.prompting, list)
-        predicted = decide(scores.probabilities, thresholds, labels)
-        for row, probs, chosen in zip(rows, label_probabilities(labels, scores.probabilities), predicted):
-            row["prediction"] = chosen
-            row["probabilities"] = probs
-        return Prediction(rows, {**scores.details, "thresholds": dict(zip(labels, thresholds.tolist()))})
+        for row, answer in zip(rows, self.answers(scores, labels, thresholds)):
+            row.update(answer)
+        return Prediction(rows, {**scores.details, "thresholds": thresholds})
+
+    def answers(
+        self, scores: Scores, labels: list[str] | None, thresholds: dict[str, float] | None
+    ) -> list[dict[str, Any]]:
+        """The label set over the thresholds (DEFAULT_THRESHOLD for a label without one) and the
+        probability of every label."""
+        labels = labels or []
+        cuts = np.array([(thresholds or {}).get(label, DEFAULT_THRESHOLD) for label in labels])
+        chosen = decide(scores.probabilities, cuts, labels)
+        probabilities = label_probabilities(labels, scores.probabilities)
+        return [{"prediction": labels_in, "probabilities": probs} for labels_in, probs in zip(chosen, probabilities)]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         reference_sets = [row["reference"] for row in rows]
