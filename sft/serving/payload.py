@@ -40,6 +40,12 @@ class Limits:
     max_chars: int = 100_000  # per input text
 
 
+def limits_of(max_inputs: int | None, max_bytes: int | None) -> Limits:
+    """The default limits with the ones given replaced (command-line options)."""
+    given = {"max_inputs": max_inputs, "max_bytes": max_bytes}
+    return Limits(**{key: value for key, value in given.items() if value is not None})
+
+
 def parse_json(body: bytes | str, limits: Limits) -> Any:
     """The JSON value of a request body; InputError on a too large or malformed body."""
     if len(body) > limits.max_bytes:
