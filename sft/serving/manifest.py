@@ -131,13 +131,17 @@ def file_problems(folder: Path, manifest: Manifest) -> list[str]:
 
 
 def _label_problems(model_config: Path, manifest: Manifest) -> list[str]:
-    """A classification head's labels (id2label in the model config) must be the manifest's, in order."""
-    if not model_config.is_file() or not manifest.config.get("model", {}).get("head"):
+    """A classifier's own labels (a model config with a problem_type declares them in id2label) must be
+    the manifest's, in order."""
+    if not model_config.is_file():
         return []
-    id2label = json.loads(model_config.read_text(encoding="utf-8")).get("id2label", {})
-    head_labels = [id2label[key] for key in sorted(id2label, key=int)]
-    if head_labels != (manifest.labels or []):
-        return [f"{model_config}: the head's labels {head_labels} are not the manifest's {manifest.labels}"]
+    declared = json.loads(model_config.read_text(encoding="utf-8"))
+    if not declared.get("problem_type"):
+        return []
+    id2label = declared.get("id2label", {})
+    model_labels = [id2label[key] for key in sorted(id2label, key=int)]
+    if model_labels != (manifest.labels or []):
+        return [f"{model_config}: the model's labels {model_labels} are not the manifest's {manifest.labels}"]
     return []
 
 
