@@ -87,8 +87,10 @@ def predict(
         from sft.serving.api import load_export, load_run
         from sft.serving.files import predict_file
 
-        model = _guard(load_export, config) if config.is_dir() else _guard(load_run, *_single(
-            config, "predict", name, ext_var, results_path, random_seed))  # fmt: skip
+        if config.is_dir():
+            model = _guard(load_export, config)
+        else:
+            model = _guard(load_run, *_single(config, "predict", name, ext_var, results_path, random_seed))
         typer.echo(f"Predictions written to {_guard(predict_file, model, input, output)}")
         return
     from sft.experiment.run import predict as predict_experiment

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sft.config import ExperimentConfig
-from sft.predictors import predictor_for
+from sft.config import ConfigError, ExperimentConfig
+from sft.predictors import predictor_for, predictor_name
 from sft.predictors.base import Fixed, quiet_libraries
 from sft.results.layout import Run
 from sft.serving.manifest import Manifest, read_manifest
@@ -82,6 +82,8 @@ class ServedModel:
 def export_config(manifest: Manifest, folder: Path) -> ExperimentConfig:
     """The run's config pointed at the export's weights and the run's chat template."""
     config = manifest.experiment_config()
+    if predictor_name(config, task_for(config)) != manifest.predictor:
+        raise ConfigError([f"{folder}: the manifest's predictor {manifest.predictor!r} is not its config's"])
     update: dict[str, Any] = {"chat_template": manifest.chat_template, "chat_template_from": None}
     if manifest.weights.merged:
         update.update(name=str(folder / "model"), revision=None, quantization=None, adapter=None)
