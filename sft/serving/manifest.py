@@ -33,7 +33,8 @@ FORMAT_VERSION = 1
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a label whose validation examples are all negative gets an infinite threshold: keep it, as results.json does
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class Weights(Strict):
