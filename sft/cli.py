@@ -24,6 +24,8 @@ GridArg = Annotated[
 ResultsOpt = Annotated[Path, typer.Option("--results-path", help="Folder of the results.")]
 SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed for shots, in-context examples and training.")]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Experiment name (default: the config's file name).")]
+InputOpt = Annotated[Path | None, typer.Option("--input", help="New inputs (.csv, .jsonl, .parquet) to predict.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", help="Where --input's predictions go (same formats).")]
 ExtVarOpt = Annotated[
     list[str] | None, typer.Option("--ext-var", help="JSONNET external variable key=value; repeatable.")
 ]
@@ -98,14 +100,59 @@ def train(
 
 @app.command()
 def predict(
-    config: ConfigArg, results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
+    config: Annotated[Path, typer.Argument(help="A JSON config (one experiment), or an exported folder with --input.")],
+    results_path: ResultsOpt = Path("results"), random_seed: SeedOpt = DEFAULT_SEED,
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
+    input: InputOpt = None, output: OutputOpt = None,
 ) -> None:  # fmt: skip
-    """Predict the test split; write predictions.jsonl (inputs, reference, prediction, label probabilities)."""
+    """Predict the test split into predictions.jsonl; or, with --input/--output, a file of new inputs (with an
+    exported folder, or a config whose run has finished)."""
+    if (input is None) != (output is None):
+        _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
+    if input is not None:
+        from sft.serving.api import load_export, load_run
+        from sft.serving.files import predict_file
+
+        if config.is_dir():
+            model = _guard(load_export, config)
+        else:
+            model = _guard(
+                load_run, *_single(config, "predict", name, ext_var, results_path, random_seed, share_training)
+            )
+        typer.echo(f"Predictions written to {_guard(predict_file, model, input, output)}")
+        return
     from sft.experiment.run import predict as predict_experiment
 
     experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder: RESULTS/<experiment>/seed-<n>.")],
+    out: Annotated[Path, typer.Argument(help="The export folder to create.")],
+    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge the adapter into the base weights.")] = True,
+) -> None:
+    """Export a finished run as a self-contained predictor folder (model, tokenizer, sft_export.json)."""
+    from sft.serving.export import export_run
+
+    typer.echo(f"Exported to {_guard(export_run, run_dir, out, merge)}")
+
+
+@app.command()
+def serve(
+    exported: Annotated[Path, typer.Argument(help="An exported folder (see `export`).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_batch: Annotated[int | None, typer.Option(help="Inputs per model call (default inference.batch_size).")] = None,
+    max_inputs: Annotated[int | None, typer.Option(help="Inputs per request (default 256).")] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Bytes per request (default 1000000).")] = None,
+) -> None:
+    """Serve an exported model over HTTP: POST /predict, GET /health."""
+    from sft.serving.payload import limits_of
+    from sft.serving.server import serve as serve_export
+
+    _guard(serve_export, exported, host, port, max_batch, limits_of(max_inputs, max_bytes))
 
 
 @app.command()

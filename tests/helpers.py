@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,22 @@ def icl_sampler(pool: Any, column: str, labels: list[str] | None, seed: int, pur
         return ICLSampler(None, [], seed, purpose)
     task = TASKS["classification" if labels else "generation"]
     return ICLSampler(pool, task.example_groups(pool[column], labels), seed, purpose)
+
+
+def multilabel_examples(count: int, seed: int) -> list[dict]:
+    """Reviews made of one or two sentiment sentences; the labels are those of the sentences, listed in
+    a shuffled order (sft must put them in label order itself)."""
+    rng = random.Random(seed)
+    from sft.synthetic import sentiment_examples
+
+    pool = sentiment_examples(count * 2, seed)
+    examples = []
+    for index in range(count):
+        parts = pool[2 * index : 2 * index + (1 if rng.random() < 0.5 else 2)]
+        labels = list({part["label"] for part in parts})
+        rng.shuffle(labels)
+        examples.append({"text": " and ".join(part["text"] for part in parts), "labels": labels})
+    return examples
 
 
 # -- config problems -----------------------------------------------------------------------------------

@@ -17,7 +17,17 @@ from typer.testing import CliRunner
 from sft.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["train", "predict", "evaluate", "run-experiment", "run-experiments", "aggregate", "validate"]
+COMMANDS = [
+    "train",
+    "predict",
+    "evaluate",
+    "run-experiment",
+    "run-experiments",
+    "aggregate",
+    "validate",
+    "export",
+    "serve",
+]
 HEAVY_MODULES = ["torch", "transformers", "trl", "peft", "datasets", "sklearn"]
 
 

@@ -81,6 +81,17 @@ class ICLSampler:
         return [self.pool[int(index)] for index in order]
 
 
+class FixedExamples:
+    """The same in-context examples before every input, whatever the key: an exported model's examples
+    (the run's fixed draw), used where an `ICLSampler` would draw."""
+
+    def __init__(self, examples: list[dict[str, Any]]):
+        self.examples = list(examples)
+
+    def sample(self, k: int, key: int, exclude: int | None = None) -> list[dict[str, Any]]:
+        return list(self.examples) if k else []
+
+
 class PromptBuilder:
     """Renders examples as chat prompts with one tokenizer's chat template."""
 
@@ -185,7 +196,7 @@ class PromptBuilder:
 
 
 def inference_prompts(
-    builder: PromptBuilder, sampler: ICLSampler, test: Dataset, icl_examples: int, fixed: bool
+    builder: PromptBuilder, sampler: ICLSampler | FixedExamples, test: Dataset, icl_examples: int, fixed: bool
 ) -> list[str]:
     """One prompt per test example; in-context examples drawn per example, or once for all when `fixed`."""
     return [

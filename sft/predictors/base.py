@@ -4,13 +4,15 @@ Four predictors exist: label scoring (classification by the log-likelihood of ea
 scoring (multilabel, by the likelihood of label sequences), generation, and a classification head.
 Each is a module-level `Predictor` in its own module; `sft.predictors.predictor_for` picks one. A
 predictor's `scorer` returns a function from a split to `Scores`, which the task (`sft.tasks`) turns
-into predictions; everything a predictor produces comes back as a return value.
+into predictions; everything a predictor produces comes back as a return value. Its `fixed_scorer`
+scores new inputs with what a finished run fixed (`Fixed`), through the same scoring code: that is
+how an exported model (`sft.serving`) predicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,17 @@ class Loaded:
     tokenizer: Any
 
 
+@dataclass(frozen=True)
+class Fixed:
+    """What a finished run fixed for its test predictions, so new inputs are scored as its test examples
+    were without its data: the label set, the in-context examples shown before every input (the run's
+    fixed draw), and the calibration's fitted parameters (results.json["calibration"]: method, prior, gamma)."""
+
+    labels: list[str] | None
+    icl_examples: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+
+
 # load(config, task, labels, adapter, trainable) -> Loaded
 Load = Callable[["ExperimentConfig", "Task", "list[str] | None", "str | None", bool], Loaded]
 # the predictor's scorer over the model being trained (evaluation during training)
@@ -37,6 +50,8 @@ ScorerOf = Callable[[Any], "Scorer"]
 Train = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int, Path, ScorerOf], "Trained"]
 # scorer(config, task, data, loaded, seed) -> Scorer
 MakeScorer = Callable[["ExperimentConfig", "Task", "ExperimentData", Loaded, int], "Scorer"]
+# fixed_scorer(config, task, loaded, fixed) -> Scorer of new inputs (example dicts), nothing refitted
+MakeFixedScorer = Callable[["ExperimentConfig", "Task", Loaded, Fixed], "Scorer"]
 
 
 # preflight(config, task) -> problems: what `load` and `train` would refuse, found without loading weights
@@ -50,6 +65,7 @@ class Predictor:
     train: Train
     scorer: MakeScorer
     preflight: Preflight
+    fixed_scorer: MakeFixedScorer
 
     def fit(
         self, config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int, folder: Path

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sft.config import DEFAULT_SEED, ConfigError
-from sft.data.prompts import ICLSampler, PromptBuilder, inference_prompts
-from sft.predictors.base import Loaded
+from sft.data.prompts import FixedExamples, ICLSampler, PromptBuilder, inference_prompts
+from sft.predictors.base import Fixed, Loaded
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -102,7 +102,9 @@ def prompt_builder(config: ExperimentConfig, task: Task, tokenizer: Any) -> Prom
     )
 
 
-def prompts_of(config: ExperimentConfig, builder: PromptBuilder, sampler: ICLSampler, split: Dataset) -> list[str]:
+def prompts_of(
+    config: ExperimentConfig, builder: PromptBuilder, sampler: ICLSampler | FixedExamples, split: Dataset
+) -> list[str]:
     """One inference prompt per example of `split`, with the configured in-context examples."""
     inference = config.inference
     return inference_prompts(builder, sampler, split, inference.icl_examples, inference.icl_fixed)
@@ -110,3 +112,8 @@ def prompts_of(config: ExperimentConfig, builder: PromptBuilder, sampler: ICLSam
 
 def sampler_of(data: ExperimentData, seed: int) -> ICLSampler:
     return ICLSampler.of(data, seed, purpose="inference")
+
+
+def fixed_sampler(fixed: Fixed) -> FixedExamples:
+    """The run's fixed in-context examples, shown before every new input."""
+    return FixedExamples(fixed.icl_examples)

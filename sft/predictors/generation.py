@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sft.predictors import causal_lm
-from sft.predictors.base import Loaded, Predictor
+from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -57,9 +57,8 @@ def generate(
     return outputs
 
 
-def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, sampler: Any) -> Scorer:
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
-    sampler = causal_lm.sampler_of(data, seed)
     inference = config.inference
 
     def score(split: Dataset) -> Scores:
@@ -70,6 +69,19 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
+def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+    return _scorer(config, task, loaded, causal_lm.sampler_of(data, seed))
+
+
+def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
+    return _scorer(config, task, loaded, causal_lm.fixed_sampler(fixed))
+
+
 GENERATION = Predictor(
-    "generation", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+    "generation",
+    load=causal_lm.load,
+    train=causal_lm.train,
+    scorer=scorer,
+    preflight=causal_lm.preflight,
+    fixed_scorer=fixed_scorer,
 )

@@ -24,7 +24,7 @@ import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.config.schema import HEAD_MAX_LENGTH
-from sft.predictors.base import Loaded, Predictor
+from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -158,8 +158,8 @@ def train(
     return train_head(config, objective, data, model, tokenizer, texts, limit, seed, folder, selector, validation)
 
 
-def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
-    objective, n_labels = _objective(task), len(data.labels or [])
+def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, labels: list[str] | None) -> Scorer:
+    objective, n_labels = _objective(task), len(labels or [])
 
     def score(split: Dataset) -> Scores:
         probabilities = head_probabilities(config, objective, loaded.model, loaded.tokenizer, split, n_labels)
@@ -201,4 +201,14 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     return problems
 
 
-CLASSIFICATION_HEAD = Predictor("classification_head", load=load, train=train, scorer=scorer, preflight=preflight)
+def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+    return _scorer(config, task, loaded, data.labels)
+
+
+def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
+    return _scorer(config, task, loaded, fixed.labels)
+
+
+CLASSIFICATION_HEAD = Predictor(
+    "classification_head", load=load, train=train, scorer=scorer, preflight=preflight, fixed_scorer=fixed_scorer
+)

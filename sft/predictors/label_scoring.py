@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sft.predictors import causal_lm
-from sft.predictors.base import Loaded, Predictor
+from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -20,18 +20,26 @@ if TYPE_CHECKING:
     from sft.tasks.base import Task
 
 
+def _label_scorer(config: ExperimentConfig, loaded: Loaded, labels: list[str], builder: Any, sampler: Any) -> Any:
+    """prompts -> (prompts, labels) normalized label scores; calibration prompts go through the same call."""
+    from sft.scoring.label_scoring import classification_scores, content_free_prompt
+
+    inference = config.inference
+    content_free = content_free_prompt(builder, sampler, config.prompting.input_columns, inference)
+
+    def label_scores(prompts: list[str]) -> Any:
+        return classification_scores(loaded.model, loaded.tokenizer, prompts, labels, inference, content_free)
+
+    return label_scores
+
+
 def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
     from sft.scoring.calibration import calibrate, prompt_context
-    from sft.scoring.label_scoring import classification_scores, content_free_prompt
 
     inference, labels = config.inference, data.labels or []
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
     sampler = causal_lm.sampler_of(data, seed)
-    content_free = content_free_prompt(builder, sampler, config.prompting.input_columns, inference)
-
-    def label_scores(prompts: list[str]) -> Any:
-        # Calibration prompts go through the same normalization as the test prompts.
-        return classification_scores(loaded.model, loaded.tokenizer, prompts, labels, inference, content_free)
+    label_scores = _label_scorer(config, loaded, labels, builder, sampler)
 
     def score(split: Dataset) -> Scores:
         scores = label_scores(causal_lm.prompts_of(config, builder, sampler, split))
@@ -46,6 +54,32 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
+def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
+    """New inputs scored like the run's test prompts; the run's fitted calibration applied, not refitted."""
+    import numpy as np
+
+    from sft.scoring.calibration import apply_fitted, softmax
+
+    labels = fixed.labels or []
+    builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
+    sampler = causal_lm.fixed_sampler(fixed)
+    label_scores = _label_scorer(config, loaded, labels, builder, sampler)
+
+    def score(inputs: Dataset) -> Scores:
+        scores = label_scores(causal_lm.prompts_of(config, builder, sampler, inputs))
+        probabilities = softmax(np.asarray(scores, dtype=np.float64))  # as `calibrate` does
+        if fixed.calibration is not None:
+            probabilities = apply_fitted(probabilities, fixed.calibration, labels)
+        return Scores(probabilities=probabilities)
+
+    return score
+
+
 LABEL_SCORING = Predictor(
-    "label_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+    "label_scoring",
+    load=causal_lm.load,
+    train=causal_lm.train,
+    scorer=scorer,
+    preflight=causal_lm.preflight,
+    fixed_scorer=fixed_scorer,
 )

@@ -4,10 +4,10 @@ thresholds turn them into label sets."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sft.predictors import causal_lm
-from sft.predictors.base import Loaded, Predictor
+from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -18,12 +18,11 @@ if TYPE_CHECKING:
     from sft.tasks.base import Task
 
 
-def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, labels: list[str], sampler: Any) -> Scorer:
     from sft.scoring.label_sets import label_set_probabilities
 
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
-    sampler = causal_lm.sampler_of(data, seed)
-    labels, separator = list(data.labels or []), config.prompting.label_separator
+    separator = config.prompting.label_separator
 
     def score(split: Dataset) -> Scores:
         prompts = causal_lm.prompts_of(config, builder, sampler, split)
@@ -35,6 +34,19 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
     return score
 
 
+def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
+    return _scorer(config, task, loaded, list(data.labels or []), causal_lm.sampler_of(data, seed))
+
+
+def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
+    return _scorer(config, task, loaded, list(fixed.labels or []), causal_lm.fixed_sampler(fixed))
+
+
 LABEL_SET_SCORING = Predictor(
-    "label_set_scoring", load=causal_lm.load, train=causal_lm.train, scorer=scorer, preflight=causal_lm.preflight
+    "label_set_scoring",
+    load=causal_lm.load,
+    train=causal_lm.train,
+    scorer=scorer,
+    preflight=causal_lm.preflight,
+    fixed_scorer=fixed_scorer,
 )

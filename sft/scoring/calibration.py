@@ -13,7 +13,11 @@ bias as a prior over the labels and divides it out:
 - `adjustable_batch`: score = log p(y|x) - gamma log prior, gamma chosen on labelled training examples.
 
 Every method returns probabilities that sum to 1 over the labels; the prediction is their argmax
-(the papers' decision rule). `CALIBRATIONS` is the registry: name -> function(probabilities, context,
+(the papers' decision rule). Fitting and applying are separate: a method fits a prior (and gamma),
+records them in its details (results.json["calibration"]), and applies them with its rule in
+`APPLY_RULES`; `apply_fitted` applies recorded parameters to new probabilities without refitting,
+which is how an exported model (`sft.serving`) calibrates new inputs as its run did.
+`CALIBRATIONS` is the registry: name -> function(probabilities, context,
 config) -> `Calibrated`. The model is only reached through `CalibrationContext`, whose sources are
 lazy, so a method pays only for the extra prompts it needs.
 """
@@ -176,7 +180,31 @@ def _divide_by_replaced(
     probabilities: np.ndarray, context: CalibrationContext, inputs: list[dict[str, str]]
 ) -> tuple[np.ndarray, np.ndarray]:
     prior = _prior_rows(context.replaced(inputs))  # (1 or n, labels)
-    return divide_prior(probabilities, prior), prior
+    return _apply_rule("divide", probabilities, prior), prior
+
+
+# How a method applies its fitted prior (and gamma): a method's name -> its rule.
+APPLY_RULES = {"contextual": "divide", "domain": "divide", "batch": "log_prior", "adjustable_batch": "log_prior"}
+
+
+def _apply_rule(rule: str, probabilities: np.ndarray, prior: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    if rule == "divide":
+        return divide_prior(probabilities, prior)
+    return remove_log_prior(probabilities, prior, gamma)
+
+
+def apply_fitted(probabilities: np.ndarray, fitted: dict[str, Any], labels: list[str]) -> np.ndarray:
+    """Calibrate new probabilities with the parameters a calibration recorded (`Calibrated.details`:
+    method, prior per label, gamma), without refitting. With one prior per test prompt
+    (`prior_contexts` > 1) the recorded prior is their mean, so the result approximates the run's."""
+    method = fitted.get("method")
+    if method not in APPLY_RULES:
+        raise ValueError(
+            f"calibration {method!r} records no rule to apply its fitted parameters to new inputs; "
+            f"exportable calibrations: {sorted(APPLY_RULES)}"
+        )
+    prior = np.array([fitted["prior"][label] for label in labels], dtype=np.float64)
+    return _apply_rule(APPLY_RULES[method], probabilities, prior, fitted.get("gamma", 1.0))
 
 
 def contextual(probabilities: np.ndarray, context: CalibrationContext, config: CalibrationConfig) -> Calibrated:
@@ -201,7 +229,7 @@ def batch(probabilities: np.ndarray, context: CalibrationContext, config: Calibr
     """Zhou et al. (2024), Batch Calibration: the prior is the mean prediction over the test batch."""
     prior, used = _batch_prior(probabilities, config)
     details = {"prior": _prior_summary(prior, context.labels), "prior_examples": used}
-    return Calibrated(remove_log_prior(probabilities, prior), details)
+    return Calibrated(_apply_rule(APPLY_RULES["batch"], probabilities, prior), details)
 
 
 def adjustable_batch(probabilities: np.ndarray, context: CalibrationContext, config: CalibrationConfig) -> Calibrated:
@@ -222,7 +250,7 @@ def adjustable_batch(probabilities: np.ndarray, context: CalibrationContext, con
         "gamma_scores": {str(g): s for g, s in scores.items()},
         "labelled_examples": len(targets),
     }
-    return Calibrated(remove_log_prior(probabilities, prior, gamma), details)
+    return Calibrated(_apply_rule(APPLY_RULES["adjustable_batch"], probabilities, prior, gamma), details)
 
 
 def calibrate(config: CalibrationConfig, scores: Any, context: CalibrationContext) -> Calibrated:

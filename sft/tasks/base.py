@@ -36,6 +36,7 @@ class Scores:
     details: dict[str, Any] = field(default_factory=dict)  # recorded in results.json (e.g. "calibration")
 
 
+# A split, or a list of example dicts (an exported model's new inputs) -> the Scores of its examples.
 Scorer = Callable[["Dataset"], Scores]
 
 
@@ -92,6 +93,13 @@ class Task(Protocol):
 
     def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
         """Predictions for the test split from the predictor's `score`."""
+
+    def answers(
+        self, scores: Scores, labels: list[str] | None, thresholds: dict[str, float] | None
+    ) -> list[dict[str, Any]]:
+        """The prediction of every scored input ({"prediction": ..., "probabilities": {label: p}} for a
+        labelled task): what `predict` writes per row, and what an exported model returns for new inputs.
+        `thresholds` are a multilabel task's label thresholds (None elsewhere)."""
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         """What the metric functions read, from the prediction rows."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
-from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.base import Prediction, Scorer, Scores, example_rows, label_probabilities, labelled_metric_inputs
 from sft.tasks.labels import as_text, blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
@@ -100,15 +100,22 @@ class Classification:
         return as_text(value)
 
     def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
-        labels = data.labels or []
         scores = score(data.test)
         rows = example_rows(data.test, config.prompting, lambda value: value)
-        for index, (row, probs) in enumerate(zip(rows, label_probabilities(labels, scores.probabilities))):
-            row["prediction"] = max(labels, key=probs.__getitem__)
-            row["probabilities"] = probs
+        for index, (row, answer) in enumerate(zip(rows, self.answers(scores, data.labels, None))):
+            row.update(answer)
             if scores.row_extras is not None:
                 row.update(scores.row_extras[index])
         return Prediction(rows, dict(scores.details))
+
+    def answers(
+        self, scores: Scores, labels: list[str] | None, thresholds: dict[str, float] | None
+    ) -> list[dict[str, Any]]:
+        """The argmax label and the probability of every label."""
+        return [
+            {"prediction": max(labels or [], key=probs.__getitem__), "probabilities": probs}
+            for probs in label_probabilities(labels or [], scores.probabilities)
+        ]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         return labelled_metric_inputs(rows, labels or [])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
-from sft.tasks.base import Prediction, Scorer, example_rows
+from sft.tasks.base import Prediction, Scorer, Scores, example_rows
 from sft.tasks.labels import as_text
 
 if TYPE_CHECKING:
@@ -47,9 +47,14 @@ class Generation:
     def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
         scores = score(data.test)
         rows = example_rows(data.test, config.prompting, lambda value: value)
-        for row, text in zip(rows, scores.texts or []):
-            row["prediction"] = text
+        for row, answer in zip(rows, self.answers(scores, None, None)):
+            row.update(answer)
         return Prediction(rows, dict(scores.details))
+
+    def answers(
+        self, scores: Scores, labels: list[str] | None, thresholds: dict[str, float] | None
+    ) -> list[dict[str, Any]]:
+        return [{"prediction": text} for text in scores.texts or []]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         return MetricInputs(

@@ -18,7 +18,7 @@ import numpy as np
 from sft.config import ConfigError
 from sft.evaluation.metrics import MetricInputs
 from sft.evaluation.multilabel import binarize
-from sft.tasks.base import Prediction, Scorer, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.base import Prediction, Scorer, Scores, example_rows, label_probabilities, labelled_metric_inputs
 from sft.tasks.labels import blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
@@ -117,15 +117,27 @@ class Multilabel:
         """Probabilities per label and the thresholded label set of every test example; the thresholds
         are tuned on the validation split with the same `score`."""
         labels = data.labels or []
-        thresholds, source = thresholds_for(config, data, score)
+        cuts, source = thresholds_for(config, data, score)
+        thresholds = dict(zip(labels, cuts.tolist()))
         scores = score(data.test)
         rows = example_rows(data.test, config.prompting, list)
-        predicted = decide(scores.probabilities, thresholds, labels)
-        for row, probs, chosen in zip(rows, label_probabilities(labels, scores.probabilities), predicted):
-            row["prediction"] = chosen
-            row["probabilities"] = probs
-        thresholds_by_label = dict(zip(labels, thresholds.tolist()))
-        return Prediction(rows, {**scores.details, "thresholds": thresholds_by_label, "threshold_source": source})
+        for row, answer in zip(rows, self.answers(scores, labels, thresholds)):
+            row.update(answer)
+        return Prediction(rows, {**scores.details, "thresholds": thresholds, "threshold_source": source})
+
+    def answers(
+        self, scores: Scores, labels: list[str] | None, thresholds: dict[str, float] | None
+    ) -> list[dict[str, Any]]:
+        """The label set over the thresholds (one per label: a run records every label's, tuned or fixed)
+        and the probability of every label."""
+        labels = labels or []
+        missing = [label for label in labels if label not in (thresholds or {})]
+        if missing:
+            raise ValueError(f"no threshold for the labels {missing}: a multilabel prediction needs one per label")
+        cuts = np.array([(thresholds or {})[label] for label in labels])
+        chosen = decide(scores.probabilities, cuts, labels)
+        probabilities = label_probabilities(labels, scores.probabilities)
+        return [{"prediction": labels_in, "probabilities": probs} for labels_in, probs in zip(chosen, probabilities)]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
         reference_sets = [row["reference"] for row in rows]

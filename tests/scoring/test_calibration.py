@@ -3,6 +3,7 @@ inputs, config errors, and contextual/batch calibration end to end through run_e
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from sft.config import CalibrationConfig, ConfigError, parse_config
 from sft.scoring.calibration import (
     CALIBRATIONS,
     CalibrationContext,
+    apply_fitted,
     calibrate,
     choose_gamma,
     in_domain_strings,
@@ -253,6 +255,26 @@ def test_each_method_removes_a_planted_bias(method, seed):
     prior = result.details["prior"]
     assert max(prior, key=prior.get) == "negative"  # the estimated prior found the planted bias
     assert sum(prior.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", sorted(CALIBRATIONS))
+def test_recorded_parameters_calibrate_new_inputs_as_the_run_did(method):
+    """apply_fitted with a run's details (what results.json and an export record) reproduces its calibrated
+    probabilities without refitting: for the test batch itself, and for new inputs scored later."""
+    texts, _ = planted(200, seed=7)
+    scorer = BiasedScorer([1.5, 0.0, 0.0], seed=8)
+    scores = scorer.scores([t["text"] for t in texts])
+    result = calibrate(config(calibration_fn=method), scores, scorer_context(scorer, texts))
+    recorded = json.loads(json.dumps(result.details))  # as results.json stores them
+    fitted = apply_fitted(softmax(scores), recorded, LABELS)
+    np.testing.assert_allclose(fitted, result.probabilities, atol=1e-12)
+    one_by_one = np.concatenate([apply_fitted(softmax(scores[i : i + 1]), recorded, LABELS) for i in range(5)])
+    np.testing.assert_allclose(one_by_one, result.probabilities[:5], atol=1e-12)
+
+
+def test_a_calibration_without_a_rule_cannot_be_applied_to_new_inputs():
+    with pytest.raises(ValueError, match="exportable calibrations"):
+        apply_fitted(np.full((1, 2), 0.5), {"method": "my_own", "prior": {"a": 0.5, "b": 0.5}}, ["a", "b"])
 
 
 def test_adjustable_gamma_is_about_one_for_a_full_bias_and_about_zero_without_bias():

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import icl_sampler, merge, training_sections
+from helpers import icl_sampler, merge, multilabel_examples, training_sections
 from typer.testing import CliRunner
 
 from sft.cli import app
@@ -23,26 +22,12 @@ from sft.evaluation.multilabel import binarize
 from sft.experiment.run import run_experiment
 from sft.results.files import read_jsonl
 from sft.results.layout import Run
-from sft.synthetic import sentiment_examples, write_splits
+from sft.synthetic import write_splits
 from sft.tasks import TASKS
 from sft.tasks.base import Scores
 from sft.tasks.multilabel import _best_cut, decide, thresholds_for, tune_thresholds
 
 LABELS = ["negative", "neutral", "positive"]
-
-
-def multilabel_examples(count: int, seed: int) -> list[dict]:
-    """Reviews made of one or two sentiment sentences; the labels are those of the sentences, listed in
-    a shuffled order (sft must put them in label order itself)."""
-    rng = random.Random(seed)
-    pool = sentiment_examples(count * 2, seed)
-    examples = []
-    for index in range(count):
-        parts = pool[2 * index : 2 * index + (1 if rng.random() < 0.5 else 2)]
-        labels = list({part["label"] for part in parts})
-        rng.shuffle(labels)
-        examples.append({"text": " and ".join(part["text"] for part in parts), "labels": labels})
-    return examples
 
 
 @pytest.fixture(scope="session")
