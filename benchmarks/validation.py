@@ -2,8 +2,9 @@
 
     python benchmarks/validation.py /work/main .      # OLD NEW; prints per grid wall seconds and ratio
 
-Both run from OLD's root (the grids' data and build paths are relative to it; only PYTHONPATH differs),
-alternating old and new so machine load hits both alike. Printed per grid: the median wall seconds and
+Each runs from its own root (`python -m` puts the working directory first on sys.path, so it decides
+which sft runs; the grids' relative paths must resolve alike: `../shared/data`, and for quickstart a
+`build/` link to OLD's), alternating old and new so machine load hits both alike. Printed per grid: the median wall seconds and
 CPU seconds (user + system of the child: on a shared machine the fairer measure) of `--repeats` runs,
 and the exit codes (a hub model missing from the local cache is a problem the new validation names, so
 exit 2 there is expected offline).
@@ -59,7 +60,7 @@ def main() -> None:
         for _ in range(args.repeats):
             *measured, old_code = timed(old_root, old_root / "etc/configs/jsonnet" / grid.name, old_root)
             old.append(measured)
-            *measured, new_code = timed(new_root, grid.resolve(), old_root)
+            *measured, new_code = timed(new_root, grid.resolve(), new_root)
             new.append(measured)
             codes.add((old_code, new_code))
         (old_wall, old_cpu), (new_wall, new_cpu) = (
