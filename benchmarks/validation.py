@@ -4,10 +4,10 @@
 
 Each runs from its own root (`python -m` puts the working directory first on sys.path, so it decides
 which sft runs; the grids' relative paths must resolve alike: `../shared/data`, and for quickstart a
-`build/` link to OLD's), alternating old and new so machine load hits both alike. Printed per grid: the median wall seconds and
-CPU seconds (user + system of the child: on a shared machine the fairer measure) of `--repeats` runs,
-and the exit codes (a hub model missing from the local cache is a problem the new validation names, so
-exit 2 there is expected offline).
+`build/` link to OLD's), alternating old and new so machine load hits both alike. Printed per grid:
+the median wall seconds and CPU seconds (user + system of the child: on a shared machine the fairer
+measure) of `--repeats` runs, and the exit codes (a hub model missing from the local cache is a
+problem the new validation names, so exit 2 there is expected offline).
 """
 
 from __future__ import annotations
