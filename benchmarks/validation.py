@@ -2,10 +2,12 @@
 
     python benchmarks/validation.py /work/main .      # OLD NEW; prints per grid wall seconds and ratio
 
-Grids are run from the repository root (their data paths are relative to it), alternating old and new
-so machine load hits both alike; the median of `--repeats` runs is printed with the exit codes (a hub
-model missing from the local cache is a problem the new validation names, so exit 2 there is expected
-offline).
+Each runs from its own root (`python -m` puts the working directory first on sys.path, so it decides
+which sft runs; the grids' relative paths must resolve alike: `../shared/data`, and for quickstart a
+`build/` link to OLD's), alternating old and new so machine load hits both alike. Printed per grid:
+the median wall seconds and CPU seconds (user + system of the child: on a shared machine the fairer
+measure) of `--repeats` runs, and the exit codes (a hub model missing from the local cache is a
+problem the new validation names, so exit 2 there is expected offline).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,14 +31,19 @@ def ext_vars(grid: Path) -> list[str]:
     return [part for pair in pairs for part in ("--ext-var", pair)]
 
 
-def timed(checkout: Path, grid: Path) -> tuple[float, int]:
+def timed(checkout: Path, grid: Path, cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, exit code) of `validate grid` with `checkout`'s sft."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "sft.cli", "validate", str(grid), *ext_vars(grid)],
-        cwd=checkout, env=env, capture_output=True, text=True, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    return time.perf_counter() - started, done.returncode
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.returncode
 
 
 def main() -> None:
@@ -45,17 +53,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     grids = sorted((args.new / "etc/configs/jsonnet").glob("*.jsonnet"))
-    print(f"{'grid':28} {'old s':>8} {'new s':>8} {'new/old':>8}  exit old/new")
+    old_root, new_root = args.old.resolve(), args.new.resolve()
+    print(f"{'grid':26} {'wall old':>9} {'new':>7} {'ratio':>6} {'CPU old':>8} {'new':>7} {'ratio':>6}  exit old/new")
     for grid in grids:
         old, new, codes = [], [], set()
         for _ in range(args.repeats):
-            seconds, old_code = timed(args.old.resolve(), args.old.resolve() / "etc/configs/jsonnet" / grid.name)
-            old.append(seconds)
-            seconds, new_code = timed(args.new.resolve(), grid.resolve())
-            new.append(seconds)
+            *measured, old_code = timed(old_root, old_root / "etc/configs/jsonnet" / grid.name, old_root)
+            old.append(measured)
+            *measured, new_code = timed(new_root, grid.resolve(), new_root)
+            new.append(measured)
             codes.add((old_code, new_code))
-        old_s, new_s = statistics.median(old), statistics.median(new)
-        print(f"{grid.name:28} {old_s:8.1f} {new_s:8.1f} {new_s / old_s:8.2f}  {sorted(codes)}", flush=True)
+        (old_wall, old_cpu), (new_wall, new_cpu) = (
+            [statistics.median(values) for values in zip(*runs)] for runs in (old, new)
+        )
+        print(
+            f"{grid.name:26} {old_wall:9.1f} {new_wall:7.1f} {new_wall / old_wall:6.2f} {old_cpu:8.1f} {new_cpu:7.1f} "
+            f"{new_cpu / old_cpu:6.2f}  {sorted(codes)}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -35,13 +35,16 @@ def grid_run(tmp_path_factory, tiny_qwen, tiny_llama, sentiment_data, translatio
         "prompting": {"instruction": "Translate to German.", "input_columns": ["en"], "output_column": "de"},
         "inference": {"generation_args": {"max_new_tokens": 4}},
     }
-    # Valid as a config, but the model folder does not exist: it fails inside its own process.
+    # Valid as a config, but the model folder does not exist: with the model preflight off
+    # (--no-check-models) it fails inside its own process, as a failure no check foresees would.
     broken = classification_config(sentiment_data, folder / "no-such-model")
     grid = folder / "grid.jsonnet"
     configs = {"zero-shot": zero_shot, "few-shot-icl": few_shot, "translate": generation, "broken": broken}
     grid.write_text(f"local configs = {json.dumps(configs)};\n{{ configs: configs }}\n")
     results = folder / "results"
-    process = cli("run-experiments", str(grid), "--results-path", str(results), "--random-seed", "3")
+    process = cli(
+        "run-experiments", str(grid), "--results-path", str(results), "--random-seed", "3", "--no-check-models"
+    )
     return process, results
 
 
