@@ -42,6 +42,8 @@ def test_patience_without_evaluation_is_a_config_error(sentiment_data, tiny_qwen
     message = " ".join(problems_of(raw))
     assert "training.early_stopping_patience, training.metric" in message
     assert "set training.eval_every" in message
+    no_loss = selection_config(sentiment_data, tiny_qwen, {"eval_every": 1, "metric": "loss", "eval_loss": False})
+    assert "remove training.eval_loss: false" in " ".join(problems_of(no_loss))
 
 
 def test_evaluation_without_validation_split_is_a_config_error(sentiment_data, tiny_qwen):
