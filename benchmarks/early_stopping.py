@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="Default: the config's 300.")
     parser.add_argument("--max-n-test", type=int, default=None, help="Default: the whole test split.")
     parser.add_argument("--batch-size", type=int, default=None, help="Training batch; default: the config's 32.")
+    parser.add_argument("--only", choices=["early", "full"], help="Run one setting (run the other in parallel).")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     configs = {name: scaled(config, args) for name, config in validate_grid(GRID).items()}
@@ -62,9 +63,13 @@ def main() -> None:
     for seed in seeds:  # the two settings of a seed one after the other, so they share the machine's load
         for name in (EARLY, FULL):
             run = Run(name, seed, args.results_path)
+            if args.only and name != {"early": EARLY, "full": FULL}[args.only]:
+                continue
             done = run.folder / "results.json"  # seeds may run in parallel processes, then be summarized
             results[name][seed] = json.loads(done.read_text()) if done.exists() else run_experiment(configs[name], run)
 
+    if args.only:
+        return
     rows, summary = [], {"seeds": seeds, "epochs": args.epochs, "runs": []}
     steps_per_epoch = results[FULL][seeds[0]]["training"]["train_steps"] / args.epochs
     for seed in seeds:

@@ -346,6 +346,8 @@ class TrainingConfig(Section):
                     f"{keys}: needs evaluation during training; set training.eval_every (e.g. 1, with "
                     "eval_unit 'epochs') or remove them"
                 )
+        if self.metric == "loss" and not self.eval_loss:
+            raise ValueError("training.metric 'loss' needs the validation loss; remove training.eval_loss: false")
         return self
 
     def evaluates(self) -> bool:

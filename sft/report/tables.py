@@ -189,7 +189,7 @@ def selection_cells(rows: list[dict[str, Any]]) -> list[str]:
     values = Stats.of([selection.get("best_value") for selection in chosen])
     names = sorted({str(selection.get("metric")) for selection in chosen})
     value = f"{values.text()} ({', '.join(names)})" if values else NONE_TEXT
-    step = f"{steps.mean:g}" + (f" ± {steps.std:.1f}" if steps.std is not None else "") if steps else NONE_TEXT
+    step = f"{steps.mean:.4g}" + (f" ± {steps.std:.1f}" if steps.std is not None else "") if steps else NONE_TEXT
     stopped = sum(bool(selection.get("stopped_early")) for selection in chosen)
     return [step, value, f"{stopped}/{len(chosen)}"]
 

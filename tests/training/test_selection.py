@@ -42,6 +42,8 @@ def test_patience_without_evaluation_is_a_config_error(sentiment_data, tiny_qwen
     message = " ".join(problems_of(raw))
     assert "training.early_stopping_patience, training.metric" in message
     assert "set training.eval_every" in message
+    no_loss = selection_config(sentiment_data, tiny_qwen, {"eval_every": 1, "metric": "loss", "eval_loss": False})
+    assert "remove training.eval_loss: false" in " ".join(problems_of(no_loss))
 
 
 def test_evaluation_without_validation_split_is_a_config_error(sentiment_data, tiny_qwen):
@@ -187,3 +189,40 @@ def test_the_learning_curve_is_what_the_final_evaluation_computes(sentiment_data
     final = evaluate(on_validation, run)
     for key, value in best["metrics"].items():
         assert final["metrics"][key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.slow
+def test_a_multilabel_evaluation_scores_its_subset_once_and_tunes_thresholds_on_it(tiny_qwen, tmp_path):
+    """Multilabel: the task's own threshold tuning runs on the evaluation subset, which is scored once."""
+    from sft.predictors import predictor_for
+    from sft.predictors.base import Loaded
+    from sft.synthetic import sentiment_examples, write_splits
+    from sft.training.selection import selector_for
+
+    def label_sets(count: int, seed: int) -> list[dict]:
+        rows = sentiment_examples(2 * count, seed)
+        return [
+            {"text": f"{first['text']} and {second['text']}", "labels": sorted({first["label"], second["label"]})}
+            for first, second in zip(rows[::2], rows[1::2])
+        ]
+
+    splits = {"train": label_sets(30, 1), "validation": label_sets(20, 2), "test": label_sets(4, 3)}
+    raw = selection_config(write_splits(tmp_path / "data", splits), tiny_qwen, {"eval_every": 1, "eval_examples": 10})
+    raw["dataset"]["task_type"], raw["prompting"]["output_column"] = "multilabel", "labels"
+    config = parse_config(raw)
+    task = task_for(config)
+    predictor = predictor_for(config, task)
+    data = prepare_data(config, SEED)
+    loaded = predictor.load(config, task, data.labels, None, False)
+    scored: list[int] = []
+
+    def score_with(model):
+        scorer = predictor.scorer(config, task, data, Loaded(model, loaded.tokenizer), SEED)
+        return lambda split: scored.append(len(split)) or scorer(split)
+
+    selector = selector_for(config, task, data, score_with)
+    assert selector.metric == "f1_macro" and selector.higher_is_better
+    metrics = selector.evaluate(loaded.model)
+    assert scored == [10]
+    assert {"f1_micro", "f1_macro", "subset_accuracy", "hamming_loss"} <= set(metrics)
+    assert "per_label" not in metrics  # a table, not a number to compare

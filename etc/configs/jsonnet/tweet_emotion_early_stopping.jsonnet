@@ -4,6 +4,10 @@
 // headline metric (macro-F1, computed as the final evaluation computes it), keeps the best adapter and
 // stops after 3 evaluations without improvement; `minilm_head_30_epochs` is the same training kept to
 // the last epoch. benchmarks/early_stopping.py runs both for three seeds and compares them.
+// Measured at a smaller scale on a loaded 2-core CPU (8 shots per label, batch 8, up to 30 epochs, 100
+// evaluation examples, 300 test tweets; --shots 8 --batch-size 8 --eval-examples 100 --max-n-test 300):
+// all three seeds stopped early (epochs 10, 10, 14; best 7, 7, 11), test macro-F1 of the kept adapter
+// 0.385 against 0.389 for 30 epochs (mean of 3 seeds); the evaluations took 72% of the training time.
 //   python -m sft.cli run-experiments etc/configs/jsonnet/tweet_emotion_early_stopping.jsonnet \
 //     --results-path results/emotion_early_stopping --seeds 1,2,3
 local data = '../shared/data/tweeteval/emotion';
