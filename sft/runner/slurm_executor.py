@@ -1,7 +1,7 @@
 """The `slurm` executor: each experiment and seed is its own Slurm job (or array task), via submitit.
 
-The job runs `sft.cli run-experiment` like every other executor, as a child process that dies with the
-job's process, with as many intra-op threads as Slurm gave it CPUs (`--cpus-per-task`: resources.cpus,
+The job runs the experiment the way `sft.cli run-experiment` does (in the job's own fresh process),
+with as many intra-op threads as Slurm gave it CPUs (`--cpus-per-task`: resources.cpus,
 else one per process), `resources.gpus` GPUs when the partition has any, and `resources.memory_gb`.
 Where it runs comes from the command line (`--slurm-partition/-account/-qos/-time/-setup/-args`).
 The results folder must be on storage that every node sees: the job writes its results and run.log
@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,26 +76,50 @@ class SlurmOptions:
 
 
 def run_in_job(job: Job) -> int:
-    """Body of the Slurm job (run by submitit on the node): the experiment in a child process; the job
-    ends the way the experiment did (its exit code, or 128 + N when signal N killed it)."""
+    """Body of the Slurm job (run by submitit on the node). The job's process is already fresh and
+    has the config modules loaded, so it runs the experiment itself, with its output in run.log;
+    `accelerate launch` experiments run as a child process. The job ends the way the experiment did:
+    its exit code, or killed by the same signal (which the batch shell reports as 128 + N)."""
     # submitit answers its warning signal by requeuing or by ending the job as if it had completed;
     # Slurm's own TIMEOUT / PREEMPTED / CANCELLED states are what the runner reads instead.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or job.cpus())
     job = job.with_threads(cpus)
-    with open(job.log_path, "a", encoding="utf-8") as log:
-        log.write(f"sft runner: Slurm job {os.environ.get('SLURM_JOB_ID')} on {socket.gethostname()}, {cpus} CPU(s)\n")
-        log.flush()
-        process = start_child(child_command(job), stdout=log, env=job.env())
-    code = process.wait()
-    if code == 0:
-        return 0
+    note(job.log_path, f"Slurm job {os.environ.get('SLURM_JOB_ID')} on {socket.gethostname()}, {cpus} CPU(s)")
     sys.stdout.flush()
     sys.stderr.flush()
-    # The batch script runs this process as a shell command, so Slurm's ExitCode is the shell's: 128 + N
-    # for a process killed by signal N, whichever way we pass it on; say it that way ourselves.
-    os._exit(code if code > 0 else 128 - code)
+    if job.config.resources.launcher != "python":
+        with open(job.log_path, "a", encoding="utf-8") as log:
+            process = start_child(child_command(job), stdout=log, env=job.env())
+        code = process.wait()
+    else:
+        code = _run_here(job)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _run_here(job: Job) -> int:
+    """The experiment in this process, as `sft.cli run-experiment` would run it; its exit code."""
+    from sft.runner.cpu_share import apply_in_child
+    from sft.runner.forkserver import run_child
+
+    log = os.open(job.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    environment = job.env()
+    os.environ.update(environment)
+    apply_in_child(environment)  # torch may already be loaded (by a sitecustomize): size its pool
+    request = {"config_file": str(job.config_file), "name": job.run.name, "seed": job.run.seed}
+    try:
+        return run_child({**request, "results_path": str(job.run.results_path)})
+    except SystemExit as error:
+        return error.code if isinstance(error.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 
 class SlurmHandle:
