@@ -52,6 +52,7 @@ def test_slurm_options_are_checked(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_limits(
     tmp_path, tiny_qwen, sentiment_data, slurm_cluster
 ):
@@ -102,6 +103,7 @@ def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, sentiment_data, slurm_cluster):
     names = ["a", "b", "c"]
     grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
