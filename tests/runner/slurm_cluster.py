@@ -43,8 +43,8 @@ class SlurmCluster:
         return result.stdout
 
     def jobs(self) -> list[str]:
-        """Ids of the jobs squeue shows (pending or running)."""
-        return self.command("squeue", "--noheader", "--format=%i").split()
+        """Ids of the jobs squeue shows (pending or running), one per array task."""
+        return self.command("squeue", "--array", "--noheader", "--format=%i").split()
 
     def stop(self) -> None:
         """Cancel what still runs on this cluster, then stop slurmd, slurmctld and munged."""

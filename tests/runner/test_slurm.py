@@ -52,6 +52,7 @@ def test_slurm_options_are_checked(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_limits(
     tmp_path, tiny_qwen, sentiment_data, slurm_cluster
 ):
@@ -80,6 +81,7 @@ def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_
         log = (results / name / "seed-42" / "run.log").read_text()
         assert finished_count(results, name) == 1 and log.count("submitted Slurm job") == 1, log[-2000:]
         assert "threads=1 cores=" in log  # --cpus-per-task 1: one intra-op thread
+    assert "_" in status(results, "hangs")["slurm_job_id"]  # the five started together: one job array
     hangs_log = (results / "hangs" / "seed-42" / "run.log").read_text()
     assert "submitted by an earlier runner" in hangs_log and hangs_log.count("submitted Slurm job") == 1
     assert status(results, "hangs")["adopted"] is True
@@ -101,6 +103,7 @@ def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, sentiment_data, slurm_cluster):
     names = ["a", "b", "c"]
     grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
@@ -108,11 +111,12 @@ def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, se
     faults = dict.fromkeys(names, "hang")
     runner = start_runner(grid, results, "--executor", "slurm", "--jobs", "3", faults=faults, marker="")
 
-    def all_submitted() -> bool:
-        found = [results / name / "seed-42" / "status.json" for name in names]
-        return all(path.exists() and json.loads(path.read_text()).get("slurm_job_id") for path in found)
+    def all_submitted_two_running() -> bool:
+        logs = [results / name / "seed-42" / "run.log" for name in names]
+        running = sum(log.exists() and "sft runner: Slurm job" in log.read_text() for log in logs)
+        return running == 2 and all((results / name / "seed-42" / "slurm_job.json").exists() for name in names)
 
-    wait_until(lambda: all_submitted() or runner.poll() is not None, 120, "three submitted jobs")
+    wait_until(lambda: all_submitted_two_running() or runner.poll() is not None, 120, "two running jobs")
     assert len(slurm_cluster.jobs()) == 3  # two running on the two CPUs, one pending
     runner.send_signal(signal.SIGINT)
     _, stderr = runner.communicate(timeout=60)
