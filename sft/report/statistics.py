@@ -58,6 +58,7 @@ class SectionStatistics:
     references: dict[str, tuple[str, str]] = field(default_factory=dict)  # metric -> (experiment, role)
     comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    experiments: dict[str, dict[str, Interval]] = field(default_factory=dict)  # what each table cell shows
 
     def cell_interval(self, folders: list[str], metric: str, stats: Stats | None) -> Interval | None:
         """A table cell's interval: the run's bootstrap interval for one run, the t-interval for several."""
@@ -78,6 +79,10 @@ class SectionStatistics:
             "run_intervals": {
                 folder: {metric: interval.as_dict() for metric, interval in run.intervals.items()}
                 for folder, run in self.runs.items()
+            },
+            "experiment_intervals": {
+                name: {metric: interval.as_dict() for metric, interval in intervals.items()}
+                for name, intervals in self.experiments.items()
             },
             "references": {metric: {"experiment": e, "role": role} for metric, (e, role) in self.references.items()},
             "comparisons": [comparison.as_dict() for comparison in self.comparisons],
@@ -155,8 +160,25 @@ def compute_statistics(root: Path, found: list[Section], options: ReportOptions)
             notes.append(f"{without} of {len(section.rows)} runs have no usable predictions.jsonl: no bootstrap "
                          "interval or comparison for them.")  # fmt: skip
         notes = list(dict.fromkeys(notes))  # a note about two runs holds for every metric
-        sections[key] = SectionStatistics(*key, options.level, runs, references, comparisons, notes)
+        found_section = SectionStatistics(*key, options.level, runs, references, comparisons, notes)
+        sections[key] = dataclasses.replace(found_section, experiments=_experiment_intervals(section, found_section))
     return Statistics(options.level, options.method, options.resamples, options.seed, options.baseline, sections)
+
+
+def _experiment_intervals(section: Section, found: SectionStatistics) -> dict[str, dict[str, Interval]]:
+    """experiment -> metric -> the interval its table cell shows (bootstrap for one seed, t for several)."""
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for row in section.rows:
+        by_experiment.setdefault(row["experiment"], []).append(row)
+    intervals: dict[str, dict[str, Interval]] = {}
+    for name, members in by_experiment.items():
+        folders = [member["folder"] for member in members]
+        for metric in section.metrics:
+            stats = Stats.of([member["metrics"].get(metric) for member in members])
+            interval = found.cell_interval(folders, metric, stats)
+            if interval is not None:
+                intervals.setdefault(name, {})[metric] = interval
+    return intervals
 
 
 def _evaluation_config(settings: dict[str, Any]) -> EvaluationConfig:

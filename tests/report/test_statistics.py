@@ -197,6 +197,7 @@ def test_run_intervals_are_stored_and_shown(tmp_path):
     interval = section["run_intervals"]["reference/seed-1"]["accuracy"]
     assert interval["kind"] == "bootstrap" and interval["low"] < 0.75 < interval["high"]
     assert f"| 0.7500 [{interval['low']:.4f}, {interval['high']:.4f}]" in markdown_path.read_text(encoding="utf-8")
+    assert section["experiment_intervals"]["reference"]["accuracy"] == interval  # one seed: the bootstrap
     # no baseline: the reference of each metric is the best of the table
     assert section["references"]["accuracy"] == {"experiment": "far", "role": "best"}
     assert section["references"]["ece"] == {"experiment": "reference", "role": "best"}  # lower is better
@@ -204,16 +205,26 @@ def test_run_intervals_are_stored_and_shown(tmp_path):
 
 def test_several_seeds_pool_an_examples_seeds_and_use_the_permutation_test(tmp_path):
     n = 120
-    for seed in (1, 2):
-        write_scored_run(tmp_path, "a", seed, planted_config(0), planted_predictions(n, set(range(0, n, 3))))
+    for seed, step in ((1, 3), (2, 4)):  # a: 40 wrong with seed 1, 30 with seed 2
+        write_scored_run(tmp_path, "a", seed, planted_config(0), planted_predictions(n, set(range(0, n, step))))
         write_scored_run(tmp_path, "b", seed, planted_config(1), planted_predictions(n, set(range(0, n, 5))))
     write_scored_run(tmp_path, "c", 2, planted_config(2), planted_predictions(n, set(range(0, n, 4))))
     document = json.loads(aggregate(tmp_path, ReportOptions(plots=frozenset()))[0].read_text(encoding="utf-8"))
     accuracy = comparisons(document, "accuracy")
     assert accuracy["a"]["reference"] == "b" and accuracy["a"]["seeds"] == [1, 2]
     assert accuracy["a"]["test"] == "permutation" and accuracy["a"]["examples"] == n
-    assert accuracy["a"]["difference"] == pytest.approx((n - 40) / n - (n - 24) / n)
+    assert accuracy["a"]["difference"] == pytest.approx((2 * n - 70) / (2 * n) - (n - 24) / n)  # pooled seeds
     assert accuracy["c"]["seeds"] == [2] and accuracy["c"]["test"] == "mcnemar"  # only the seed both ran
+    # two seeds: the table shows the t-interval of the mean over seeds, one seed the bootstrap
+    (section,) = document["statistics"]["sections"]
+    values = [row["metrics"]["accuracy"] for row in document["rows"] if row["experiment"] == "a"]
+    low, high = stats.t.interval(0.95, 1, loc=np.mean(values), scale=np.std(values, ddof=1) / np.sqrt(2))
+    assert section["experiment_intervals"]["a"]["accuracy"]["kind"] == "t"
+    assert (
+        section["experiment_intervals"]["a"]["accuracy"]["low"],
+        section["experiment_intervals"]["a"]["accuracy"]["high"],
+    ) == pytest.approx((low, high))
+    assert section["experiment_intervals"]["c"]["accuracy"]["kind"] == "bootstrap"
 
 
 def test_runs_without_predictions_change_nothing_else(tmp_path):
