@@ -118,22 +118,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(export: Path, *options: str) -> tuple[subprocess.Popen, str]:
-    """`sft.cli serve` as a real process on a free port, once /health answers; skips if it cannot start."""
-    import httpx
-
+def launch(export: Path, log: Path, *options: str) -> tuple[subprocess.Popen, str, Path]:
+    """`sft.cli serve` as a real process on a free port, its output in `log`."""
     port = free_port()
     command = [sys.executable, "-m", "sft.cli", "serve", str(export), "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen([*command, *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    # a file, not a pipe: a pipe nobody reads would block the server once its buffer filled
+    with open(log, "wb") as output:
+        process = subprocess.Popen([*command, *options], cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}", log
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Return once /health answers; fail if the server exits, skip if it never answers."""
+    import httpx
+
     deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"the server exited with {process.returncode}:\n{output}")
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
+                return
         except httpx.HTTPError:
             time.sleep(0.3)
     stop(process)
@@ -150,19 +155,29 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(exports) -> Iterator[str]:
-    """The classification export served with small request limits."""
-    process, url = start_server(exports["classification"], "--max-inputs", "50", "--max-bytes", "20000")
+def servers(exports, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Two real servers, started together: the classification export with small request limits
+    ("one-column") and the multilabel export, whose inputs have a title and a text ("two-column")."""
+    logs = tmp_path_factory.mktemp("server-logs")
+    launched = {
+        "one-column": launch(exports["classification"], logs / "one.log", "--max-inputs", "50", "--max-bytes", "20000"),
+        "two-column": launch(exports["multilabel"], logs / "two.log"),
+    }
     try:
-        yield url
+        for process, url, log in launched.values():
+            wait_until_healthy(process, url, log)
+        yield {name: url for name, (_, url, _) in launched.items()}
     finally:
-        stop(process)
+        for process, _, _ in launched.values():
+            if process.poll() is None:
+                stop(process)
 
 
 @pytest.fixture(scope="session")
-def two_column_server(exports) -> Iterator[str]:
-    process, url = start_server(exports["multilabel"])
-    try:
-        yield url
-    finally:
-        stop(process)
+def server(servers) -> str:
+    return servers["one-column"]
+
+
+@pytest.fixture(scope="session")
+def two_column_server(servers) -> str:
+    return servers["two-column"]

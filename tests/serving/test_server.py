@@ -15,6 +15,18 @@ from helpers import REPO
 
 pytestmark = pytest.mark.slow
 
+# generous: the machine running the tests may be busy, and a server's first request warms it up
+TIMEOUT = 120
+
+
+def post(url: str, **kwargs) -> httpx.Response:
+    return httpx.post(url, timeout=TIMEOUT, **kwargs)
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=TIMEOUT)
+
+
 TEXTS = ["Great value, works exactly as described.", "Broke after a day.", "It is fine.", "Terrible battery."]
 
 
@@ -37,7 +49,7 @@ def assert_answers(answer: dict, texts: list[str], expected: dict[str, dict]) ->
 
 
 def test_health_describes_the_model(server):
-    health = httpx.get(f"{server}/health").json()
+    health = get(f"{server}/health").json()
     assert health["status"] == "ok"
     assert health["task_type"] == "classification"
     assert health["labels"] == ["negative", "neutral", "positive"]
@@ -45,12 +57,12 @@ def test_health_describes_the_model(server):
 
 
 def test_a_text_a_list_and_a_bare_list(server, expected):
-    single = httpx.post(f"{server}/predict", json={"text": TEXTS[0]})
+    single = post(f"{server}/predict", json={"text": TEXTS[0]})
     assert single.status_code == 200
     assert_answers(single.json(), TEXTS[:1], expected)
-    assert_answers(httpx.post(f"{server}/predict", json={"text": TEXTS}).json(), TEXTS, expected)
-    assert_answers(httpx.post(f"{server}/predict", json=TEXTS[::-1]).json(), TEXTS[::-1], expected)
-    as_object = httpx.post(f"{server}/predict", json={"text": {"text": TEXTS[1]}})
+    assert_answers(post(f"{server}/predict", json={"text": TEXTS}).json(), TEXTS, expected)
+    assert_answers(post(f"{server}/predict", json=TEXTS[::-1]).json(), TEXTS[::-1], expected)
+    as_object = post(f"{server}/predict", json={"text": {"text": TEXTS[1]}})
     assert_answers(as_object.json(), TEXTS[1:2], expected)
 
 
@@ -70,11 +82,11 @@ def test_a_text_a_list_and_a_bare_list(server, expected):
     ids=["malformed", "number", "null", "wrong-key", "string", "empty", "unknown-column", "too-many", "too-large"],
 )
 def test_a_bad_request_gets_a_4xx_with_a_message(server, expected, body, status, message):
-    reply = httpx.post(f"{server}/predict", content=body, headers={"content-type": "application/json"})
+    reply = post(f"{server}/predict", content=body, headers={"content-type": "application/json"})
     assert reply.status_code == status, reply.text
     assert message in reply.json()["error"]
     # and the server keeps serving
-    assert_answers(httpx.post(f"{server}/predict", json={"text": TEXTS[2]}).json(), TEXTS[2:3], expected)
+    assert_answers(post(f"{server}/predict", json={"text": TEXTS[2]}).json(), TEXTS[2:3], expected)
 
 
 def test_several_input_columns(two_column_server, exports):
@@ -82,12 +94,12 @@ def test_several_input_columns(two_column_server, exports):
 
     inputs = [{"title": "Review A", "text": TEXTS[0]}, {"title": "Review B", "text": TEXTS[1]}]
     wanted = load_export(exports["multilabel"]).predict(inputs)
-    reply = httpx.post(f"{two_column_server}/predict", json={"text": inputs})
+    reply = post(f"{two_column_server}/predict", json={"text": inputs})
     assert reply.status_code == 200, reply.text
     for mine, theirs in zip(reply.json()["predictions"], wanted):
         assert mine["prediction"] == theirs["prediction"]
         assert mine["probabilities"] == pytest.approx(theirs["probabilities"], abs=1e-4)
-    refused = httpx.post(f"{two_column_server}/predict", json={"text": "just a text"})
+    refused = post(f"{two_column_server}/predict", json={"text": "just a text"})
     assert refused.status_code == 422 and "title" in refused.json()["error"]
 
 
@@ -99,12 +111,12 @@ def test_200_concurrent_requests_are_batched_and_each_gets_its_answer(server, ex
             replies = await asyncio.gather(*(client.post(f"{server}/predict", json={"text": t}) for t in texts))
             return list(zip(texts, replies))
 
-    calls_before = httpx.get(f"{server}/health").json()["model_calls"]
+    calls_before = get(f"{server}/health").json()["model_calls"]
     answered = asyncio.run(all_requests())
     for text, reply in answered:
         assert reply.status_code == 200, reply.text
         assert_answers(reply.json(), [text], expected)
-    calls = httpx.get(f"{server}/health").json()["model_calls"] - calls_before
+    calls = get(f"{server}/health").json()["model_calls"] - calls_before
     assert calls < 200  # requests shared model calls (up to inference.batch_size inputs each)
 
 
