@@ -112,7 +112,12 @@ def _run_here(job: Job) -> int:
     environment = job.env()
     os.environ.update(environment)
     apply_in_child(environment)  # torch may already be loaded (by a sitecustomize): size its pool
-    request = {"config_file": str(job.config_file), "name": job.run.name, "seed": job.run.seed}
+    request = {
+        "config_file": str(job.config_file),
+        "name": job.run.name,
+        "seed": job.run.seed,
+        "share_training": job.run.share_training,
+    }
     try:
         return run_child({**request, "results_path": str(job.run.results_path)})
     except SystemExit as error:
