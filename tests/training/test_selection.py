@@ -169,7 +169,9 @@ def test_the_learning_curve_is_what_the_final_evaluation_computes(sentiment_data
     }
     raw = selection_config(sentiment_data, tiny_qwen, training, head=head, shots=3)
     config = parse_config(raw)
-    run = Run("curve", SEED, tmp_path)
+    # the run's own adapter folder: the evaluation below changes dataset.test_split, which is in the
+    # training key, so a shared adapter would not be found under the changed config's key
+    run = Run("curve", SEED, tmp_path, share_training=False)
     results = run_experiment(config, run)
     selection = results["training"]["selection"]
     curve = selection["learning_curve"]
