@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft.results.files import atomic_write_json, read_json
+from sft.results.files import atomic_write_json, lock_held_elsewhere, read_json
 from sft.results.layout import Run
 
 STORE = "_adapters"  # starts with "_": the report never takes it for an experiment
@@ -78,17 +78,7 @@ class SharedAdapter:
 
     def locked_elsewhere(self) -> bool:
         """True while another process holds the lock (is training this key and seed)."""
-        path = self.folder / LOCK
-        if not path.exists():
-            return False
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return lock_held_elsewhere(self.folder / LOCK)
 
     def clear_leftovers(self) -> None:
         """Remove what a training killed before its marker left (call with the lock held, marker absent)."""

@@ -6,6 +6,7 @@ killed process leaves either the old file or the new one, never a partial one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -63,3 +64,18 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     except ValueError:
         pass
     return [json.loads(line) for line in lines]
+
+
+def lock_held_elsewhere(path: Path) -> bool:
+    """True while another open file holds an exclusive flock on `path` (probed without creating it).
+    The runner's run lock and the shared adapter store both lock this way."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sft.results.files import read_json
+from sft.results.files import lock_held_elsewhere, read_json
 from sft.results.layout import Run
 from sft.results.states import RunState
 
@@ -110,14 +110,4 @@ class RunLock:
 
 def locked_elsewhere(folder: Path) -> bool:
     """True when another process holds the run's lock (checked without creating anything)."""
-    path = folder / LOCK_NAME
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held_elsewhere(folder / LOCK_NAME)
