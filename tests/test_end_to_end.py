@@ -142,3 +142,16 @@ def test_quickstart_few_shot_beats_zero_shot(tmp_path):
     zero_shot = max(value for name, value in accuracy.items() if name.startswith("zero-shot"))
     few_shot = [value for name, value in accuracy.items() if name.startswith("few-shot")]
     assert len(few_shot) >= 2 and min(few_shot) > zero_shot + 0.15, accuracy
+
+
+def test_the_runner_prepares_each_runs_report_statistics_as_it_finishes(grid_run):
+    from sft.report.cache import CACHE_FOLDER
+
+    _, results = grid_run
+    entries = sorted((results / CACHE_FOLDER).glob("*.safetensors"), key=lambda path: path.stat().st_mtime)
+    assert len(entries) == 3  # one per finished run; the failed one has no predictions
+    last_results = max((results / name / "seed-3" / "results.json").stat().st_mtime
+                       for name in ("zero-shot", "few-shot-icl", "translate"))  # fmt: skip
+    # prepared when the first runs finished, before the last run ended (not all by the final report),
+    # and the final report used them (it removes the entries it does not use)
+    assert entries[0].stat().st_mtime < last_results

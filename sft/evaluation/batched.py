@@ -17,7 +17,8 @@ Sufficient}. A metric without an entry (or a setting the form cannot reproduce, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,20 @@ from sft.evaluation.metrics import MetricInputs
 
 @dataclass(frozen=True, eq=False)
 class Sufficient:
-    """Per-example statistics whose column sums determine a metric."""
+    """Per-example statistics whose column sums determine a metric, and how: the name of a function of
+    `FINISHERS` and its parameters (plain JSON values), so a report can store a run's statistics and
+    rebuild them without the run's predictions (`sft.report.cache`)."""
 
     features: sparse.csr_matrix  # (examples, s); metrics of one confusion matrix share the same object
-    finish: Callable[[np.ndarray], np.ndarray]  # (B, s) sums -> (B,) metric values
+    kind: str  # a key of FINISHERS: (B, s) sums -> (B,) metric values
+    params: dict[str, Any] = field(default_factory=dict)
     right: np.ndarray | None = None  # a share of examples answered right: which were (McNemar applies)
     layout: tuple = ()  # what the columns mean (the classes of a confusion matrix): sums of two runs add up only
     # when their layouts are equal
+
+    def finish(self, sums: np.ndarray) -> np.ndarray:
+        """(B, s) column sums -> (B,) values of the metric."""
+        return FINISHERS[self.kind](np.asarray(sums), **self.params)
 
     def value(self) -> float:
         """The metric on the examples as they are (every weight 1)."""
@@ -58,17 +66,149 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
 
 
-def _share(values: np.ndarray, binary: bool = False) -> Sufficient:
-    """The mean of one value per example: features [value, 1]."""
-    values = np.asarray(values, dtype=float)
-    features = sparse.csr_matrix(np.column_stack([values, np.ones(len(values))]))
-    return Sufficient(features, lambda sums: _divide(sums[:, 0], sums[:, 1]), values if binary else None)
-
-
 def _one_hot(codes: np.ndarray, width: int, values: np.ndarray | None = None) -> sparse.csr_matrix:
     n = len(codes)
     data = np.ones(n) if values is None else values
     return sparse.csr_matrix((data, (np.arange(n), codes)), shape=(n, width))
+
+
+# -- finishers: (B, s) sums -> (B,) values, by name ---------------------------------------------------------
+
+
+def _share_of(sums: np.ndarray) -> np.ndarray:
+    """The mean of one value per example, from features [value, 1]."""
+    return _divide(sums[:, 0], sums[:, 1])
+
+
+@lru_cache(maxsize=16)
+def _projections(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For flattened K x K confusion counts: the columns of the diagonal, and the (K*K, K) 0/1 matrices
+    whose products give each row's sum (references per class) and each column's (predictions)."""
+    cells = np.arange(k * k)
+    rows, columns = np.zeros((k * k, k)), np.zeros((k * k, k))
+    rows[cells, cells // k] = 1
+    columns[cells, cells % k] = 1
+    return np.arange(k) * (k + 1), rows, columns
+
+
+def _margins(sums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(correct per class, references per class, predictions per class), each (B, K): two small matrix
+    products rather than reductions over a (B, K, K) view, as a report finishes thousands of these."""
+    diagonal, rows, columns = _projections(k)
+    return sums[:, diagonal], sums @ rows, sums @ columns
+
+
+def _per_label(sums: np.ndarray, k: int, listed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, references, predictions) per listed label, each (B, listed)."""
+    diagonal, true, predicted = _margins(sums, k)
+    return diagonal[:, :listed], true[:, :listed], predicted[:, :listed]
+
+
+def _accuracy(sums: np.ndarray, k: int) -> np.ndarray:
+    """The trace of the confusion matrix over its total."""
+    diagonal, _, _ = _margins(sums, k)
+    return _divide(diagonal.sum(axis=1), sums.sum(axis=1))
+
+
+def _f1_macro(sums: np.ndarray, k: int, listed: int) -> np.ndarray:
+    tp, true, predicted = _per_label(sums, k, listed)
+    return _divide(2 * tp, true + predicted).mean(axis=1)
+
+
+def _f1_micro(sums: np.ndarray, k: int, listed: int) -> np.ndarray:
+    tp, true, predicted = _per_label(sums, k, listed)
+    return _divide(2 * tp.sum(axis=1), true.sum(axis=1) + predicted.sum(axis=1))
+
+
+def _f1_weighted(sums: np.ndarray, k: int, listed: int) -> np.ndarray:
+    tp, true, predicted = _per_label(sums, k, listed)
+    return _divide((_divide(2 * tp, true + predicted) * true).sum(axis=1), true.sum(axis=1))
+
+
+def _precision_macro(sums: np.ndarray, k: int, listed: int) -> np.ndarray:
+    tp, _, predicted = _per_label(sums, k, listed)
+    return _divide(tp, predicted).mean(axis=1)
+
+
+def _recall_macro(sums: np.ndarray, k: int, listed: int) -> np.ndarray:
+    tp, true, _ = _per_label(sums, k, listed)
+    return _divide(tp, true).mean(axis=1)
+
+
+def _mcc(sums: np.ndarray, k: int) -> np.ndarray:
+    """Matthews' multiclass correlation over every class present, as scikit-learn computes it."""
+    diagonal, true, predicted = _margins(sums, k)
+    correct, total = diagonal.sum(axis=1), sums.sum(axis=1)
+    covariance = correct * total - np.einsum("bk,bk->b", true, predicted)
+    squares = total**2
+    denominator = np.sqrt((squares - np.einsum("bk,bk->b", predicted, predicted)) *
+                          (squares - np.einsum("bk,bk->b", true, true)))  # fmt: skip
+    return _divide(covariance, denominator)
+
+
+def _balanced_accuracy(sums: np.ndarray, k: int) -> np.ndarray:
+    """Mean recall over the classes that occur among the references."""
+    diagonal, true, _ = _margins(sums, k)
+    recall = _divide(diagonal, true)
+    present = true > 0
+    return _divide((recall * present).sum(axis=1), present.sum(axis=1))
+
+
+def _ece(sums: np.ndarray, bins: int) -> np.ndarray:
+    """Sum over bins of |correct - confidence| / n (each bin's share times its gap)."""
+    return np.abs(sums[:, :bins]).sum(axis=1) / sums[:, bins]
+
+
+def _split(sums: np.ndarray, labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, false positives, false negatives) per label of multilabel counts."""
+    return sums[:, :labels], sums[:, labels : 2 * labels], sums[:, 2 * labels :]
+
+
+def _multilabel_f1_micro(sums: np.ndarray, labels: int) -> np.ndarray:
+    tp, fp, fn = (part.sum(axis=1) for part in _split(sums, labels))
+    return _divide(2 * tp, 2 * tp + fp + fn)
+
+
+def _multilabel_f1_macro(sums: np.ndarray, labels: int) -> np.ndarray:
+    tp, fp, fn = _split(sums, labels)
+    return _divide(2 * tp, 2 * tp + fp + fn).mean(axis=1)
+
+
+@lru_cache(maxsize=8)
+def _sacrebleu_metric(name: str, tokenize: str | None) -> Any:
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return BLEU(tokenize=tokenize) if name == "bleu" else CHRF()
+
+
+def _sacrebleu_score(sums: np.ndarray, name: str, tokenize: str | None = None) -> np.ndarray:
+    """sacrebleu's corpus score from summed per-sentence statistics."""
+    metric = _sacrebleu_metric(name, tokenize)
+    return np.array([metric._compute_score_from_stats(np.rint(row).astype(int).tolist()).score for row in sums])
+
+
+FINISHERS: dict[str, Callable[..., np.ndarray]] = {
+    "share": _share_of,
+    "accuracy": _accuracy,
+    "f1_macro": _f1_macro,
+    "f1_micro": _f1_micro,
+    "f1_weighted": _f1_weighted,
+    "precision_macro": _precision_macro,
+    "recall_macro": _recall_macro,
+    "mcc": _mcc,
+    "balanced_accuracy": _balanced_accuracy,
+    "ece": _ece,
+    "multilabel_f1_micro": _multilabel_f1_micro,
+    "multilabel_f1_macro": _multilabel_f1_macro,
+    "sacrebleu": _sacrebleu_score,
+}
+
+
+def _share(values: np.ndarray, binary: bool = False) -> Sufficient:
+    """The mean of one value per example: features [value, 1]."""
+    values = np.asarray(values, dtype=float)
+    features = sparse.csr_matrix(np.column_stack([values, np.ones(len(values))]))
+    return Sufficient(features, "share", right=values if binary else None)
 
 
 # -- single-label classification ------------------------------------------------------------------------
@@ -84,114 +224,50 @@ def _classes(inputs: MetricInputs) -> tuple[list[str], dict[str, int]]:
 _LAST_CONFUSION: list[tuple[MetricInputs, tuple]] = []  # the inputs last seen and their confusion one-hot
 
 
-def _confusion(inputs: MetricInputs) -> tuple[sparse.csr_matrix, int, int, tuple]:
-    """One-hot of each example's (reference, prediction) cell of the K x K confusion matrix; K; how
-    many of the K classes are the listed labels; the classes. F1, MCC, precision/recall and balanced
-    accuracy of the same inputs get the same matrix object, so a report resamples it once for all."""
+def _confusion(inputs: MetricInputs) -> tuple[sparse.csr_matrix, dict[str, int], tuple]:
+    """One-hot of each example's (reference, prediction) cell of the K x K confusion matrix; the
+    finishers' parameters (K, and how many of the K classes are the listed labels); the classes. F1,
+    MCC, precision/recall and balanced accuracy of the same inputs get the same matrix object, so a
+    report resamples it once for all."""
     if _LAST_CONFUSION and _LAST_CONFUSION[0][0] is inputs:
         return _LAST_CONFUSION[0][1]
     classes, index = _classes(inputs)
     k = len(classes)
     codes = np.array([index[r] * k + index[p] for r, p in zip(inputs.references, inputs.predictions)], dtype=int)
-    found = (_one_hot(codes, k * k), k, len(inputs.labels or classes), tuple(classes))
+    found = (_one_hot(codes, k * k), {"k": k, "listed": len(inputs.labels or classes)}, tuple(classes))
     _LAST_CONFUSION[:] = [(inputs, found)]
     return found
 
 
-def _matrices(sums: np.ndarray, k: int) -> np.ndarray:
-    return sums.reshape(len(sums), k, k)
-
-
 def accuracy(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
     """The trace of the confusion matrix over its total (the matrix F1 and MCC resample anyway)."""
-    features, k, _, classes = _confusion(inputs)
+    features, shape, classes = _confusion(inputs)
     correct = np.array([r == p for r, p in zip(inputs.references, inputs.predictions)], dtype=float)
-
-    def finish(sums: np.ndarray) -> np.ndarray:
-        matrices = _matrices(sums, k)
-        return _divide(np.trace(matrices, axis1=1, axis2=2), matrices.sum(axis=(1, 2)))
-
-    return {"accuracy": Sufficient(features, finish, correct, layout=classes)}
-
-
-def _per_label(sums: np.ndarray, k: int, listed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true positives, references, predictions) per listed label, each (B, listed)."""
-    matrices = _matrices(sums, k)
-    diagonal = np.diagonal(matrices, axis1=1, axis2=2)[:, :listed]
-    return diagonal, matrices.sum(axis=2)[:, :listed], matrices.sum(axis=1)[:, :listed]
+    return {"accuracy": Sufficient(features, "accuracy", {"k": shape["k"]}, correct, layout=classes)}
 
 
 def f1(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    features, k, listed, classes = _confusion(inputs)
-
-    def macro(sums: np.ndarray) -> np.ndarray:
-        tp, true, predicted = _per_label(sums, k, listed)
-        return _divide(2 * tp, true + predicted).mean(axis=1)
-
-    def micro(sums: np.ndarray) -> np.ndarray:
-        tp, true, predicted = _per_label(sums, k, listed)
-        return _divide(2 * tp.sum(axis=1), true.sum(axis=1) + predicted.sum(axis=1))
-
-    def weighted(sums: np.ndarray) -> np.ndarray:
-        tp, true, predicted = _per_label(sums, k, listed)
-        return _divide((_divide(2 * tp, true + predicted) * true).sum(axis=1), true.sum(axis=1))
-
-    return {
-        "f1_macro": Sufficient(features, macro, layout=classes),
-        "f1_micro": Sufficient(features, micro, layout=classes),
-        "f1_weighted": Sufficient(features, weighted, layout=classes),
-    }
+    features, shape, classes = _confusion(inputs)
+    return {key: Sufficient(features, key, shape, layout=classes) for key in ("f1_macro", "f1_micro", "f1_weighted")}
 
 
 def precision_recall(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    features, k, listed, classes = _confusion(inputs)
-
-    def precision(sums: np.ndarray) -> np.ndarray:
-        tp, _, predicted = _per_label(sums, k, listed)
-        return _divide(tp, predicted).mean(axis=1)
-
-    def recall(sums: np.ndarray) -> np.ndarray:
-        tp, true, _ = _per_label(sums, k, listed)
-        return _divide(tp, true).mean(axis=1)
-
-    return {
-        "precision_macro": Sufficient(features, precision, layout=classes),
-        "recall_macro": Sufficient(features, recall, layout=classes),
-    }
+    features, shape, classes = _confusion(inputs)
+    return {key: Sufficient(features, key, shape, layout=classes) for key in ("precision_macro", "recall_macro")}
 
 
 def mcc(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    """Matthews' multiclass correlation over every class present, as scikit-learn computes it."""
-    features, k, _, classes = _confusion(inputs)
-
-    def finish(sums: np.ndarray) -> np.ndarray:
-        matrices = _matrices(sums, k)
-        true, predicted = matrices.sum(axis=2), matrices.sum(axis=1)
-        correct, total = np.trace(matrices, axis1=1, axis2=2), matrices.sum(axis=(1, 2))
-        covariance = correct * total - (true * predicted).sum(axis=1)
-        denominator = np.sqrt((total**2 - (predicted**2).sum(axis=1)) * (total**2 - (true**2).sum(axis=1)))
-        return _divide(covariance, denominator)
-
-    return {"mcc": Sufficient(features, finish, layout=classes)}
+    features, shape, classes = _confusion(inputs)
+    return {"mcc": Sufficient(features, "mcc", {"k": shape["k"]}, layout=classes)}
 
 
 def balanced_accuracy(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    """Mean recall over the classes that occur among the references."""
-    features, k, _, classes = _confusion(inputs)
-
-    def finish(sums: np.ndarray) -> np.ndarray:
-        matrices = _matrices(sums, k)
-        true = matrices.sum(axis=2)
-        recall = _divide(np.diagonal(matrices, axis1=1, axis2=2), true)
-        present = true > 0
-        return _divide((recall * present).sum(axis=1), present.sum(axis=1))
-
-    return {"balanced_accuracy": Sufficient(features, finish, layout=classes)}
+    features, shape, classes = _confusion(inputs)
+    return {"balanced_accuracy": Sufficient(features, "balanced_accuracy", {"k": shape["k"]}, layout=classes)}
 
 
 def ece(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    """Per confidence bin: correct answers minus summed confidence, and the count of all examples;
-    ECE = sum over bins of |correct - confidence| / n (each bin's share times its gap)."""
+    """Per confidence bin: correct answers minus summed confidence, and the count of all examples."""
     if inputs.probabilities is None or inputs.labels is None:
         return {}
     probabilities = np.asarray(inputs.probabilities, dtype=float)
@@ -204,11 +280,7 @@ def ece(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]
     rows, columns = np.repeat(np.arange(n), 2), np.column_stack([index, np.full(n, bins)]).ravel()
     data = np.column_stack([gaps, np.ones(n)]).ravel()
     features = sparse.csr_matrix((data, (rows, columns)), shape=(n, bins + 1))
-
-    def finish(sums: np.ndarray) -> np.ndarray:
-        return np.abs(sums[:, :bins]).sum(axis=1) / sums[:, bins]
-
-    return {"ece": Sufficient(features, finish, layout=(bins,))}
+    return {"ece": Sufficient(features, "ece", {"bins": bins}, layout=(bins,))}
 
 
 # -- multilabel -----------------------------------------------------------------------------------------
@@ -227,24 +299,13 @@ def multilabel_f1(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, S
     labels = truth.shape[1]
     counts = np.hstack([truth * predicted, (1 - truth) * predicted, truth * (1 - predicted)]).astype(float)
     features = sparse.csr_matrix(counts)
-
-    def split(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return sums[:, :labels], sums[:, labels : 2 * labels], sums[:, 2 * labels :]
-
-    def micro(sums: np.ndarray) -> np.ndarray:
-        tp, fp, fn = (part.sum(axis=1) for part in split(sums))
-        return _divide(2 * tp, 2 * tp + fp + fn)
-
-    def macro(sums: np.ndarray) -> np.ndarray:
-        tp, fp, fn = split(sums)
-        return _divide(2 * tp, 2 * tp + fp + fn).mean(axis=1)
-
+    layout = tuple(inputs.labels or ())
     both = (truth * predicted).sum(axis=1)
     size = truth.sum(axis=1) + predicted.sum(axis=1)
     per_example = np.where(size > 0, 2 * both / np.maximum(size, 1), 1.0)  # both empty: 1 (zero_division=1)
     return {
-        "f1_micro": Sufficient(features, micro, layout=tuple(inputs.labels or ())),
-        "f1_macro": Sufficient(features, macro, layout=tuple(inputs.labels or ())),
+        "f1_micro": Sufficient(features, "multilabel_f1_micro", {"labels": labels}, layout=layout),
+        "f1_macro": Sufficient(features, "multilabel_f1_macro", {"labels": labels}, layout=layout),
         "f1_samples": _share(per_example),
     }
 
@@ -284,28 +345,21 @@ def rouge(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficien
     return {kind: _share(np.array([score[kind].fmeasure for score in scores])) for kind in kinds}
 
 
-def _sacrebleu(metric: Any, inputs: MetricInputs) -> Sufficient:
+def _sacrebleu(name: str, tokenize: str | None, inputs: MetricInputs) -> Sufficient:
     """sacrebleu's per-sentence statistics (n-gram matches and totals), which it sums for a corpus score."""
+    metric = _sacrebleu_metric(name, tokenize)
     statistics = np.asarray(metric._extract_corpus_statistics(inputs.predictions, [inputs.references]), dtype=float)
-
-    def finish(sums: np.ndarray) -> np.ndarray:
-        return np.array([metric._compute_score_from_stats(np.rint(row).astype(int).tolist()).score for row in sums])
-
-    return Sufficient(sparse.csr_matrix(statistics), finish)
+    return Sufficient(sparse.csr_matrix(statistics), "sacrebleu", {"name": name, "tokenize": tokenize})
 
 
 def bleu(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
     if config.tokenizer_name:
         return {}
-    from sacrebleu.metrics import BLEU
-
-    return {"bleu": _sacrebleu(BLEU(tokenize=config.bleu_tokenize), inputs)}
+    return {"bleu": _sacrebleu("bleu", config.bleu_tokenize, inputs)}
 
 
 def chrf(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
-    from sacrebleu.metrics import CHRF
-
-    return {"chrf": _sacrebleu(CHRF(), inputs)}
+    return {"chrf": _sacrebleu("chrf", None, inputs)}
 
 
 SUFFICIENT: dict[str, Callable[[MetricInputs, EvaluationConfig], dict[str, Sufficient]]] = {

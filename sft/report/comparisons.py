@@ -15,61 +15,55 @@ example stays the unit that is resampled or swapped (its seeds move together).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
+from sft.evaluation.batched import Sufficient
 from sft.report.intervals import Resampler, bootstrap_interval, leave_one_out
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
-    """(two-sided p, examples only a got right, examples only b got right)."""
-    from scipy.stats import binomtest
+    """(two-sided p, examples only a got right, examples only b got right). Under "no difference" the
+    discordant examples are Binomial(d, 1/2), symmetric, so the two-sided p is twice the smaller tail."""
+    from scipy.stats import binom
 
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     if only_a + only_b == 0:
         return 1.0, 0, 0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), only_a, only_b
+    return min(1.0, 2 * float(binom.cdf(min(only_a, only_b), only_a + only_b, 0.5))), only_a, only_b
 
 
-def _total(parts: list[sparse.spmatrix], resampler: Resampler) -> np.ndarray:
-    return sum((resampler.total(part) for part in parts[1:]), resampler.total(parts[0]))
+def _total(parts: list[Sufficient], resampler: Resampler) -> np.ndarray:
+    return sum((resampler.total(part.features) for part in parts[1:]), resampler.total(parts[0].features))
 
 
-def permutation_p(
-    parts_a: list[sparse.spmatrix],
-    parts_b: list[sparse.spmatrix],
-    finish: Callable[[np.ndarray], np.ndarray],
-    resampler: Resampler,
-) -> float:
+def permutation_p(parts_a: list[Sufficient], parts_b: list[Sufficient], resampler: Resampler) -> float:
     """Two-sided p of a paired permutation test of metric(a) - metric(b) with the resampler's swap
     patterns: (1 + patterns at least as extreme) / (1 + patterns), so it is never 0. `parts` are the
-    per-seed statistics; an example's seeds are swapped together."""
+    per-seed statistics of one metric; an example's seeds are swapped together."""
+    finish = parts_a[0].finish
     total_a, total_b = _total(parts_a, resampler), _total(parts_b, resampler)
     observed = float((finish(total_a) - finish(total_b))[0])
-    moved = resampler.moved(parts_a, parts_b)
+    moved = resampler.moved([part.features for part in parts_a], [part.features for part in parts_b])
     differences = finish(total_a + moved) - finish(total_b - moved)
     extreme = np.count_nonzero(np.abs(differences) >= abs(observed) - 1e-12 * max(1.0, abs(observed)))
     return float((1 + extreme) / (1 + resampler.resamples))
 
 
 def paired_difference(
-    parts_a: list[sparse.spmatrix],
-    parts_b: list[sparse.spmatrix],
-    finish: Callable[[np.ndarray], np.ndarray],
-    resampler: Resampler,
-    level: float,
-    method: str,
+    parts_a: list[Sufficient], parts_b: list[Sufficient], resampler: Resampler, level: float, method: str
 ) -> tuple[float, float, float]:
     """(metric(a) - metric(b), low, high): the paired bootstrap interval of the difference."""
+    finish = parts_a[0].finish
     point = float((finish(_total(parts_a, resampler)) - finish(_total(parts_b, resampler)))[0])
-    resampled = finish(resampler.pooled_sums(parts_a)) - finish(resampler.pooled_sums(parts_b))
+    resampled = resampler.values(parts_a) - resampler.values(parts_b)
     jackknife = None
     if method == "bca":
-        pooled_a, pooled_b = sum(parts_a[1:], parts_a[0]), sum(parts_b[1:], parts_b[0])
+        pooled_a = sum((part.features for part in parts_a[1:]), parts_a[0].features)
+        pooled_b = sum((part.features for part in parts_b[1:]), parts_b[0].features)
         jackknife = finish(leave_one_out(pooled_a)) - finish(leave_one_out(pooled_b))
     low, high = bootstrap_interval(point, resampled, level, method, jackknife)
     return point, low, high

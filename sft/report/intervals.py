@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
+
+if TYPE_CHECKING:
+    from sft.evaluation.batched import Sufficient
 
 METHODS = ("percentile", "bca")
 _ROWS_PER_CHUNK = 100  # resamples turned into counts at a time (bounds the index arrays' memory)
@@ -47,8 +51,9 @@ class Resampler:
         self.seed = seed
         self._counts: dict[int, np.ndarray] = {}
         self._swaps: dict[int, np.ndarray] = {}
-        self._sums: dict[int, tuple[sparse.spmatrix, np.ndarray]] = {}
-        self._moved: dict[tuple, tuple[list, np.ndarray]] = {}
+        self._sums: dict[int, tuple[sparse.spmatrix, tuple[np.ndarray, np.ndarray]]] = {}
+        self._totals: dict[tuple, tuple[list, np.ndarray]] = {}
+        self._values: dict[tuple, tuple[list, np.ndarray]] = {}
 
     def counts(self, n: int) -> np.ndarray:
         """(n, B): how often each example is in each resample."""
@@ -71,17 +76,46 @@ class Resampler:
 
     def sums(self, features: sparse.spmatrix) -> np.ndarray:
         """(B, s): the column sums of `features` (examples, s) in every resample."""
+        return self._products(features)[0]
+
+    def swapped(self, features: sparse.spmatrix) -> np.ndarray:
+        """(B, s): the column sums of `features` over the examples each swap pattern swaps. Linear in the
+        features, so what a pattern moves between two systems is the difference of theirs."""
+        return self._products(features)[1]
+
+    def _products(self, features: sparse.spmatrix) -> tuple[np.ndarray, np.ndarray]:
         key = id(features)
         if key not in self._sums:  # the matrix is kept with its sums, so its id is never reused meanwhile
-            self._sums[key] = (features, np.asarray(features.T @ self.counts(features.shape[0])).T)
+            transposed = features.T
+            n = features.shape[0]
+            # C order, as `sft.report.cache` gives them back: a reduction's rounding depends on the layout
+            products = tuple(
+                np.ascontiguousarray(np.asarray(transposed @ draws(n)).T) for draws in (self.counts, self.swaps)
+            )
+            self._sums[key] = (features, products)
         return self._sums[key][1]
+
+    def remember(self, features: sparse.spmatrix, sums: np.ndarray, swapped: np.ndarray) -> None:
+        """Take `features`' products as computed before (`sft.report.cache`) instead of computing them."""
+        if sums.shape[0] != self.resamples or swapped.shape[0] != self.resamples:
+            raise ValueError(f"{sums.shape[0]} resamples remembered; this report draws {self.resamples}")
+        self._sums[id(features)] = (features, (sums, swapped))
 
     def total(self, features: sparse.spmatrix) -> np.ndarray:
         """(1, s): the column sums of `features` over the examples as they are."""
         key = ("total", id(features))
-        if key not in self._moved:
-            self._moved[key] = ([features], np.asarray(features.sum(axis=0)))
-        return self._moved[key][1]
+        if key not in self._totals:
+            self._totals[key] = ([features], np.asarray(features.sum(axis=0)))
+        return self._totals[key][1]
+
+    def values(self, parts: list[Sufficient]) -> np.ndarray:
+        """(B,): a metric in every resample, its statistics `parts` (one per seed) pooled per example;
+        kept, so a reference compared with 19 others is finished once."""
+        key = tuple(map(id, parts))
+        if key not in self._values:
+            pooled = self.pooled_sums([part.features for part in parts])
+            self._values[key] = (parts, parts[0].finish(pooled))
+        return self._values[key][1]
 
     def pooled_sums(self, parts: list[sparse.spmatrix]) -> np.ndarray:
         """(B, s): the resampled sums of the examples' statistics summed over `parts` (seeds): an example
@@ -90,12 +124,7 @@ class Resampler:
 
     def moved(self, parts_a: list[sparse.spmatrix], parts_b: list[sparse.spmatrix]) -> np.ndarray:
         """(B, s): what each swap pattern moves from b's sums to a's (summed over the parts)."""
-        key = (*map(id, parts_a), None, *map(id, parts_b))
-        if key not in self._moved:
-            difference = sum(parts_b[1:], parts_b[0]) - sum(parts_a[1:], parts_a[0])
-            moved = np.asarray(difference.T @ self.swaps(difference.shape[0])).T
-            self._moved[key] = ([*parts_a, *parts_b], moved)
-        return self._moved[key][1]
+        return sum(map(self.swapped, parts_b)) - sum(map(self.swapped, parts_a))
 
 
 def leave_one_out(features: sparse.spmatrix) -> np.ndarray:

@@ -83,15 +83,25 @@ def forest_plot(path: Path, rows: list[ForestRow], metric: str, title: str) -> P
     figure = _figure(layout=None)  # fixed margins: constrained layout would cost as much as the drawing
     figure.subplots_adjust(left=0.32, right=0.97, top=0.9, bottom=0.13)
     axes = figure.add_subplot()
-    for position, row in enumerate(reversed(rows)):
-        color = FOREST_COLORS.get(row.status, "tab:grey")
-        if row.interval is not None:
-            axes.plot([row.interval.low, row.interval.high], [position, position], color=color, linewidth=2)
-        marker = "D" if row.status in ("best", "baseline") else "o"
-        axes.plot([row.mean], [position], marker=marker, color=color, markersize=6)
+    ordered = list(reversed(rows))  # best at the top
+    positions = np.arange(len(ordered))
+    # One collection of interval lines and one marker series per status (not two artists per row): the
+    # plot is drawn with every report, and matplotlib's cost grows with its artists.
+    with_interval = [(p, row) for p, row in zip(positions, ordered) if row.interval is not None]
+    if with_interval:
+        axes.hlines(
+            [p for p, _ in with_interval], [row.interval.low for _, row in with_interval],
+            [row.interval.high for _, row in with_interval],
+            colors=[FOREST_COLORS.get(row.status, "tab:grey") for _, row in with_interval], linewidth=2,
+        )  # fmt: skip
+    for status in dict.fromkeys(row.status for row in ordered):
+        members = [(p, row) for p, row in zip(positions, ordered) if row.status == status]
+        marker = "D" if status in ("best", "baseline") else "o"
+        axes.plot([row.mean for _, row in members], [p for p, _ in members], linestyle="none", marker=marker,
+                  color=FOREST_COLORS.get(status, "tab:grey"), markersize=6)  # fmt: skip
     labels = [f"{row.experiment} ({row.status})" if row.status in ("best", "baseline") else row.experiment
-              for row in reversed(rows)]  # fmt: skip
-    axes.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+              for row in ordered]  # fmt: skip
+    axes.set_yticks(positions, labels, fontsize=7)
     axes.set_xlabel(f"{metric} (intervals as in the table)")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3, axis="x")

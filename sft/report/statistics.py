@@ -16,6 +16,7 @@ A run without predictions.jsonl has no bootstrap interval and no comparison; not
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from sft.config import EvaluationConfig
 from sft.evaluation.batched import Sufficient, sufficient_statistics
 from sft.evaluation.metrics import higher_is_better
 from sft.registry import did_you_mean
+from sft.report.cache import CachedRun, Resampled, cache_key, load, prune, save
 from sft.report.comparisons import Comparison, holm, mcnemar_exact, paired_difference, permutation_p
 from sft.report.intervals import METHODS, Interval, Resampler, bootstrap_interval, leave_one_out, t_interval
 from sft.report.sections import ReportOptions, Section
@@ -34,6 +36,9 @@ from sft.report.tables import Stats
 from sft.results.files import read_jsonl
 from sft.results.fingerprint import hash_test_inputs
 from sft.tasks import TASKS
+from sft.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class RunStatistics:
     test_hash: str
     sufficient: dict[str, Sufficient]
     intervals: dict[str, Interval]
+    cache_key: str = ""  # its entry in the report's cache (`sft.report.cache`)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def compute_statistics(root: Path, found: list[Section], options: ReportOptions)
     resampler = Resampler(options.resamples, options.seed)
     sections: dict[tuple[str, str], SectionStatistics] = {}
     for section in found:
-        metrics = list(dict.fromkeys([*section.metrics, *([section.pivot.metric] if section.pivot else [])]))
+        metrics = _section_metrics(section)
         runs: dict[str, RunStatistics] = {}
         notes: list[str] = []
         for row in section.rows:
@@ -162,7 +168,33 @@ def compute_statistics(root: Path, found: list[Section], options: ReportOptions)
         notes = list(dict.fromkeys(notes))  # a note about two runs holds for every metric
         found_section = SectionStatistics(*key, options.level, runs, references, comparisons, notes)
         sections[key] = dataclasses.replace(found_section, experiments=_experiment_intervals(section, found_section))
+    prune(root, {run.cache_key for section in sections.values() for run in section.runs.values()})
     return Statistics(options.level, options.method, options.resamples, options.seed, options.baseline, sections)
+
+
+def _section_metrics(section: Section) -> list[str]:
+    """The metrics a section shows (its table's and its pivot's): those that get intervals."""
+    return list(dict.fromkeys([*section.metrics, *([section.pivot.metric] if section.pivot else [])]))
+
+
+def prepare_run(root: Path, folder: str, options: ReportOptions | None = None) -> bool:
+    """Compute and keep (`sft.report.cache`) the statistics of one finished run as the report will ask
+    for them, so the report at the end of a grid finds every run's ready: the runner calls this as
+    each run finishes, while the others still run. True when they are kept; never raises (a run
+    the report cannot use is named by the report itself)."""
+    from sft.report.collect import result_row
+    from sft.report.sections import sections
+    from sft.results.files import read_json
+
+    options = options or ReportOptions()
+    try:
+        row = result_row(read_json(root / folder / "results.json"), folder)
+        metrics = _section_metrics(sections([row], options)[0])
+        found, _ = _run(root, row, metrics, Resampler(options.resamples, options.seed), options)
+    except Exception as error:  # the report recomputes what is not kept here
+        log.warning("statistics of %s not prepared: %s", folder, error)
+        return False
+    return found is not None
 
 
 def _experiment_intervals(section: Section, found: SectionStatistics) -> dict[str, dict[str, Interval]]:
@@ -206,21 +238,29 @@ def _run(
     if task is None or not (root / path).is_file():
         return None, []
     settings = row["settings"]
+    names = list(settings.get("evaluation.metrics") or task.default_metrics)
+    evaluation = _evaluation_config(settings)
+    parts = {
+        "labels": row.get("labels"), "metrics": names, "asked": sorted(metrics), "test_hash": row.get("test_hash"),
+        "input_columns": settings.get("prompting.input_columns"), "evaluation": evaluation.model_dump(mode="json"),
+        "resamples": resampler.resamples, "seed": resampler.seed,
+    }  # fmt: skip
     try:
-        predictions = read_jsonl(root / path)
-        first = predictions[0] if predictions else {}
-        labels = row.get("labels") or (
-            list(first["probabilities"]) if isinstance(first.get("probabilities"), dict) else None
-        )
-        inputs = task.metric_inputs(predictions, labels)
-        names = list(settings.get("evaluation.metrics") or task.default_metrics)
-        sufficient = sufficient_statistics(inputs, names, _evaluation_config(settings), set(metrics))
+        key = cache_key(root / path, parts)
+        cached = load(root, key)
+        if cached is None:
+            cached = _statistics_of(root / path, row, task, names, evaluation, metrics, resampler)
+            _remember(root, key, cached)
     except Exception as error:  # odd predictions of one run must not cost the report
         return None, [f"{path}: no intervals ({type(error).__name__}: {error})"]
+    for item in cached.resampled:
+        resampler.remember(item.features, item.sums, item.swapped)
+    sufficient, test_hash = cached.sufficient, cached.test_hash
     notes = []
     usable: dict[str, Sufficient] = {}
     for metric, statistic in sufficient.items():
-        recorded, recomputed = row["metrics"].get(metric), statistic.value()
+        recorded = row["metrics"].get(metric)
+        recomputed = float(statistic.finish(resampler.total(statistic.features))[0])  # value(), its sum kept
         if recorded is None or not math.isclose(recomputed, recorded, rel_tol=1e-6, abs_tol=1e-9):
             notes.append(f"{path}: {metric} recomputed from the predictions is {recomputed:.6g}, results.json "
                             f"says {recorded}; no interval or comparison for it")  # fmt: skip
@@ -229,17 +269,42 @@ def _run(
     jackknives: dict[int, np.ndarray] = {}
     intervals = {}
     for metric, statistic in usable.items():
-        key = id(statistic.features)
         jackknife = None
         if options.method == "bca":
-            if key not in jackknives:
-                jackknives[key] = leave_one_out(statistic.features)
-            jackknife = statistic.finish(jackknives[key])
-        resampled = statistic.finish(resampler.sums(statistic.features))
+            matrix = id(statistic.features)
+            if matrix not in jackknives:
+                jackknives[matrix] = leave_one_out(statistic.features)
+            jackknife = statistic.finish(jackknives[matrix])
+        resampled = resampler.values([statistic])
         low, high = bootstrap_interval(row["metrics"][metric], resampled, options.level, options.method, jackknife)
         intervals[metric] = Interval(low, high, "bootstrap")
-    test_hash = row.get("test_hash") or hash_test_inputs(predictions, settings.get("prompting.input_columns") or [])
-    return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals), notes
+    return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals, key), notes
+
+
+def _remember(root: Path, key: str, cached: CachedRun) -> None:
+    """Keep the run's statistics for the next report; one that cannot be written is computed again then."""
+    try:
+        save(root, key, cached)
+    except OSError as error:
+        log.warning("report cache: %s not written (%s)", key, error)
+
+
+def _statistics_of(
+    path: Path, row: dict[str, Any], task: Task, names: list[str], evaluation: EvaluationConfig, metrics: list[str],
+    resampler: Resampler,
+) -> CachedRun:  # fmt: skip
+    """Parse the run's predictions and resample every statistics matrix the table's metrics use."""
+    predictions = read_jsonl(path)
+    first = predictions[0] if predictions else {}
+    labels = row.get("labels") or (
+        list(first["probabilities"]) if isinstance(first.get("probabilities"), dict) else None
+    )
+    sufficient = sufficient_statistics(task.metric_inputs(predictions, labels), names, evaluation, set(metrics))
+    distinct = list({id(statistic.features): statistic.features for statistic in sufficient.values()}.values())
+    resampled = [Resampled(features, resampler.sums(features), resampler.swapped(features)) for features in distinct]
+    input_columns = row["settings"].get("prompting.input_columns") or []
+    test_hash = row.get("test_hash") or hash_test_inputs(predictions, input_columns)
+    return CachedRun(test_hash, sufficient, resampled)
 
 
 def _reference(section: Section, metric: str, options: ReportOptions) -> tuple[str | None, str]:
@@ -313,11 +378,9 @@ def _paired(
 ) -> Comparison:
     """One experiment against the reference on the seeds both ran; an example's seeds are pooled."""
     statistic = runs[seeds[0]].sufficient[metric]
-    parts = [runs[seed].sufficient[metric].features for seed in seeds]
-    reference_parts = [references[seed].sufficient[metric].features for seed in seeds]
-    difference, low, high = paired_difference(
-        parts, reference_parts, statistic.finish, resampler, options.level, options.method
-    )
+    parts = [runs[seed].sufficient[metric] for seed in seeds]
+    reference_parts = [references[seed].sufficient[metric] for seed in seeds]
+    difference, low, high = paired_difference(parts, reference_parts, resampler, options.level, options.method)
     discordant = None
     if statistic.binary and len(seeds) == 1:
         test = "mcnemar"
@@ -326,9 +389,9 @@ def _paired(
         discordant = (only_experiment, only_reference)
     else:
         test = "permutation"
-        p_value = permutation_p(parts, reference_parts, statistic.finish, resampler)
+        p_value = permutation_p(parts, reference_parts, resampler)
     return Comparison(
-        metric, name, reference, role, test, tuple(seeds), parts[0].shape[0], difference, low, high, p_value,
+        metric, name, reference, role, test, tuple(seeds), parts[0].features.shape[0], difference, low, high, p_value,
         discordant=discordant,
     )  # fmt: skip
 

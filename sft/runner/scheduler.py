@@ -307,7 +307,16 @@ class GridRunner:
             return
         if state == RunState.FAILED:
             self.trainings.ended(run, reason)
+        if state == RunState.DONE:
+            self._prepare_statistics(run)
         self.progress.finished(run, state.value, time.time() - active.started, reason)
+
+    def _prepare_statistics(self, run: Run) -> None:
+        """The finished run's report statistics, computed now while other runs still run rather than all
+        at the end, so the grid's report comes quickly (sft.report.statistics.prepare_run)."""
+        from sft.report.statistics import prepare_run
+
+        prepare_run(self.results_path, run.folder.relative_to(self.results_path).as_posix())
 
     def _fail_unstarted(self, run: Run, config: ExperimentConfig, reason: str) -> None:
         """Record as failed, without starting it, a run whose training failed (unless it is finished

@@ -115,7 +115,7 @@ def test_permutation_p_matches_scipy_exact_permutation_test():
     data_b = MetricInputs([LABELS[i] for i in truth], [LABELS[i] for i in b], LABELS)
     f1_a = sufficient_statistics(data_a, ["f1"], EvaluationConfig())["f1_macro"]
     f1_b = sufficient_statistics(data_b, ["f1"], EvaluationConfig())["f1_macro"]
-    found = permutation_p([f1_a.features], [f1_b.features], f1_a.finish, Resampler(20_000, seed=1))
+    found = permutation_p([f1_a], [f1_b], Resampler(20_000, seed=1))
 
     def difference(x, y, axis=-1):
         return macro_f1_of_codes(x, axis) - macro_f1_of_codes(y, axis)
@@ -133,7 +133,7 @@ def test_paired_difference_equals_scipy_paired_bootstrap():
     a = sufficient_statistics(data_a, ["accuracy"], EvaluationConfig())["accuracy"]
     b = sufficient_statistics(data_b, ["accuracy"], EvaluationConfig())["accuracy"]
     resampler = Resampler(999, 2)
-    difference, low, high = paired_difference([a.features], [b.features], a.finish, resampler, 0.95, "percentile")
+    difference, low, high = paired_difference([a], [b], resampler, 0.95, "percentile")
     assert difference == pytest.approx(a.value() - b.value())
     reference = stats.bootstrap(
         (a.correct(), b.correct()), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
