@@ -22,6 +22,8 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +94,14 @@ def time_aggregate(root: Path, with_statistics: bool, cold: bool = False) -> flo
     return time.perf_counter() - started
 
 
+def time_command(root: Path, with_statistics: bool) -> float:
+    """`python -m sft.cli aggregate` in a fresh process, as a user runs it: imports included."""
+    command = [sys.executable, "-m", "sft.cli", "aggregate", str(root)]
+    started = time.perf_counter()
+    subprocess.run(command if with_statistics else [*command, "--no-statistics"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def time_prepare(root: Path) -> float:
     """The median time `prepare_run` takes for one run of the grid, from nothing prepared."""
     from sft.report.cache import CACHE_FOLDER
@@ -136,6 +146,8 @@ def time_bootstrap(examples: int = 10_000, labels: int = 28, resamples: int = 10
 
 
 def main() -> None:
+    from sft.report.cache import CACHE_FOLDER
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--experiments", type=int, default=20)
@@ -147,16 +159,22 @@ def main() -> None:
         prepare = time_prepare(root)
         times: dict[str, list[float]] = {"without": [], "cold": [], "warm": []}
         reading: list[float] = []
+        commands: dict[str, list[float]] = {"without": [], "cold": [], "warm": []}
         for _ in range(args.repeats):  # alternating, so load on the machine hits all alike
             times["without"].append(time_aggregate(root, False))
             times["cold"].append(time_aggregate(root, True, cold=True))
             times["warm"].append(time_aggregate(root, True))
             reading.append(time_reading(root))
+            commands["without"].append(time_command(root, False))
+            shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
+            commands["cold"].append(time_command(root, True))
+            commands["warm"].append(time_command(root, True))
         document = json.loads((root / "aggregated_results.json").read_text(encoding="utf-8"))
     comparisons = sum(len(section["comparisons"]) for section in document["statistics"]["sections"])
     medians = {kind: statistics.median(values) for kind, values in times.items()}
-    print(f"aggregate: {args.experiments} experiments x {args.examples} test examples, {args.repeats} repeats, "
+    print(f"{args.experiments} experiments x {args.examples} test examples, {args.repeats} repeats, "
           f"{comparisons} paired comparisons, 1000 resamples")  # fmt: skip
+    print("\n`aggregate` called in one process (its imports done once, before the timings):")
     labels = {
         "without": "without statistics",
         "cold": "with statistics, nothing prepared (every predictions.jsonl parsed and resampled)",
@@ -166,6 +184,12 @@ def main() -> None:
     print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
     for kind in ("cold", "warm"):
         print(f"ratio {kind} / without: {medians[kind] / medians['without']:.2f} (target <= 2.00)")
+    command = {kind: statistics.median(values) for kind, values in commands.items()}
+    print("\n`python -m sft.cli aggregate` in a fresh process, as a user runs it (imports included):")
+    table = [[labels[kind], f"{command[kind]:.2f}", " ".join(f"{t:.2f}" for t in commands[kind])] for kind in commands]
+    print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
+    for kind in ("cold", "warm"):
+        print(f"ratio {kind} / without: {command[kind] / command['without']:.2f} (target <= 2.00)")
     print(f"preparing one run's statistics (the runner's cost per finished run): {prepare * 1000:.0f} ms")
     print(f"of which parsing the predictions.jsonl files alone: {statistics.median(reading):.2f} s "
           f"({statistics.median(reading) / medians['without']:.2f} x the time without statistics)")  # fmt: skip

@@ -2,7 +2,7 @@
 
 Accuracy-like metrics (the share of examples answered right) get the exact McNemar test: only the
 examples where the two systems disagree carry information, and under "no difference" each of them is
-a fair coin (`scipy.stats.binomtest`). Metrics of the whole confusion matrix (F1, MCC, BLEU) get a
+a fair coin (the binomial CDF of `scipy.special`). Metrics of the whole confusion matrix (F1, MCC, BLEU) get a
 paired permutation test: under "no difference" the two systems' outputs on an example are
 exchangeable, so swapping them on a random half of the examples gives the null distribution of the
 difference. The difference is reported with a paired bootstrap interval (both systems on the same
@@ -27,13 +27,14 @@ from sft.report.intervals import Resampler, bootstrap_interval, leave_one_out
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
     """(two-sided p, examples only a got right, examples only b got right). Under "no difference" the
     discordant examples are Binomial(d, 1/2), symmetric, so the two-sided p is twice the smaller tail."""
-    from scipy.stats import binom
+    from scipy.special import bdtr  # the binomial CDF scipy.stats.binom.cdf evaluates, without importing
+    # scipy.stats (most of a report's start-up)
 
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     if only_a + only_b == 0:
         return 1.0, 0, 0
-    return min(1.0, 2 * float(binom.cdf(min(only_a, only_b), only_a + only_b, 0.5))), only_a, only_b
+    return min(1.0, 2 * float(bdtr(min(only_a, only_b), only_a + only_b, 0.5))), only_a, only_b
 
 
 def _total(parts: list[Sufficient], resampler: Resampler) -> np.ndarray:

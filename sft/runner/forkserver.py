@@ -40,6 +40,8 @@ PRELOAD = (
     "sft.scoring.label_sets", "sft.scoring.calibration", "sft.predictors.label_scoring",
     "sft.predictors.label_set_scoring", "sft.predictors.generation", "sft.predictors.head",
     "sft.evaluation.classification", "sft.evaluation.generation", "sft.evaluation.multilabel",
+    # the metric functions import scikit-learn when first called: half a second in every child otherwise
+    "sklearn.metrics",
 )  # fmt: skip
 
 
