@@ -32,6 +32,8 @@ def scaled(config, args):
         trainer_args["per_device_train_batch_size"] = args.batch_size
     if args.lr_scheduler:
         trainer_args["lr_scheduler_type"] = args.lr_scheduler
+    if args.learning_rate:
+        trainer_args["learning_rate"] = args.learning_rate
     updates: dict = {"trainer_args": trainer_args}
     if args.eval_examples and training.evaluates():
         updates["eval_examples"] = args.eval_examples
@@ -56,7 +58,8 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="Default: the config's 300.")
     parser.add_argument("--max-n-test", type=int, default=None, help="Default: the whole test split.")
     parser.add_argument("--batch-size", type=int, default=None, help="Training batch; default: the config's 32.")
-    parser.add_argument("--lr-scheduler", default=None, help="Default: the config's (constant).")
+    parser.add_argument("--lr-scheduler", default=None, help="Default: the config's (linear decay).")
+    parser.add_argument("--learning-rate", type=float, default=None, help="Default: the config's 5e-4.")
     parser.add_argument("--only", choices=["early", "full"], help="Run one setting (run the other in parallel).")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]

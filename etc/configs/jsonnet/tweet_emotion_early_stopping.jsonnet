@@ -4,10 +4,12 @@
 // headline metric (macro-F1, computed as the final evaluation computes it), keeps the best adapter and
 // stops after 3 evaluations without improvement; `minilm_head_30_epochs` is the same training kept to
 // the last epoch. benchmarks/early_stopping.py runs both for three seeds and compares them.
-// Measured at a smaller scale on a loaded 2-core CPU (8 shots per label, batch 8, up to 30 epochs, 100
-// evaluation examples, 300 test tweets; --shots 8 --batch-size 8 --eval-examples 100 --max-n-test 300):
-// all three seeds stopped early (epochs 10, 10, 14; best 7, 7, 11), test macro-F1 of the kept adapter
-// 0.385 against 0.389 for 30 epochs (mean of 3 seeds); the evaluations took 72% of the training time.
+// Measured at full size (all 1,421 test tweets, 3 seeds; benchmarks/early_stopping.py, 2-core CPU):
+// all three seeds stopped early (at epochs 10, 12, 13; best 7, 9, 10), test macro-F1 of the kept
+// adapter 0.672 against 0.676 for 30 epochs (mean of 3 seeds, -0.004); the evaluations (300 prompts
+// and the validation loss) took 45% of the training wall time. The learning rate matters: at 2e-3
+// the model fits the shots within 6 epochs, and an adapter stopped there, before the linear decay
+// has brought the rate down, lost 0.013 to the 30-epoch one (0.646 against 0.659).
 //   python -m sft.cli run-experiments etc/configs/jsonnet/tweet_emotion_early_stopping.jsonnet \
 //     --results-path results/emotion_early_stopping --seeds 1,2,3
 local data = '../shared/data/tweeteval/emotion';
@@ -20,7 +22,7 @@ local full = {
   training: {
     trainer_args: {
       num_train_epochs: 30,
-      learning_rate: 2e-3,
+      learning_rate: 5e-4,
       per_device_train_batch_size: 32,
       warmup_steps: 0.06,
       weight_decay: 0.01,
