@@ -42,9 +42,10 @@ def grid_run(tmp_path_factory, tiny_qwen, tiny_llama, sentiment_data, translatio
     configs = {"zero-shot": zero_shot, "few-shot-icl": few_shot, "translate": generation, "broken": broken}
     grid.write_text(f"local configs = {json.dumps(configs)};\n{{ configs: configs }}\n")
     results = folder / "results"
-    process = cli(
-        "run-experiments", str(grid), "--results-path", str(results), "--random-seed", "3", "--no-check-models"
-    )
+    process = cli(  # a relative results path, as the README's commands give it
+        "run-experiments", str(grid), "--results-path", "results", "--random-seed", "3", "--no-check-models",
+        cwd=folder,
+    )  # fmt: skip
     return process, results
 
 

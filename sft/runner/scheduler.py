@@ -316,7 +316,8 @@ class GridRunner:
         at the end, so the grid's report comes quickly (sft.report.statistics.prepare_run)."""
         from sft.report.statistics import prepare_run
 
-        prepare_run(self.results_path, run.folder.relative_to(self.results_path).as_posix())
+        # <experiment>/seed-<n>, whether the results path was given relative or absolute
+        prepare_run(self.results_path, f"{run.folder.parent.name}/{run.folder.name}")
 
     def _fail_unstarted(self, run: Run, config: ExperimentConfig, reason: str) -> None:
         """Record as failed, without starting it, a run whose training failed (unless it is finished
