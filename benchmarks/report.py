@@ -81,22 +81,30 @@ def build_grid(root: Path, experiments: int, examples: int) -> Path:
     return root
 
 
-def time_aggregate(root: Path, with_statistics: bool, cold: bool = False) -> float:
-    """One `aggregate`; `cold` first removes the report's cache of run statistics (`sft.report.cache`), as
-    for the first report of a grid, so every predictions.jsonl is parsed and resampled."""
-    from sft.report.aggregate import ReportOptions, aggregate
+def forget_statistics(root: Path) -> None:
+    """Remove the report's cache of run statistics (`sft.report.cache`), as for results nothing prepared,
+    so the next report parses and resamples every predictions.jsonl."""
     from sft.report.cache import CACHE_FOLDER
 
+    shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
+
+
+def time_aggregate(root: Path, with_statistics: bool, cold: bool = False) -> float:
+    """One `aggregate` call in this process; `cold`: with nothing prepared."""
+    from sft.report.aggregate import ReportOptions, aggregate
+
     if cold:
-        shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
+        forget_statistics(root)
     started = time.perf_counter()
     aggregate(root, ReportOptions(statistics=with_statistics))
     return time.perf_counter() - started
 
 
-def time_command(root: Path, with_statistics: bool) -> float:
+def time_command(root: Path, with_statistics: bool, cold: bool = False) -> float:
     """`python -m sft.cli aggregate` in a fresh process, as a user runs it: imports included."""
     command = [sys.executable, "-m", "sft.cli", "aggregate", str(root)]
+    if cold:
+        forget_statistics(root)
     started = time.perf_counter()
     subprocess.run(command if with_statistics else [*command, "--no-statistics"], check=True, capture_output=True)
     return time.perf_counter() - started
@@ -104,10 +112,9 @@ def time_command(root: Path, with_statistics: bool) -> float:
 
 def time_prepare(root: Path) -> float:
     """The median time `prepare_run` takes for one run of the grid, from nothing prepared."""
-    from sft.report.cache import CACHE_FOLDER
     from sft.report.statistics import prepare_run
 
-    shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
+    forget_statistics(root)
     times = []
     for folder in sorted(root.glob("*/seed-*")):
         started = time.perf_counter()
@@ -145,9 +152,25 @@ def time_bootstrap(examples: int = 10_000, labels: int = 28, resamples: int = 10
     return time.perf_counter() - started
 
 
-def main() -> None:
-    from sft.report.cache import CACHE_FOLDER
+KINDS = {
+    "without": "without statistics",
+    "cold": "with statistics, nothing prepared (every predictions.jsonl parsed and resampled)",
+    "warm": "with statistics, run statistics prepared (as the runner does when each run ends)",
+}
 
+
+def print_timings(title: str, times: dict[str, list[float]]) -> dict[str, float]:
+    """The table of one way of timing, its ratios to the time without statistics, and the medians."""
+    medians = {kind: statistics.median(values) for kind, values in times.items()}
+    print(f"\n{title}:")
+    table = [[KINDS[kind], f"{medians[kind]:.2f}", " ".join(f"{t:.2f}" for t in times[kind])] for kind in times]
+    print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
+    for kind in ("cold", "warm"):
+        print(f"ratio {kind} / without: {medians[kind] / medians['without']:.2f} (target <= 2.00)")
+    return medians
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--experiments", type=int, default=20)
@@ -166,30 +189,14 @@ def main() -> None:
             times["warm"].append(time_aggregate(root, True))
             reading.append(time_reading(root))
             commands["without"].append(time_command(root, False))
-            shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
-            commands["cold"].append(time_command(root, True))
+            commands["cold"].append(time_command(root, True, cold=True))
             commands["warm"].append(time_command(root, True))
         document = json.loads((root / "aggregated_results.json").read_text(encoding="utf-8"))
     comparisons = sum(len(section["comparisons"]) for section in document["statistics"]["sections"])
-    medians = {kind: statistics.median(values) for kind, values in times.items()}
     print(f"{args.experiments} experiments x {args.examples} test examples, {args.repeats} repeats, "
           f"{comparisons} paired comparisons, 1000 resamples")  # fmt: skip
-    print("\n`aggregate` called in one process (its imports done once, before the timings):")
-    labels = {
-        "without": "without statistics",
-        "cold": "with statistics, nothing prepared (every predictions.jsonl parsed and resampled)",
-        "warm": "with statistics, run statistics prepared (as the runner does when each run ends)",
-    }
-    table = [[labels[kind], f"{medians[kind]:.2f}", " ".join(f"{t:.2f}" for t in times[kind])] for kind in times]
-    print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
-    for kind in ("cold", "warm"):
-        print(f"ratio {kind} / without: {medians[kind] / medians['without']:.2f} (target <= 2.00)")
-    command = {kind: statistics.median(values) for kind, values in commands.items()}
-    print("\n`python -m sft.cli aggregate` in a fresh process, as a user runs it (imports included):")
-    table = [[labels[kind], f"{command[kind]:.2f}", " ".join(f"{t:.2f}" for t in commands[kind])] for kind in commands]
-    print(tabulate(table, headers=["", "median s", "runs s"], tablefmt="github"))
-    for kind in ("cold", "warm"):
-        print(f"ratio {kind} / without: {command[kind] / command['without']:.2f} (target <= 2.00)")
+    medians = print_timings("`aggregate` called in one process (its imports done once, before the timings)", times)
+    print_timings("`python -m sft.cli aggregate` in a fresh process, as a user runs it (imports included)", commands)
     print(f"preparing one run's statistics (the runner's cost per finished run): {prepare * 1000:.0f} ms")
     print(f"of which parsing the predictions.jsonl files alone: {statistics.median(reading):.2f} s "
           f"({statistics.median(reading) / medians['without']:.2f} x the time without statistics)")  # fmt: skip

@@ -52,7 +52,7 @@ class Resampler:
         self._counts: dict[int, np.ndarray] = {}
         self._swaps: dict[int, np.ndarray] = {}
         self._sums: dict[int, tuple[sparse.spmatrix, tuple[np.ndarray, np.ndarray]]] = {}
-        self._totals: dict[tuple, tuple[list, np.ndarray]] = {}
+        self._totals: dict[int, tuple[sparse.spmatrix, np.ndarray]] = {}
         self._values: dict[tuple, tuple[list, np.ndarray]] = {}
 
     def counts(self, n: int) -> np.ndarray:
@@ -103,9 +103,9 @@ class Resampler:
 
     def total(self, features: sparse.spmatrix) -> np.ndarray:
         """(1, s): the column sums of `features` over the examples as they are."""
-        key = ("total", id(features))
+        key = id(features)
         if key not in self._totals:
-            self._totals[key] = ([features], np.asarray(features.sum(axis=0)))
+            self._totals[key] = (features, np.asarray(features.sum(axis=0)))
         return self._totals[key][1]
 
     def values(self, parts: list[Sufficient]) -> np.ndarray:
