@@ -70,9 +70,6 @@ class CalibrationContext:
     seed: int = 0
 
 
-CalibrationFn = Callable[[np.ndarray, CalibrationContext, "CalibrationConfig"], Calibrated]
-
-
 # -- formulas ---------------------------------------------------------------------------------------
 
 
