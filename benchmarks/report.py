@@ -2,7 +2,7 @@
 run, with statistics (bootstrap intervals for every table cell, paired tests against the best, Holm,
 the forest plot) and without (`ReportOptions(statistics=False)`), measured alternately in one run.
 
-Target (issue 15): with statistics at most twice the time without. "With" is timed twice: with nothing
+Target: with statistics at most twice the time without. "With" is timed twice: with nothing
 prepared (results of an older version: every predictions.jsonl is parsed and resampled), and with each
 run's statistics prepared, as `run-experiments` prepares them when each run ends (`sft.report.cache`),
 which is how the report at the end of a grid and every rebuild find them. Also times preparing one run,

@@ -14,7 +14,7 @@ pinned to its cores, one thread per core) and unpinned with as many threads per 
 machine has cores (what torch does by default, and what the runner did before).
 
 Slurm: on the cluster SLURM_CONF names, or else a one-node Slurm started here (as root, with Debian's
-slurm-wlm and munge; tests/runner/slurm_cluster.py): the runner's overhead per job (the submit call,
+slurm-wlm and munge; tests/helpers/slurm.py): the runner's overhead per job (the submit call,
 plus batch-script start to the first line of experiment code; Slurm's own scheduling wait shown
 apart) and the makespan of 8 small experiments, from the first sbatch, next to the fork server with
 --jobs 2.
@@ -175,8 +175,8 @@ def slurm_section(configs: dict, config, root: Path, repeats: int) -> None:
 
     cluster = None
     if subprocess.run(["sinfo"], capture_output=True).returncode != 0:
-        sys.path.insert(0, str(REPO / "tests" / "runner"))
-        from slurm_cluster import SlurmUnavailable, start_cluster
+        sys.path.insert(0, str(REPO / "tests"))
+        from helpers.slurm import SlurmUnavailable, start_cluster
 
         try:
             cluster = start_cluster(root / "slurm")

@@ -10,7 +10,7 @@ Columns are median CPU seconds (one torch thread; `--clock wall` for wall-clock)
 the floor: one plain forward over the prompts that keeps the logits of the last position only. Methods:
 - ours: `sft.scoring.label_scoring.label_logprobs` (shared prefix once, prompts once, one trie pass for the labels);
 - ours, no shared prefix: the same with `shared_prefix=False` (the floor has no shared prefix either);
-- reference per-token: the design of the tool our users know: one forward over all prompts per label
+- reference per-token: the common design, written here: one forward over all prompts per label
   token position (per distinct label prefix), each recomputing prompt + label prefix from scratch;
 - brute force: `sft.scoring.label_scoring.brute_force_logprobs`, one full forward per (prompt, label);
 - lm-eval: lm-evaluation-harness's `HFLM.loglikelihood` on the same (prompt, label) requests.

@@ -1,6 +1,6 @@
 """Time `validate` on the shipped grids: main's checkout against this one, side by side in one run.
 
-    python benchmarks/validation.py /work/main .      # OLD NEW; prints per grid wall seconds and ratio
+    python benchmarks/validation.py ../sft-main .     # OLD NEW checkouts; prints per grid wall seconds and ratio
 
 Each runs from its own root (`python -m` puts the working directory first on sys.path, so it decides
 which sft runs; the grids' relative paths must resolve alike: `../shared/data`, and for quickstart a

@@ -1,4 +1,4 @@
-"""Every bad input is refused before the first experiment starts (issue 17): through the real command line,
+"""Every bad input is refused before the first experiment starts: through the real command line,
 each case exits 2, names the key path (or option) and the fix, and leaves the results folder byte for byte
 as it was. One case per class: settings only a model load used to catch (the preflight), values accepted
 silently, labels, command-line options, the results folder, data files, and single commands."""

@@ -77,7 +77,7 @@ class ICLSampler:
         picked = np.concatenate(chosen) if chosen else np.array([], dtype=int)
         # a multilabel example may be drawn for two of its labels; show it once
         picked = picked[np.sort(np.unique(picked, return_index=True)[1])]
-        order = rng.permutation(picked) if chosen else []
+        order: np.ndarray | list[int] = rng.permutation(picked) if chosen else []
         return [self.pool[int(index)] for index in order]
 
 

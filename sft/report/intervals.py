@@ -89,10 +89,10 @@ class Resampler:
             transposed = features.T
             n = features.shape[0]
             # C order, as `sft.report.cache` gives them back: a reduction's rounding depends on the layout
-            products = tuple(
+            sums, swapped = (
                 np.ascontiguousarray(np.asarray(transposed @ draws(n)).T) for draws in (self.counts, self.swaps)
             )
-            self._sums[key] = (features, products)
+            self._sums[key] = (features, (sums, swapped))
         return self._sums[key][1]
 
     def remember(self, features: sparse.spmatrix, sums: np.ndarray, swapped: np.ndarray) -> None:
@@ -124,7 +124,7 @@ class Resampler:
 
     def moved(self, parts_a: list[sparse.spmatrix], parts_b: list[sparse.spmatrix]) -> np.ndarray:
         """(B, s): what each swap pattern moves from b's sums to a's (summed over the parts)."""
-        return sum(map(self.swapped, parts_b)) - sum(map(self.swapped, parts_a))
+        return np.asarray(sum(map(self.swapped, parts_b)) - sum(map(self.swapped, parts_a)))
 
 
 def leave_one_out(features: sparse.spmatrix) -> np.ndarray:

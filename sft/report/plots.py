@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -30,7 +30,7 @@ DPI = 100
 WIDTH, HEIGHT = int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI)
 
 
-def _figure(layout: str | None = "constrained"):
+def _figure(layout: Literal["constrained", "compressed", "tight"] | None = "constrained"):
     from matplotlib.figure import Figure
 
     # A bare Figure (not pyplot) renders with Agg without touching the process-wide backend (a user's
@@ -87,12 +87,12 @@ def forest_plot(path: Path, rows: list[ForestRow], metric: str, title: str) -> P
     positions = np.arange(len(ordered))
     # One collection of interval lines and one marker series per status (not two artists per row): the
     # plot is drawn with every report, and matplotlib's cost grows with its artists.
-    with_interval = [(p, row) for p, row in zip(positions, ordered) if row.interval is not None]
+    with_interval = [(p, row.interval, row.status) for p, row in zip(positions, ordered) if row.interval is not None]
     if with_interval:
         axes.hlines(
-            [p for p, _ in with_interval], [row.interval.low for _, row in with_interval],
-            [row.interval.high for _, row in with_interval],
-            colors=[FOREST_COLORS.get(row.status, "tab:grey") for _, row in with_interval], linewidth=2,
+            [p for p, _, _ in with_interval], [interval.low for _, interval, _ in with_interval],
+            [interval.high for _, interval, _ in with_interval],
+            colors=[FOREST_COLORS.get(status, "tab:grey") for _, _, status in with_interval], linewidth=2,
         )  # fmt: skip
     for status in dict.fromkeys(row.status for row in ordered):
         members = [(p, row) for p, row in zip(positions, ordered) if row.status == status]
@@ -241,7 +241,7 @@ def _forest_plots(
         if len(rows) < 2 or not any(row.interval for row in rows):
             continue
         name = f"{slug(section.dataset, 80)}_{section.task_type}_{slug(section.pivot.metric, 80)}_forest.png"
-        title = f"{section.dataset}: {section.pivot.metric}, {statistics.level:.0%} intervals"
+        title = f"{section.dataset}: {section.pivot.metric}, {section_statistics.level:.0%} intervals"
         path, problem = _plot(root, f"{PLOTS_FOLDER}/{name}", forest_plot, rows, section.pivot.metric, title)
         if path:
             paths[(section.dataset, section.task_type)] = path

@@ -3,6 +3,7 @@ one metric (the task's headline metric unless `--metric` says otherwise)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ class ReportOptions:
     cols: list[str] | None = None  # pivot columns; default dataset.shots
     metric: str | None = None  # pivot and plot metric; default the task's headline metric
     plots: frozenset[str] = DEFAULT_PLOTS
-    expected: list[tuple[str, int | None]] | None = None  # the grid's (experiment, seed); seed None = any
+    expected: Sequence[tuple[str, int | None]] | None = None  # the grid's (experiment, seed); seed None = any
     # which differences are real (sft.report.statistics): intervals and paired comparisons
     statistics: bool = True
     baseline: str | None = None  # compare every experiment with this one; default: with the best of its table

@@ -206,7 +206,7 @@ class Pivot:
     col_keys: list[str]
     rows: list[tuple] = field(default_factory=list)  # distinct row values, in natural order
     cols: list[tuple] = field(default_factory=list)
-    cells: dict[tuple[tuple, tuple], Stats] = field(default_factory=dict)
+    cells: dict[tuple[tuple, tuple], Stats | None] = field(default_factory=dict)  # None: only NaN values
     folders: dict[tuple[tuple, tuple], list[str]] = field(default_factory=dict)  # the runs of each cell
     pooled: list[str] = field(default_factory=list)  # settings that differ between runs of one cell
 

@@ -70,9 +70,6 @@ class CalibrationContext:
     seed: int = 0
 
 
-CalibrationFn = Callable[[np.ndarray, CalibrationContext, "CalibrationConfig"], Calibrated]
-
-
 # -- formulas ---------------------------------------------------------------------------------------
 
 
@@ -286,6 +283,7 @@ def prompt_context(
     from sft.data.prompts import ICLSampler
     from sft.tasks.labels import as_text
 
+    labels = data.labels or []
     columns = builder.config.input_columns
     values = {column: split[column] for column in columns}  # columnar: cheap even when calibration is off
     test_inputs = [{column: as_text(values[column][i]) for column in columns} for i in range(len(split))]
@@ -303,7 +301,7 @@ def prompt_context(
 
     def replaced(inputs: list[dict[str, str]]) -> np.ndarray:
         keys = [0] if shared else range(len(test_inputs))  # key 0 is the fixed draw of in-context examples
-        prompts = []
+        prompts: list[str] = []
         for key in keys:
             icl = sampler.sample(inference.icl_examples, key=key)
             prompts.extend(builder.prompt(replacement, icl) for replacement in inputs)
@@ -323,7 +321,7 @@ def prompt_context(
             example = pool[index]
             icl_sampler, key = (sampler, 0) if inference.icl_fixed else (own, index)
             prompts.append(builder.prompt(example, icl_sampler.sample(inference.icl_examples, key=key, exclude=index)))
-            targets.append(data.labels.index(example[builder.config.output_column]))
+            targets.append(labels.index(example[builder.config.output_column]))
         return probabilities_of(prompts), np.asarray(targets)
 
-    return CalibrationContext(data.labels or [], test_inputs, replaced, labelled, calibration_seed)
+    return CalibrationContext(labels, test_inputs, replaced, labelled, calibration_seed)

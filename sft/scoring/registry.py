@@ -12,5 +12,3 @@ from sft.registry import Registry
 CALIBRATIONS = Registry("calibration")
 for _name in ("contextual", "domain", "batch", "adjustable_batch"):
     CALIBRATIONS.add(_name, f"sft.scoring.calibration:{_name}")
-
-register_calibration = CALIBRATIONS.register

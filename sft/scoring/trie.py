@@ -12,7 +12,7 @@ Per batch of prompts:
    in the trie, and their logits score every later label token. Large tries are processed in chunks; the
    cache is cropped back to the prompt after each chunk, so no label ever copies the prompt's cache.
 
-Labels are tokenized as they follow each prompt (see `scoring.split_continuation`). When a label merges
+Labels are tokenized as they follow each prompt (see `sft.scoring.label_tokens.split_continuation`). When a label merges
 with the prompt's last tokens, that prompt's context is cut where its earliest label starts, and the cut
 prompt tokens become unscored tokens at the top of that prompt's label sequences, so the trie holds them.
 """

@@ -13,6 +13,7 @@ thresholds), so an export's probabilities equal the run's predictions.jsonl for 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class ServedModel:
     def batch_size(self) -> int:
         return self.config.inference.batch_size
 
-    def predict(self, inputs: list[str | dict[str, str]], limits: Limits | None = None) -> list[dict[str, Any]]:
+    def predict(self, inputs: Sequence[str | dict[str, str]], limits: Limits | None = None) -> list[dict[str, Any]]:
         """One prediction per input (a text, or a dict of the input columns), in order; `limits` refuse
         too many or too long inputs (InputError), as the service does."""
         examples = examples_of(list(inputs), self.input_columns, limits)

@@ -62,6 +62,7 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
         loaded.tokenizer.save_pretrained(str(partial / "model"))
         weights = Weights(merged=True, dequantized=quantized)
     else:
+        assert adapter is not None  # refused above
         shutil.copytree(adapter, partial / "adapter")
         loaded.tokenizer.save_pretrained(str(partial / "adapter"))
         weights = Weights(merged=False, base=_base_reference(config.model.name))

@@ -113,7 +113,7 @@ def train_head(
     if weights is not None:
         log.info("Loss weights per label: %s", dict(zip(labels, weights.round(3).tolist())))
     validation = None
-    if selector is not None and validation_texts is not None and config.training.eval_loss:
+    if selector is not None and validation_texts is not None and config.training and config.training.eval_loss:
         validation = encoded_set(validation_texts, selector.split)
     selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices and the new head are drawn from the global RNG.

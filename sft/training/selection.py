@@ -152,11 +152,11 @@ def selection_callback(selector: Selector) -> Any:
 
         def _request(self, state: Any, control: Any, model: Any) -> None:
             control.should_log = True  # the train loss of the interval
-            self.pending = _rng_states()
+            self.pending = pending = _rng_states()
             if with_loss:  # the trainer's evaluation loop computes the loss, then calls on_evaluate
                 control.should_evaluate = True
             else:
-                self._evaluate(state, control, model, None)
+                self._evaluate(state, control, model, None, pending)
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if unit == "steps" and state.global_step % every == 0:
@@ -172,9 +172,13 @@ def selection_callback(selector: Selector) -> Any:
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
             if self.pending is not None:  # else an evaluation the user's trainer_args asked for
-                self._evaluate(state, control, model, metrics)
+                self._evaluate(state, control, model, metrics, self.pending)
 
-        def _evaluate(self, state: Any, control: Any, model: Any, metrics: dict[str, float] | None) -> None:
+        def _evaluate(
+            self, state: Any, control: Any, model: Any, metrics: dict[str, float] | None, pending: dict[str, Any]
+        ) -> None:
+            """Evaluate, keep the adapter when it is the best so far, then put back the RNG states `pending`
+            that the request saved (so that evaluating does not change the training's draws)."""
             started = time.time()
             values = selector.evaluate(model)
             validation_loss = (metrics or {}).get("eval_loss")
@@ -196,6 +200,7 @@ def selection_callback(selector: Selector) -> Any:
                 self.since_best = 0
             else:
                 self.since_best += 1
+            assert self.best is not None  # better() takes the first evaluation
             log.info(
                 "Validation at step %d (epoch %.2f): %s %.4f (best %.4f at step %d)",
                 point["step"], point["epoch"], selector.metric, value, self.best["value"], self.best["step"],
@@ -204,7 +209,7 @@ def selection_callback(selector: Selector) -> Any:
                 log.info("No improvement of %s in %d evaluations: stopping early", selector.metric, patience)
                 control.should_training_stop = True
                 self.stopped = True
-            _restore_rng(self.pending)
+            _restore_rng(pending)
             self.pending = None
             # the trainer's loss pass ran just before this callback
             self.seconds += time.time() - started + float((metrics or {}).get("eval_runtime", 0.0))

@@ -6,8 +6,8 @@ import logging
 from collections import Counter
 
 import pytest
-from data_rows import LABELS, config, rows, split
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from helpers.data import LABELS, config, rows, split
 
 from sft.config import ConfigError, parse_config
 from sft.data.prepare import load_splits, prepare_data, sample_shots

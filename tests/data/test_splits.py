@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from data_rows import LABELS, config, rows, split
 from datasets import DatasetDict
+from helpers.data import LABELS, config, rows, split
 
 from sft.config import ConfigError, DatasetConfig
 from sft.data.prepare import prepare_data

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import classification_config, merge, training_sections
+from helpers.lora import TARGETS, distance, logits, projector, rank_r_part, reference_svd, with_lora
 
 from sft.config import ConfigError, LoraSection, parse_config
 from sft.model.initialization import INITIALIZERS, get_initializer, register_initializer
@@ -14,35 +15,12 @@ from sft.model.initialization.apply import apply_initializer, lora_layers
 from sft.model.initialization.cache import ENV_VAR, default_folder
 from sft.model.initialization.methods import pca, pissa, umap
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
 
 def linear(out_features: int, in_features: int, seed: int = 0) -> torch.nn.Linear:
     torch.manual_seed(seed)
     layer = torch.nn.Linear(in_features, out_features, bias=False)
     torch.nn.init.normal_(layer.weight)
     return layer
-
-
-def reference_svd(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """U, S, V^T by numpy in float64: an implementation independent of the one under test."""
-    return np.linalg.svd(weight.detach().double().numpy(), full_matrices=False)
-
-
-def projector(rows: np.ndarray) -> np.ndarray:
-    """Orthogonal projector onto the span of `rows`."""
-    q, _ = np.linalg.qr(rows.T)
-    return q @ q.T
-
-
-def distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Spectral norm of the difference of two projectors: 0 for the same subspace, 1 for orthogonal ones."""
-    return float(np.linalg.norm(p - q, ord=2))
-
-
-def rank_r_part(weight: torch.Tensor, rank: int) -> np.ndarray:
-    u, s, vh = reference_svd(weight)
-    return (u[:, :rank] * s[:rank]) @ vh[:rank]
 
 
 # -- the methods on plain layers ---------------------------------------------------------------------------
@@ -167,22 +145,6 @@ def load(path):
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model.eval()
-
-
-def with_lora(model, r: int = 4, alpha: float = 16, targets=TARGETS):
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), task_type="CAUSAL_LM")
-    return get_peft_model(model, config).eval()
-
-
-INPUT_IDS = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
-
-
-def logits(model) -> torch.Tensor:
-    with torch.no_grad():
-        return model(input_ids=INPUT_IDS).logits
 
 
 @pytest.mark.parametrize("method", ["pca", "umap"])

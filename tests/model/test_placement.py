@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_initialization import logits
-from test_quantization import BNB
+from helpers.lora import BNB, logits
 
 from sft.config import ModelConfig
 from sft.model.loading import load_model

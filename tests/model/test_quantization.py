@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_initialization import TARGETS, distance, logits, projector, rank_r_part, reference_svd, with_lora
+from helpers.lora import BNB, TARGETS, distance, logits, projector, rank_r_part, reference_svd, with_lora
 
 from sft.config import ConfigError, ModelConfig
 from sft.model.initialization.apply import apply_initializer, lora_layers
@@ -15,11 +15,6 @@ from sft.model.initialization.dequantize import AWQ_ORDER, dequantize_weight, un
 from sft.model.loading import load_model
 from sft.model.quantization import BACKENDS, quantization_problems
 
-BNB = {
-    "nf4": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
-    "fp4": {"load_in_4bit": True, "bnb_4bit_quant_type": "fp4"},
-    "int8": {"load_in_8bit": True},
-}
 # relative Frobenius error of the stored weight against the float checkpoint, measured: nf4 0.09, fp4 0.12, int8 0.007
 TOLERANCE = {"nf4": 0.12, "fp4": 0.15, "int8": 0.01}
 

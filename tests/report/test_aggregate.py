@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from report_data import (
+from helpers.report import (
     CLASSIFICATION_METRICS,
     CLASSIFICATION_RUNS,
     GENERATION_METRICS,
@@ -22,6 +21,7 @@ from report_data import (
     classification_config,
     classification_metrics,
     score,
+    tables,
     write_results,
     write_status,
 )
@@ -45,26 +45,6 @@ def read_aggregate(root: Path, options: ReportOptions | None = None) -> tuple[di
     assert json_path == root / "aggregated_results.json"
     assert markdown_path == root / "aggregated_results.md"
     return json.loads(json_path.read_text(encoding="utf-8")), markdown_path.read_text(encoding="utf-8")
-
-
-def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
-    """Each '## section' or '### section' table of the report as a list of {column: cell}."""
-    found: dict[str, list[dict[str, str]]] = {}
-    section, header = None, None
-    for line in markdown.splitlines():
-        heading = re.fullmatch(r"#{2,3} (.+)|<details><summary>(.+) \(\d+\)</summary>", line)
-        if heading:
-            section = (heading.group(1) or heading.group(2)).strip()
-            found[section] = []
-            header = None
-        elif section and line.startswith("|"):
-            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # "\|" is no border
-            if header is None:
-                header = cells
-                found[section + " columns"] = [dict.fromkeys(header, "")]
-            elif not set(line) <= set("|-: "):
-                found[section].append(dict(zip(header, cells)))
-    return found
 
 
 def columns(found: dict[str, list[dict[str, str]]], section: str) -> list[str]:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_data import build_planted, planted_config, planted_predictions, write_scored_run
+from helpers.report import build_planted, planted_config, planted_predictions, write_scored_run
 
 import sft.report.statistics as statistics_module
 from sft.report.aggregate import ReportOptions, aggregate

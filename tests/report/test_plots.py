@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import REPO
-from report_data import (
+from helpers.report import (
     CLASSIFICATION_RUNS,
     DETERMINISTIC_PREDICTIONS,
     GENERATION_RUNS,
     SEEDS,
     build_results_with_16_shots,
     classification_config,
+    tables,
     write_predictions,
     write_results,
 )
@@ -238,8 +239,6 @@ def add_selection(results_file: Path, best_step: int, stopped_early: bool) -> No
 
 
 def test_learning_curves_and_the_best_step_columns(tmp_path):
-    from test_aggregate import tables
-
     from sft.report.plots import HEIGHT, WIDTH
 
     for seed, (step, stopped) in zip(SEEDS, [(8, True), (16, False)]):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_data import (
+from helpers.report import (
     build_planted,
     build_results,
     planted_config,
@@ -295,7 +295,7 @@ def test_the_test_hash_of_a_run_equals_the_one_computed_from_its_predictions(tmp
 
 
 def test_generation_runs_get_intervals_and_comparisons(tmp_path):
-    from report_data import generation_config
+    from helpers.report import generation_config
 
     words = ["ein", "Hund", "läuft", "schnell", "über", "die", "grüne", "Wiese"]
     references = [" ".join(words[i % 4 : i % 4 + 4]) for i in range(40)]

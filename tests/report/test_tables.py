@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from report_data import (
+from helpers.report import (
     CLASSIFICATION_RUNS,
     SEEDS,
     build_results_with_16_shots,

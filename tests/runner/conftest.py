@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from slurm_cluster import SlurmUnavailable, start_cluster
+from helpers.slurm import SlurmUnavailable, start_cluster
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import re
 import shlex
 
 import pytest
+from helpers.runner import configs
 from rich.console import Console
-from test_scheduler import configs
 
 from sft.runner.cpu_share import core_shares, thread_env
 from sft.runner.executors import EXECUTORS, ProcessHandle

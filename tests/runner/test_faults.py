@@ -11,76 +11,14 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import REPO, classification_config, merge, training_sections
+from helpers import merge, training_sections
+from helpers.runner import fast_config, finished_count, start_runner, status, tagged, wait_until, write_grid
 
 pytestmark = pytest.mark.slow
-
-HOOKS = Path(__file__).resolve().parents[1] / "fault_hooks"
-
-
-def fast_config(data: Path, model: Path) -> dict:
-    return merge(classification_config(data, model), {"dataset": {"max_n_test": 4}})
-
-
-def write_grid(folder: Path, configs: dict) -> Path:
-    grid = folder / "grid.json"
-    grid.write_text(json.dumps({"configs": configs}))
-    return grid
-
-
-def start_runner(grid: Path, results: Path, *args: str, faults: dict | None = None, marker: str = ""):
-    """The runner in its own process; `marker` tags it and every process it starts (see `tagged`)."""
-    env = {**os.environ, "PYTHONPATH": f"{HOOKS}{os.pathsep}{REPO}", "SFT_TEST_MARK": marker}
-    env["SFT_TEST_FAULTS"] = json.dumps(faults or {})
-    command = [sys.executable, "-m", "sft.cli", "run-experiments", str(grid), "--results-path", str(results)]
-    return subprocess.Popen(
-        [*command, "--no-check-data", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def tagged(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries `marker`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if f"SFT_TEST_MARK={marker}".encode() not in (entry / "environ").read_bytes():
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def status(results: Path, name: str, seed: int = 42) -> dict:
-    return json.loads((results / name / f"seed-{seed}" / "status.json").read_text())
-
-
-def finished_count(results: Path, name: str, seed: int = 42) -> int:
-    """How many times the experiment reached its end (each run logs one 'Finished' line to run.log)."""
-    log = results / name / f"seed-{seed}" / "run.log"
-    return log.read_text().count(f"Finished {name} seed {seed}:") if log.exists() else 0
 
 
 def test_killed_runner_leaves_no_orphan_and_the_rerun_does_each_experiment_exactly_once(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, merge
-from slurm_cluster import free_port
-from test_faults import HOOKS, fast_config, start_runner, status, wait_until, write_grid
+from helpers.runner import HOOKS, fast_config, start_runner, status, wait_until, write_grid
+from helpers.slurm import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, classification_config, merge, training_sections
+from helpers.runner import configs
 from rich.console import Console
 
 from sft.config import parse_config
@@ -49,12 +50,6 @@ class ShellExecutor:
 
     def close(self):
         pass
-
-
-def configs(tmp_path: Path, **changes) -> dict:
-    """Two valid experiments (never loaded by the sh executor); `changes[name]` merges into one."""
-    base = classification_config(tmp_path / "data", tmp_path / "model")
-    return {name: parse_config(merge(base, changes.get(name, {}))) for name in ("a", "b")}
 
 
 def grid(tmp_path, configs_, **options) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import json
 import signal
 
 import pytest
-from test_faults import fast_config, finished_count, start_runner, status, wait_until, write_grid
+from helpers.runner import fast_config, finished_count, start_runner, status, wait_until, write_grid
 
 from sft.runner.slurm_executor import SlurmOptions
 from sft.runner.slurm_states import SLURM_STATES, JobState, from_sacct, from_scontrol, parse_exit_code, parse_scontrol

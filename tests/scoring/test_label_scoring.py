@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 from helpers import icl_sampler
-from scoring_inputs import LABELS, random_prompts
+from helpers.scoring import LABELS, random_prompts
 
 from sft.config import InferenceConfig
 from sft.scoring.label_scoring import (

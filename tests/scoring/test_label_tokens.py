@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from scoring_inputs import LABELS, random_labels, random_prompts
+from helpers.scoring import LABELS, random_labels, random_prompts
 
 from sft.scoring import label_tokens
 from sft.scoring.label_tokens import common_prefix_length, split_all, split_continuation

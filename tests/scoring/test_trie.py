@@ -10,7 +10,7 @@ import random
 
 import pytest
 import torch
-from scoring_inputs import random_labels, random_prompts
+from helpers.scoring import random_labels, random_prompts
 
 from sft.scoring import label_scoring as scoring
 from sft.scoring import trie as trie_scoring

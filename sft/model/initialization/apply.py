@@ -12,6 +12,7 @@ update exactly W_r for every lora_alpha.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -83,9 +84,7 @@ def apply_initializer(
             "method": method,
             "args": init_args,
         }
-        factors = cache.get_or_compute(
-            key, lambda base=base, rank=rank: initializer(base, rank, torch.float32, **init_args)
-        )
+        factors = cache.get_or_compute(key, functools.partial(initializer, base, rank, torch.float32, **init_args))
         new_a, new_b = factors["lora_A"], factors["lora_B"]
         if tuple(new_a.shape) != tuple(lora_a.shape) or tuple(new_b.shape) != tuple(lora_b.shape):
             raise ValueError(

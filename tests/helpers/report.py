@@ -1,8 +1,10 @@
-"""Result files as sft.experiment.run writes them, built from literal dicts, for the report tests."""
+"""Result files as sft.experiment.run writes them, built from literal dicts, and the report's markdown tables
+read back: for the report tests."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,23 @@ def build_planted(root: Path, n: int = 300) -> Path:
     write_scored_run(root, "far", 1, planted_config(2), planted_predictions(n, far), test_hash=False)
     write_scored_run(root, "other-test", 1, planted_config(3), planted_predictions(n, close, seed_offset=1))
     return root
+
+
+def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """Each '## section' or '### section' table of the report as a list of {column: cell}."""
+    found: dict[str, list[dict[str, str]]] = {}
+    section, header = None, None
+    for line in markdown.splitlines():
+        heading = re.fullmatch(r"#{2,3} (.+)|<details><summary>(.+) \(\d+\)</summary>", line)
+        if heading:
+            section = (heading.group(1) or heading.group(2)).strip()
+            found[section] = []
+            header = None
+        elif section and line.startswith("|"):
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # "\|" is no border
+            if header is None:
+                header = cells
+                found[section + " columns"] = [dict.fromkeys(header, "")]
+            elif not set(line) <= set("|-: "):
+                found[section].append(dict(zip(header, cells)))
+    return found

@@ -1,4 +1,5 @@
-"""Raw-config builders shared by the tests."""
+"""What the tests share: raw-config builders here, and beside them one module per area (`helpers.report`,
+`helpers.runner`, ...). Tests import their helpers from this package and never from each other."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INSTRUCTION = "Classify the sentiment of the product review as negative, neutral or positive."
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Value
-from helpers import classification_config
 
+from helpers import classification_config
 from sft.config import parse_config
 
 LABELS = ["negative", "neutral", "positive"]
