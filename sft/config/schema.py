@@ -387,7 +387,7 @@ class TrainingConfig(Section):
     # Model selection during training (sft.training.selection): evaluate on the validation split with the
     # task's own metric, keep the best adapter, optionally stop early.
     eval_every: int | None = Field(
-        None, ge=1, description="Evaluate on the validation split every this many `eval_unit`; None: never."
+        None, ge=1, description="Evaluate on the validation split every this many `eval_unit`; null: never."
     )
     eval_unit: Literal["epochs", "steps"] = Field("epochs", description="What `eval_every` counts.")
     eval_examples: int | None = Field(
@@ -442,7 +442,7 @@ class CalibrationConfig(Section):
     """`inference.calibration_args`: which calibration (sft/scoring/calibration.py) and its estimation options."""
 
     calibration_fn: str | None = Field(
-        None, description="contextual, domain, batch or adjustable_batch (see sft.scoring.calibration); None: off."
+        None, description="contextual, domain, batch or adjustable_batch (see sft.scoring.calibration); null: off."
     )
     content_free_inputs: list[str] = Field(
         default_factory=lambda: ["N/A", "", "[MASK]"],
