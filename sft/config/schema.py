@@ -407,8 +407,8 @@ class TrainingConfig(Section):
     validation_from_train: int | None = Field(
         None,
         ge=1,
-        description="Carve this many examples (stratified per label, never shots) out of the training split "
-        "as the validation split, for a dataset without one.",
+        description="Carve this many examples (stratified per label, the same for every seed, never shots) out of "
+        "the training split as the validation split, for a dataset without one.",
     )
 
     @model_validator(mode="after")
