@@ -3,6 +3,10 @@ TweetEval emotion (etc/configs/jsonnet/tweet_emotion_early_stopping.jsonnet), 64
 30 epochs, for three seeds.
 
     python benchmarks/early_stopping.py [--seeds 1,2,3] [--results-path build/early_stopping] [--epochs 30]
+        [--data ../shared/data/tweeteval/emotion]
+
+`--data` is the config's `data` external variable: the local copy in ../shared/data by default (relative
+to the working directory, as the config's hashes are pinned with it), or cardiffnlp/tweet_eval for the hub.
 
 Prints per seed the test macro-F1 of the kept adapter and of the 30-epoch adapter, the epoch training
 stopped at and the best epoch, the share of training wall time the evaluations took, the means, whether
@@ -21,6 +25,8 @@ from tabulate import tabulate
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = REPO / "etc" / "configs" / "jsonnet" / "tweet_emotion_early_stopping.jsonnet"
+DATA = "../shared/data/tweeteval/emotion"
+HUB = "cardiffnlp/tweet_eval"
 EARLY, FULL = "minilm_head_early_stopping", "minilm_head_30_epochs"
 
 
@@ -61,9 +67,12 @@ def main() -> None:
     parser.add_argument("--lr-scheduler", default=None, help="Default: the config's (linear decay).")
     parser.add_argument("--learning-rate", type=float, default=None, help="Default: the config's 5e-4.")
     parser.add_argument("--only", choices=["early", "full"], help="Run one setting (run the other in parallel).")
+    parser.add_argument("--data", default=DATA, help=f"The config's data: a local folder (default {DATA}) or {HUB}.")
     args = parser.parse_args()
+    if args.data != HUB and not Path(args.data).is_dir():
+        raise SystemExit(f"{args.data} is not present: give --data a local copy of TweetEval emotion, or {HUB}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    configs = {name: scaled(config, args) for name, config in validate_grid(GRID).items()}
+    configs = {name: scaled(config, args) for name, config in validate_grid(GRID, {"data": args.data}).items()}
 
     results: dict[str, dict[int, dict]] = {EARLY: {}, FULL: {}}
     for seed in seeds:  # the two settings of a seed one after the other, so they share the machine's load

@@ -3,8 +3,9 @@
     python benchmarks/validation.py ../sft-main .     # OLD NEW checkouts; prints per grid wall seconds and ratio
 
 Each runs from its own root (`python -m` puts the working directory first on sys.path, so it decides
-which sft runs; the grids' relative paths must resolve alike: `../shared/data`, and for quickstart a
-`build/` link to OLD's), alternating old and new so machine load hits both alike. Printed per grid:
+which sft runs; the grids' relative paths must resolve alike: `../shared/data`, which the grids that take
+their data from the `data` external variable are given, and for quickstart a `build/` link to OLD's),
+alternating old and new so machine load hits both alike. Printed per grid:
 the median wall seconds and CPU seconds (user + system of the child: on a shared machine the fairer
 measure) of `--repeats` runs, and the exit codes (a hub model missing from the local cache is a
 problem the new validation names, so exit 2 there is expected offline).
@@ -22,10 +23,21 @@ import sys
 import time
 from pathlib import Path
 
+# The local copies of the data the grids taking a `data` external variable read (an older checkout's grid
+# ignores the variable and reads the same folder itself).
+LOCAL_DATA = {
+    "tweet_emotion.jsonnet": "../shared/data/tweeteval/emotion",
+    "tweet_emotion_early_stopping.jsonnet": "../shared/data/tweeteval/emotion",
+    "goemotions_ekman.jsonnet": "../shared/data/goemotions/ekman",
+    "goemotions_ekman_minilm_head.jsonnet": "../shared/data/goemotions/ekman",
+}
+
 
 def ext_vars(grid: Path) -> list[str]:
     header = "\n".join(line for line in grid.read_text().splitlines() if line.lstrip().startswith("//"))
-    pairs = re.findall(r"--ext-var\s+([A-Za-z_]\w*=\S+)", header)
+    pairs = [pair for pair in re.findall(r"--ext-var\s+([A-Za-z_]\w*=\S+)", header) if not pair.startswith("data=")]
+    if grid.name in LOCAL_DATA:
+        pairs.append(f"data={LOCAL_DATA[grid.name]}")
     if grid.name == "nli.jsonnet" and not pairs:
         pairs = ["model=HuggingFaceTB/SmolLM2-135M-Instruct"]
     return [part for pair in pairs for part in ("--ext-var", pair)]

@@ -92,15 +92,46 @@ class Section(BaseModel):
 
 
 class DatasetConfig(Section):
-    path: str = Field(description="Hub dataset id, a save_to_disk folder, a data folder or a data file.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Extra arguments for datasets.load_dataset.")
-    task_type: TaskType = "classification"
-    shots: int = Field(0, ge=0, description="Training examples per label (classification) or in all (generation).")
-    max_n_test: int | None = Field(None, ge=1, description="Evaluate on at most this many test examples.")
-    train_split: str = "train"
-    test_split: str = "test"
-    validation_split: str | None = None
-    labels: list[str] | None = Field(None, description="The label set in this order; default: sorted from the data.")
+    path: str = Field(
+        description="A hub dataset id, a save_to_disk folder, a folder of data files named after their split "
+        "(train.jsonl, test.csv, ...), or one data file (json, jsonl, csv, tsv or parquet, read as split train)."
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Extra arguments for datasets.load_dataset, e.g. {"name": "sentiment"} (a hub dataset\'s '
+        'config), or data_files with path "json".',
+    )
+    task_type: TaskType = Field(
+        "classification",
+        description="classification (one label per example), multilabel (the output column holds a list of "
+        "labels) or generation (free text).",
+    )
+    shots: int = Field(
+        0,
+        ge=0,
+        description="Training examples per label (classification) or in all (generation), sampled without "
+        "replacement, the same for a seed; a label with fewer examples gives all it has (with a warning). "
+        "0: zero-shot, no adapter and no training.",
+    )
+    max_n_test: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate on at most this many test examples: a fixed random subset, the same for every seed "
+        "and experiment; null: all of them.",
+    )
+    train_split: str = Field("train", description="The split shots and in-context examples come from.")
+    test_split: str = Field("test", description="The split that is predicted and scored.")
+    validation_split: str | None = Field(
+        None,
+        description="The validation split (model selection during training, tuned multilabel thresholds). When "
+        "it is not set, multilabel runs that tune thresholds use the split called validation, dev or val (and "
+        "say so in the log and results.json); with none of them, validation stops with an error.",
+    )
+    labels: list[str] | None = Field(
+        None,
+        description="The label set, in this order; labels in the data outside it are an error. Default: the "
+        "labels of the data, sorted (integer ClassLabel values become their names).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -115,8 +146,11 @@ class DatasetConfig(Section):
 
 
 class QuantizationConfig(Section):
-    config_class: str = Field(description="A transformers quantization config class, e.g. BitsAndBytesConfig.")
-    args: dict[str, Any] = Field(default_factory=dict)
+    config_class: str = Field(
+        description="A class of transformers.utils.quantization_config: BitsAndBytesConfig, GPTQConfig, "
+        "AwqConfig, HqqConfig, TorchAoConfig, ..."
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="The arguments of that class.")
 
 
 class ModelArgs(BaseModel):
@@ -172,19 +206,29 @@ class ModelArgs(BaseModel):
 
 class ModelConfig(Section):
     name: str = Field(description="Hub model id or local folder.")
-    revision: str | None = None
+    revision: str | None = Field(None, description="Hub revision of the model (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Run code shipped with the model; only when you trust it.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto': the checkpoint's dtype on GPU, float32 on CPU."
     )
     device: str | None = Field(None, description="e.g. 'cpu' or 'cuda:1'; default: cuda when available, else cpu.")
-    model_args: ModelArgs = Field(default_factory=ModelArgs, description="Extra arguments for from_pretrained.")
-    quantization: QuantizationConfig | None = None
-    chat_template: str | None = Field(None, description="A Jinja chat template, or a path to a .jinja file.")
-    chat_template_from: str | None = Field(None, description="Take the chat template of this other model.")
+    model_args: ModelArgs = Field(
+        default_factory=ModelArgs,
+        description="Extra arguments for from_pretrained (e.g. attn_implementation, device_map), plus sft's "
+        "parallelize and no_split_module_classes.",
+    )
+    quantization: QuantizationConfig | None = Field(
+        None, description="Load the model quantized, through a transformers quantization config named by class."
+    )
+    chat_template: str | None = Field(
+        None, description="A Jinja chat template, or a path to a .jinja file, for models without one."
+    )
+    chat_template_from: str | None = Field(
+        None, description="Take the chat template of this other model (e.g. when a quantized copy ships a broken one)."
+    )
     adapter: str | None = Field(None, description="A trained adapter folder to load for predict/evaluate.")
     head: Literal["classification"] | None = Field(
-        None, description="'classification': a sequence-classification head (see sft/head.py); default: generative."
+        None, description="'classification': a sequence-classification head instead of generative scoring."
     )
 
     @model_validator(mode="after")
@@ -209,20 +253,28 @@ class LoraSection(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = Field("CAUSAL_LM", description="Set by sft from model.head.")
-    r: int = Field(8, ge=1)
-    lora_alpha: float = Field(16, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | str | None = "all-linear"
-    bias: Literal["none", "all", "lora_only"] = "none"
+    r: int = Field(8, ge=1, description="The rank of the LoRA update.")
+    lora_alpha: float = Field(16, gt=0, description="The update is scaled by lora_alpha / r (/ sqrt(r) with rsLoRA).")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the input of the LoRA branch.")
+    target_modules: list[str] | str | None = Field(
+        "all-linear", description="The modules that get an adapter: names, a regular expression, or 'all-linear'."
+    )
+    bias: Literal["none", "all", "lora_only"] = Field(
+        "none", description="Which biases train: none, all, or those of the adapted layers."
+    )
     init_lora_weights: bool | str = Field(
-        True, description="True, False, an sft initializer (pca, pissa, umap) or a PEFT initialization name."
+        True,
+        description="true (PEFT's default), false, an sft initializer (pca, pissa, umap) or a PEFT initialization "
+        "(gaussian, pissa_residual, pissa_niter_<n>, olora, orthogonal, mica, loftq).",
     )
     init_args: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments of the sft initializer, e.g. {'n_neighbors': 10}."
+        default_factory=dict,
+        description="Keyword arguments of the sft initializer, e.g. {'n_neighbors': 10} for umap, {'niter': 4} "
+        "for a randomized SVD in pca or pissa.",
     )
-    use_rslora: bool = False
-    use_dora: bool = False
-    modules_to_save: list[str] | None = None
+    use_rslora: bool = Field(False, description="Rank-stabilized LoRA: scale by lora_alpha / sqrt(r).")
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved with the adapter.")
 
     @field_validator("init_lora_weights")
     @classmethod
@@ -271,15 +323,36 @@ class LoraSection(BaseModel):
 
 
 class PromptingConfig(Section):
-    instruction: str = Field("", description="The task instruction, sent as the system turn.")
-    input_columns: list[str] = Field(min_length=1)
-    output_column: str
+    instruction: str = Field(
+        "",
+        description="The task instruction: the system turn, or the start of the first user turn when the chat "
+        "template has no system role.",
+    )
+    input_columns: list[str] = Field(
+        min_length=1,
+        description="The columns shown to the model: one column as it is, several as `column: text` lines "
+        "unless input_template says otherwise.",
+    )
+    output_column: str = Field(
+        description="The label or target text: the answer in training, the reference in evaluation."
+    )
     input_template: str | None = Field(
-        None, description="How input columns form the user turn, e.g. 'Premise: {premise}\\nHypothesis: {hypothesis}'."
+        None,
+        description="How input columns form the user turn, e.g. 'Premise: {premise}\\nHypothesis: {hypothesis}'; "
+        "placeholders must be input columns.",
     )
     max_input_length: int | None = Field(None, ge=1, description="Truncate each input text to this many tokens.")
-    max_output_length: int | None = Field(None, ge=1, description="Truncate training targets to this many tokens.")
-    label_separator: str = Field(", ", min_length=1, description="Joins the labels of a multilabel answer.")
+    max_output_length: int | None = Field(
+        None,
+        ge=1,
+        description="Truncate answers in training prompts and in-context examples to this many tokens "
+        "(references are never truncated).",
+    )
+    label_separator: str = Field(
+        ", ",
+        min_length=1,
+        description="Multilabel: joins an example's labels (in label order) into the answer, e.g. 'joy, neutral'.",
+    )
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> PromptingConfig:
@@ -294,17 +367,27 @@ class PromptingConfig(Section):
 
 
 class TrainingConfig(Section):
-    icl_examples: int = Field(0, ge=0, description="In-context examples in each training prompt (per label).")
+    icl_examples: int = Field(
+        0,
+        ge=0,
+        description="In-context examples in each training prompt: per label for classification, in all for "
+        "generation; drawn from the other shots, never the example itself.",
+    )
     trainer_args: dict[str, Any] = Field(
-        default_factory=dict, description="Arguments for trl.SFTConfig (transformers.TrainingArguments in head mode)."
+        default_factory=dict,
+        description="Arguments for trl.SFTConfig (epochs, learning rate, batch size, max_length, ...); "
+        "transformers.TrainingArguments in head mode. output_dir defaults to checkpoints/ in the run folder, bf16 "
+        "is on only on GPUs that support it, and seed follows --random-seed.",
     )
     class_weights: Literal["balanced"] | list[float] | None = Field(
-        None, description="Head mode: loss weight per label (multilabel: BCE pos_weight); 'balanced' from counts."
+        None,
+        description="Head mode: 'balanced' or one loss weight per label (multilabel: BCE pos_weight; balanced = "
+        "negatives / positives).",
     )
     # Model selection during training (sft.training.selection): evaluate on the validation split with the
     # task's own metric, keep the best adapter, optionally stop early.
     eval_every: int | None = Field(
-        None, ge=1, description="Evaluate on the validation split every this many `eval_unit`; None: never."
+        None, ge=1, description="Evaluate on the validation split every this many `eval_unit`; null: never."
     )
     eval_unit: Literal["epochs", "steps"] = Field("epochs", description="What `eval_every` counts.")
     eval_examples: int | None = Field(
@@ -324,8 +407,8 @@ class TrainingConfig(Section):
     validation_from_train: int | None = Field(
         None,
         ge=1,
-        description="Carve this many examples (stratified per label, never shots) out of the training split "
-        "as the validation split, for a dataset without one.",
+        description="Carve this many examples (stratified per label, the same for every seed, never shots) out of "
+        "the training split as the validation split, for a dataset without one.",
     )
 
     @model_validator(mode="after")
@@ -356,20 +439,30 @@ class TrainingConfig(Section):
 
 
 class CalibrationConfig(Section):
-    """`inference.calibration_args`: which calibration (sft/calibration.py) and its estimation options."""
+    """`inference.calibration_args`: which calibration (sft/scoring/calibration.py) and its estimation options."""
 
     calibration_fn: str | None = Field(
-        None, description="contextual, domain, batch or adjustable_batch (see sft.scoring.calibration); None: off."
+        None, description="contextual, domain, batch or adjustable_batch (see sft.scoring.calibration); null: off."
     )
-    content_free_inputs: list[str] = Field(default_factory=lambda: ["N/A", "", "[MASK]"], min_length=1)
+    content_free_inputs: list[str] = Field(
+        default_factory=lambda: ["N/A", "", "[MASK]"],
+        min_length=1,
+        description="contextual: the content-free inputs that replace every input column of the prompt.",
+    )
     num_estimations: int | None = Field(
         None, ge=1, description="domain: random strings averaged (default 20); batch: prior from the first n tests."
     )
     estimate_per_prompt: bool = Field(
         True, description="contextual/domain with per-example in-context examples: one prior per test prompt."
     )
-    gamma_grid: list[float] = Field(default_factory=lambda: [i / 10 for i in range(21)], min_length=1)
-    gamma_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    gamma_grid: list[float] = Field(
+        default_factory=lambda: [i / 10 for i in range(21)],
+        min_length=1,
+        description="adjustable_batch: the candidate strengths gamma.",
+    )
+    gamma_metric: Literal["accuracy", "f1_macro"] = Field(
+        "accuracy", description="adjustable_batch: the metric that picks gamma on the labelled examples."
+    )
     labelled_examples: int = Field(64, ge=1, description="adjustable_batch: labelled examples that choose gamma.")
     seed: int | None = Field(None, description="For random strings and labelled examples; default: the run seed.")
 
@@ -389,35 +482,55 @@ class CalibrationConfig(Section):
 
 
 class InferenceConfig(Section):
-    icl_examples: int = Field(0, ge=0, description="In-context examples in each test prompt (per label).")
-    icl_fixed: bool = Field(False, description="Use the same in-context examples for every test prompt.")
-    batch_size: int = Field(8, ge=1)
-    max_seq_length: int | None = Field(None, ge=8, description="Longest prompt in tokens.")
+    icl_examples: int = Field(
+        0,
+        ge=0,
+        description="In-context examples in each test prompt (per label for classification), drawn from the "
+        "shots when there are any, else from the training split; never from the test split.",
+    )
+    icl_fixed: bool = Field(
+        False, description="Show the same in-context examples in every test prompt instead of drawing them per example."
+    )
+    batch_size: int = Field(8, ge=1, description="Prompts per forward pass (and per generate call).")
+    max_seq_length: int | None = Field(
+        None,
+        ge=8,
+        description="Longest prompt in tokens. Longer prompts first lose in-context examples, then input text, so "
+        "the chat format stays intact.",
+    )
     thresholds: Literal["global", "per_label"] | float = Field(
-        "global", description="Multilabel: one threshold or one per label, tuned on validation; or a fixed number."
+        "global",
+        description="Multilabel: 'global' (one threshold maximizing micro-F1 on the validation split), "
+        "'per_label' (each label's F1-best one), or a fixed number. Tuned thresholds need a validation split.",
     )
     threshold_examples: int | None = Field(
         THRESHOLD_EXAMPLES,
         ge=1,
         description="Multilabel: tune thresholds on at most this many validation examples (the same subset for "
-        "every seed); null: all of them.",
+        "every seed; each costs as much scoring as a test example); null: all of them.",
     )
     generation_args: dict[str, Any] = Field(
-        default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate."
+        default_factory=lambda: {"max_new_tokens": 64}, description="Arguments for model.generate (generation tasks)."
     )
     normalization: Literal["sum", "mean", "per_char", "pmi"] = Field(
         "sum",
         description="Label score compared across labels: summed log-likelihood, its mean per token, per "
         "character, or pmi (minus the label's log-likelihood after the prompt with input 'N/A').",
     )
-    calibration_args: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    calibration_args: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="Calibration of label probabilities; off by default."
+    )
 
 
 class EvaluationConfig(Section):
-    metrics: list[str] | None = Field(None, description="Metric names; default: every metric of the task type.")
+    metrics: list[str] | None = Field(
+        None,
+        description="Metric names from the registry sft.evaluation.metrics.METRICS; default: every metric of the "
+        "task type.",
+    )
     tokenizer_name: str | None = Field(None, description="A HF tokenizer that splits words for BLEU and ROUGE.")
     bleu_tokenize: str = Field("13a", description="sacrebleu tokenizer when tokenizer_name is not set.")
-    ece_bins: int = Field(10, ge=1)
+    ece_bins: int = Field(10, ge=1, description="Bins of the expected calibration error.")
 
 
 class ResourcesConfig(Section):
@@ -453,14 +566,18 @@ class ResourcesConfig(Section):
 
 
 class ExperimentConfig(Section):
-    dataset: DatasetConfig
-    model: ModelConfig
-    prompting: PromptingConfig
-    lora: LoraSection | None = None
-    training: TrainingConfig | None = None
-    inference: InferenceConfig = Field(default_factory=InferenceConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    dataset: DatasetConfig = Field(description="The data, the task type and the shots.")
+    model: ModelConfig = Field(description="The base model and how it loads.")
+    prompting: PromptingConfig = Field(description="How an example becomes a prompt and an answer.")
+    lora: LoraSection | None = Field(None, description="The LoRA adapter; required when a command trains.")
+    training: TrainingConfig | None = Field(None, description="How the adapter trains; required when a command trains.")
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="How test prompts are built and scored."
+    )
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="The metrics and their options.")
+    resources: ResourcesConfig = Field(
+        default_factory=ResourcesConfig, description="How the grid runner runs the experiment."
+    )
 
     @model_validator(mode="after")
     def _calibration_classifies(self) -> ExperimentConfig:

