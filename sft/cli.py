@@ -57,13 +57,14 @@ def _single(
 ):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
     from sft.config import seed_problem
-    from sft.config.grid import load_single, parse_ext_vars
+    from sft.config.grid import parse_ext_vars
+    from sft.experiment.checks import load_one
     from sft.results.layout import Run, check_name, results_folder_problems
 
     problems = [problem for problem in [seed_problem(seed, "--random-seed")] if problem]
     problems += results_folder_problems(results)
     try:
-        file_name, config = load_single(path, command, parse_ext_vars(ext_vars))
+        file_name, config = load_one(path, command, parse_ext_vars(ext_vars))
     except ConfigError as error:
         _fail(ConfigError([*problems, *error.messages]))
     problem = check_name(name or file_name)
@@ -218,7 +219,8 @@ def run_experiments(
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.config.grid import load_experiments, parse_ext_vars
+    from sft.config.grid import parse_ext_vars
+    from sft.experiment.checks import load_grid
     from sft.experiment.preflight import validate as validate_grid
     from sft.results.layout import results_folder_problems
     from sft.runner.scheduler import Options, gpu_problems, option_problems
@@ -240,7 +242,7 @@ def run_experiments(
     problems += [] if dry_run else results_folder_problems(results_path)
     if problems:
         try:
-            load_experiments(grid, ext_vars, "run-experiment")
+            load_grid(grid, ext_vars, "run-experiment")
         except ConfigError as error:
             problems += error.messages
         _fail(ConfigError(problems))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sft.config.validation import validate_grid
+from sft.experiment.checks import validate_grid
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "etc" / "configs"

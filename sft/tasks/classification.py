@@ -20,7 +20,7 @@ from sft.tasks.labels import as_text, blank_label_problems, label_set_problems, 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 
@@ -70,6 +70,9 @@ class Classification:
     report_plots = frozenset({"confusion", "reliability"})
     generative_predictor = "label_scoring"
     head = SingleLabelHead()
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        return False  # the argmax decides
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         from datasets import Value

@@ -14,7 +14,7 @@ from sft.tasks.labels import as_text
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 
@@ -25,7 +25,10 @@ class Generation:
     default_metrics = ("bleu", "chrf", "rouge", "exact_match")
     report_plots: frozenset[str] = frozenset()
     generative_predictor = "generation"
-    head = None  # a classification head cannot generate (the config validators say so)
+    head = None  # a classification head cannot generate (the config checks say so)
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        return False
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         return split

@@ -24,7 +24,7 @@ from sft.tasks.labels import blank_label_problems, label_set_problems, members_b
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class Multilabel:
     report_plots: frozenset[str] = frozenset()
     generative_predictor = "label_set_scoring"
     head = MultiLabelHead()
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        """'global' and 'per_label' are tuned on a validation split; a number is fixed."""
+        return isinstance(inference.thresholds, str)
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         def order(value: list) -> list[str]:
