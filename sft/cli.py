@@ -1,15 +1,34 @@
 """Command line: `python -m sft.cli COMMAND`. Each command parses its arguments and calls one library
-function. Nothing heavy (torch, transformers, trl, peft) is imported here, so `--help` is instant."""
+function. Nothing heavy (torch, transformers, trl, peft, datasets) is imported here, so `--help` is
+instant; the serving modules (a web framework) are imported by the commands that serve or export."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from sft.config import DEFAULT_SEED, ConfigError
+from sft.config import DEFAULT_SEED, ConfigError, seed_problem
+from sft.config.grid import parse_ext_vars
+from sft.experiment.checks import load_grid, load_one
+from sft.experiment.preflight import validate as validate_grid
+from sft.experiment.run import check_before_running
+from sft.experiment.run import evaluate as evaluate_experiment
+from sft.experiment.run import predict as predict_experiment
+from sft.experiment.run import run_experiment as run_one
+from sft.experiment.run import train as train_experiment
+from sft.report.aggregate import ReportOptions, parse_plots
+from sft.report.aggregate import aggregate as aggregate_results
+from sft.report.collect import expected_runs
+from sft.results.layout import Run, check_name, results_folder_problems
+from sft.results.logs import setup_logging
+from sft.runner.executors import EXECUTORS, ExecutorOptions, places_gpus
+from sft.runner.options import Options, executor_options, gpu_problems, option_problems
+from sft.runner.ray_executor import RayOptions
+from sft.runner.scheduler import run_experiments as run_grid
+from sft.runner.slurm_executor import SlurmOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -47,7 +66,7 @@ ShareOpt = Annotated[
 ]
 
 
-def _fail(error: ConfigError) -> None:
+def _fail(error: ConfigError) -> NoReturn:
     typer.echo(str(error), err=True)
     raise typer.Exit(2)
 
@@ -56,10 +75,6 @@ def _single(
     path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int, share: bool
 ):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
-    from sft.config import seed_problem
-    from sft.config.grid import parse_ext_vars
-    from sft.experiment.checks import load_one
-    from sft.results.layout import Run, check_name, results_folder_problems
 
     problems = [problem for problem in [seed_problem(seed, "--random-seed")] if problem]
     problems += results_folder_problems(results)
@@ -73,7 +88,6 @@ def _single(
     if problems:
         _fail(ConfigError(problems))
     run = Run(name or file_name, seed, results, share)
-    from sft.experiment.run import check_before_running
 
     _guard(check_before_running, config, run, command)  # before the run folder is created or touched
     return config, run
@@ -93,7 +107,6 @@ def train(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
-    from sft.experiment.run import train as train_experiment
 
     experiment, run = _single(config, "train", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
@@ -122,7 +135,6 @@ def predict(
             )
         typer.echo(f"Predictions written to {_guard(predict_file, model, input, output)}")
         return
-    from sft.experiment.run import predict as predict_experiment
 
     experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
@@ -162,7 +174,6 @@ def evaluate(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
-    from sft.experiment.run import evaluate as evaluate_experiment
 
     experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed, share_training)
     _guard(evaluate_experiment, experiment, run)
@@ -175,7 +186,6 @@ def run_experiment(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train (when shots > 0) and evaluate one experiment in this process."""
-    from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
     _guard(run_one, experiment, run)
@@ -219,26 +229,25 @@ def run_experiments(
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.config.grid import parse_ext_vars
-    from sft.experiment.checks import load_grid
-    from sft.experiment.preflight import validate as validate_grid
-    from sft.results.layout import results_folder_problems
-    from sft.runner.scheduler import Options, gpu_problems, option_problems
-    from sft.runner.scheduler import run_experiments as run_grid
-    from sft.runner.slurm_executor import SlurmOptions
 
+    # each executor's own flags build its own options; those of an executor that does not run are refused
+    given: list[ExecutorOptions] = [
+        RayOptions(ray_address),
+        SlurmOptions(slurm_partition, slurm_account, slurm_qos, slurm_time, slurm_setup or [], slurm_args or []),
+    ]
+    chosen, problems = executor_options(executor, given)
     options = Options(
         seeds=_int_list(seeds, "--seeds") or [random_seed],
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
-        jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
+        jobs=jobs, executor=executor, executor_options=chosen, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run, share_training=share_training,
-        slurm=SlurmOptions(slurm_partition, slurm_account, slurm_qos, slurm_time, slurm_setup or [], slurm_args or []),
     )  # fmt: skip
     # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
     # only: no data, no models) are named with them, so one pass fixes both.
     ext_vars = _guard(parse_ext_vars, ext_var)
-    problems = option_problems(options)
-    problems += [] if options.executor in ("ray", "slurm") or problems else gpu_problems(options.gpus)
+    problems = option_problems(options) + problems
+    placed = executor in EXECUTORS and places_gpus(executor)  # the executor gives each experiment its GPUs
+    problems += [] if placed or problems else gpu_problems(options.gpus)
     problems += [] if dry_run else results_folder_problems(results_path)
     if problems:
         try:
@@ -276,15 +285,11 @@ def aggregate(
     interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
-    from sft.config.grid import parse_ext_vars
-    from sft.report.aggregate import ReportOptions, parse_plots
-    from sft.report.aggregate import aggregate as aggregate_results
-    from sft.report.collect import expected_runs
 
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
         expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
-        given = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
+        given: dict[str, Any] = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
                  "resamples": resamples, "level": confidence, "method": interval_method}  # fmt: skip
         # options not given keep ReportOptions' defaults (the one place they are set)
         options = ReportOptions(
@@ -305,8 +310,6 @@ def validate(
     grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True, check_models: ModelCheckOpt = True
 ) -> None:
     """Expand and validate a grid; print the experiment names, or every problem found."""
-    from sft.config.grid import parse_ext_vars
-    from sft.experiment.preflight import validate as validate_grid
 
     ext_vars = _guard(parse_ext_vars, ext_var)
     configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
@@ -317,7 +320,6 @@ def validate(
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    from sft.results.logs import setup_logging
 
     setup_logging(logging.DEBUG if verbose else logging.INFO)
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _jsonnet
+
 from sft.config.errors import ConfigError
 from sft.config.experiment import ExperimentConfig
 from sft.config.hashing import config_hash
@@ -46,8 +48,6 @@ def evaluate_file(path: str | Path, ext_vars: dict[str, str] | None = None) -> A
                 [f"{path}: key {error.args[0]!r} appears twice in one object (JSON would keep only the last); "
                  "rename or remove one"]
             ) from None  # fmt: skip
-    import _jsonnet
-
     try:
         return json.loads(_jsonnet.evaluate_file(str(path), ext_vars=ext_vars or {}))
     except RuntimeError as error:
@@ -99,8 +99,9 @@ def derived_name(raw: Any, index: int) -> str:
     """A readable, stable name for a config given in a list: dataset, model, shots and a short hash."""
     if not isinstance(raw, dict):
         return f"config-{index}"
-    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), dict) else {}
-    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    dataset, model = raw.get("dataset"), raw.get("model")
+    dataset = dataset if isinstance(dataset, dict) else {}
+    model = model if isinstance(model, dict) else {}
     parts = [
         slug(last_path_part(str(dataset.get("path", "data")))),
         slug(last_path_part(str(model.get("name", "model")))),

@@ -122,6 +122,13 @@ def example_rows(split: Dataset, prompting: PromptingConfig, reference: Callable
     ]
 
 
+def probabilities_of(scores: Scores) -> np.ndarray:
+    """The label probabilities of `scores`, which every predictor of a labelled task gives."""
+    if scores.probabilities is None:
+        raise ValueError("a labelled task needs the label probabilities of its predictor's scores; it gave none")
+    return scores.probabilities
+
+
 def label_probabilities(labels: list[str], probabilities: np.ndarray) -> list[dict[str, float]]:
     """One {label: probability} dict per example."""
     return [dict(zip(labels, row)) for row in probabilities.tolist()]
