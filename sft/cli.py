@@ -1,6 +1,6 @@
 """Command line: `python -m sft.cli COMMAND`. Each command parses its arguments and calls one library
 function. Nothing heavy (torch, transformers, trl, peft, datasets) is imported here, so `--help` is
-instant; the serving modules (a web framework) are imported by the commands that serve or export."""
+instant; the web server's framework is imported by `serve` alone."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ from sft.runner.options import Options, executor_options, gpu_problems, option_p
 from sft.runner.ray_executor import RayOptions
 from sft.runner.scheduler import run_experiments as run_grid
 from sft.runner.slurm_executor import SlurmOptions
+from sft.serving.api import load_export, load_run
+from sft.serving.export import export_run
+from sft.serving.files import predict_file
+from sft.serving.payload import limits_of
 
 app = typer.Typer(
     add_completion=False,
@@ -124,9 +128,6 @@ def predict(
     if (input is None) != (output is None):
         _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
     if input is not None:
-        from sft.serving.api import load_export, load_run
-        from sft.serving.files import predict_file
-
         if config.is_dir():
             model = _guard(load_export, config)
         else:
@@ -147,7 +148,6 @@ def export(
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge the adapter into the base weights.")] = True,
 ) -> None:
     """Export a finished run as a self-contained predictor folder (model, tokenizer, sft_export.json)."""
-    from sft.serving.export import export_run
 
     typer.echo(f"Exported to {_guard(export_run, run_dir, out, merge)}")
 
@@ -162,8 +162,7 @@ def serve(
     max_bytes: Annotated[int | None, typer.Option(help="Bytes per request (default 1000000).")] = None,
 ) -> None:
     """Serve an exported model over HTTP: POST /predict, GET /health."""
-    from sft.serving.payload import limits_of
-    from sft.serving.server import serve as serve_export
+    from sft.serving.server import serve as serve_export  # FastAPI and uvicorn: for this command only
 
     _guard(serve_export, exported, host, port, max_batch, limits_of(max_inputs, max_bytes))
 
