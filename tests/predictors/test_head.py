@@ -29,7 +29,7 @@ LABELS = ["negative", "neutral", "positive"]
 
 def head_config(data, model, **sections):
     raw = classification_config(data, model, **sections)
-    return parse_config(merge(raw, {"model": {"name": str(model), "head": "classification"}}))
+    return checked_config(merge(raw, {"model": {"name": str(model), "head": "classification"}}))
 
 
 @pytest.mark.parametrize("multilabel", [False, True], ids=["single", "multi"])
