@@ -50,7 +50,7 @@ def scaled(config, args):
 
 
 def main() -> None:
-    from sft.config.validation import validate_grid
+    from sft.experiment.checks import validate_grid
     from sft.experiment.run import run_experiment
     from sft.results.files import atomic_write_json
     from sft.results.layout import Run

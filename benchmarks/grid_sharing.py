@@ -68,7 +68,8 @@ def grid(root: Path, shots: int, epochs: int, max_n_test: int) -> dict:
 
 
 def run_grid(configs: dict, results: Path, jobs: int, share: bool) -> dict:
-    from sft.runner.scheduler import Options, run_experiments
+    from sft.runner.options import Options
+    from sft.runner.scheduler import run_experiments
 
     began = time.time()
     options = Options(jobs=jobs, share_training=share)

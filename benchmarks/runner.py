@@ -78,13 +78,13 @@ def small_config(data: Path, model: Path, index: int):
 def overheads(executor_name: str, config, root: Path, repeats: int) -> tuple[list[float], float | None]:
     """Start-to-first-line seconds of `repeats` experiments, and the executor's own start-up (fork server)."""
     from sft.results.layout import Run, write_config
-    from sft.runner.executors import Job, get_executor
+    from sft.runner.executors import ExecutorContext, Job, get_executor
 
     results = root / f"overhead-{executor_name}"
     entry = root / f"entry-{executor_name}"
     os.environ["SFT_BENCH_ENTRY"] = str(entry)
     began = time.time()
-    executor = get_executor(executor_name, results_path=results)
+    executor = get_executor(executor_name, ExecutorContext(results))
     setup = None
     seconds = []
     try:
@@ -119,7 +119,8 @@ def makespan(results: Path, since: float | None = None) -> float:
 
 def grid_makespan(configs: dict, root: Path, tag: str, **options) -> float:
     """Makespan of the grid; for Slurm from the first submission (its queueing is part of the cost)."""
-    from sft.runner.scheduler import Options, run_experiments
+    from sft.runner.options import Options
+    from sft.runner.scheduler import run_experiments
 
     results = root / f"grid-{tag}"
     began = time.time()
@@ -195,7 +196,7 @@ def slurm_section(configs: dict, config, root: Path, repeats: int) -> None:
         print(tabulate([[f"{value:.3f}" for value in [*row, statistics.median(plain)]]], headers=headers))
         slurm, local = [], []
         for repeat in range(max(1, repeats // 3)):
-            options = {"executor": "slurm", "jobs": len(configs), "slurm": SlurmOptions()}
+            options = {"executor": "slurm", "jobs": len(configs), "executor_options": SlurmOptions()}
             slurm.append(grid_makespan(configs, root, f"slurm-{repeat}", **options))
             local.append(grid_makespan(configs, root, f"fork-{repeat}", jobs=2))
         one, two = statistics.median(local), statistics.median(slurm)
@@ -214,14 +215,14 @@ def slurm_section(configs: dict, config, root: Path, repeats: int) -> None:
 def slurm_overheads(config, root: Path, repeats: int) -> tuple[list[float], list[float], list[float]]:
     """Per job: the submit call, Slurm's wait until the batch script starts, and batch start -> first line."""
     from sft.results.layout import Run, write_config
-    from sft.runner.executors import Job, get_executor
+    from sft.runner.executors import ExecutorContext, Job, get_executor
     from sft.runner.slurm_executor import SlurmOptions
 
     results = root / "overhead-slurm"
     entry = root / "entry-slurm"
     stamp = f"date +%s.%N > {root}/slurm-start.$SLURM_JOB_ID"
     os.environ["SFT_BENCH_ENTRY"] = str(entry)
-    executor = get_executor("slurm", results_path=results, slurm=SlurmOptions(setup=[stamp]))
+    executor = get_executor("slurm", ExecutorContext(results), SlurmOptions(setup=[stamp]))
     submit, wait, in_job = [], [], []
     try:
         for seed in range(repeats):

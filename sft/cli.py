@@ -1,15 +1,38 @@
 """Command line: `python -m sft.cli COMMAND`. Each command parses its arguments and calls one library
-function. Nothing heavy (torch, transformers, trl, peft) is imported here, so `--help` is instant."""
+function. Nothing heavy (torch, transformers, trl, peft, datasets) is imported here, so `--help` is
+instant; the web server's framework is imported by `serve` alone."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from sft.config import DEFAULT_SEED, ConfigError
+from sft.config import DEFAULT_SEED, ConfigError, seed_problem
+from sft.config.grid import parse_ext_vars
+from sft.experiment.checks import load_grid, load_one
+from sft.experiment.preflight import validate as validate_grid
+from sft.experiment.run import check_before_running
+from sft.experiment.run import evaluate as evaluate_experiment
+from sft.experiment.run import predict as predict_experiment
+from sft.experiment.run import run_experiment as run_one
+from sft.experiment.run import train as train_experiment
+from sft.report.aggregate import ReportOptions, parse_plots
+from sft.report.aggregate import aggregate as aggregate_results
+from sft.report.collect import expected_runs
+from sft.results.layout import Run, check_name, results_folder_problems
+from sft.results.logs import setup_logging
+from sft.runner.executors import EXECUTORS, ExecutorOptions, places_gpus
+from sft.runner.options import Options, executor_options, gpu_problems, option_problems
+from sft.runner.ray_executor import RayOptions
+from sft.runner.scheduler import run_experiments as run_grid
+from sft.runner.slurm_executor import SlurmOptions
+from sft.serving.api import load_export, load_run
+from sft.serving.export import export_run
+from sft.serving.files import predict_file
+from sft.serving.payload import limits_of
 
 app = typer.Typer(
     add_completion=False,
@@ -47,7 +70,7 @@ ShareOpt = Annotated[
 ]
 
 
-def _fail(error: ConfigError) -> None:
+def _fail(error: ConfigError) -> NoReturn:
     typer.echo(str(error), err=True)
     raise typer.Exit(2)
 
@@ -56,14 +79,11 @@ def _single(
     path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int, share: bool
 ):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
-    from sft.config import seed_problem
-    from sft.config.grid import load_single, parse_ext_vars
-    from sft.results.layout import Run, check_name, results_folder_problems
 
     problems = [problem for problem in [seed_problem(seed, "--random-seed")] if problem]
     problems += results_folder_problems(results)
     try:
-        file_name, config = load_single(path, command, parse_ext_vars(ext_vars))
+        file_name, config = load_one(path, command, parse_ext_vars(ext_vars))
     except ConfigError as error:
         _fail(ConfigError([*problems, *error.messages]))
     problem = check_name(name or file_name)
@@ -72,7 +92,6 @@ def _single(
     if problems:
         _fail(ConfigError(problems))
     run = Run(name or file_name, seed, results, share)
-    from sft.experiment.run import check_before_running
 
     _guard(check_before_running, config, run, command)  # before the run folder is created or touched
     return config, run
@@ -92,7 +111,6 @@ def train(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
-    from sft.experiment.run import train as train_experiment
 
     experiment, run = _single(config, "train", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
@@ -110,9 +128,6 @@ def predict(
     if (input is None) != (output is None):
         _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
     if input is not None:
-        from sft.serving.api import load_export, load_run
-        from sft.serving.files import predict_file
-
         if config.is_dir():
             model = _guard(load_export, config)
         else:
@@ -121,7 +136,6 @@ def predict(
             )
         typer.echo(f"Predictions written to {_guard(predict_file, model, input, output)}")
         return
-    from sft.experiment.run import predict as predict_experiment
 
     experiment, run = _single(config, "predict", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Predictions written to {_guard(predict_experiment, experiment, run)}")
@@ -134,7 +148,6 @@ def export(
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge the adapter into the base weights.")] = True,
 ) -> None:
     """Export a finished run as a self-contained predictor folder (model, tokenizer, sft_export.json)."""
-    from sft.serving.export import export_run
 
     typer.echo(f"Exported to {_guard(export_run, run_dir, out, merge)}")
 
@@ -149,8 +162,7 @@ def serve(
     max_bytes: Annotated[int | None, typer.Option(help="Bytes per request (default 1000000).")] = None,
 ) -> None:
     """Serve an exported model over HTTP: POST /predict, GET /health."""
-    from sft.serving.payload import limits_of
-    from sft.serving.server import serve as serve_export
+    from sft.serving.server import serve as serve_export  # FastAPI and uvicorn: for this command only
 
     _guard(serve_export, exported, host, port, max_batch, limits_of(max_inputs, max_bytes))
 
@@ -161,7 +173,6 @@ def evaluate(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
-    from sft.experiment.run import evaluate as evaluate_experiment
 
     experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed, share_training)
     _guard(evaluate_experiment, experiment, run)
@@ -174,7 +185,6 @@ def run_experiment(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train (when shots > 0) and evaluate one experiment in this process."""
-    from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
     _guard(run_one, experiment, run)
@@ -218,29 +228,29 @@ def run_experiments(
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.config.grid import load_experiments, parse_ext_vars
-    from sft.experiment.preflight import validate as validate_grid
-    from sft.results.layout import results_folder_problems
-    from sft.runner.scheduler import Options, gpu_problems, option_problems
-    from sft.runner.scheduler import run_experiments as run_grid
-    from sft.runner.slurm_executor import SlurmOptions
 
+    # each executor's own flags build its own options; those of an executor that does not run are refused
+    given: list[ExecutorOptions] = [
+        RayOptions(ray_address),
+        SlurmOptions(slurm_partition, slurm_account, slurm_qos, slurm_time, slurm_setup or [], slurm_args or []),
+    ]
+    chosen, problems = executor_options(executor, given)
     options = Options(
         seeds=_int_list(seeds, "--seeds") or [random_seed],
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
-        jobs=jobs, executor=executor, ray_address=ray_address, timeout=timeout, retries=retries,
+        jobs=jobs, executor=executor, executor_options=chosen, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run, share_training=share_training,
-        slurm=SlurmOptions(slurm_partition, slurm_account, slurm_qos, slurm_time, slurm_setup or [], slurm_args or []),
     )  # fmt: skip
     # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
     # only: no data, no models) are named with them, so one pass fixes both.
     ext_vars = _guard(parse_ext_vars, ext_var)
-    problems = option_problems(options)
-    problems += [] if options.executor in ("ray", "slurm") or problems else gpu_problems(options.gpus)
+    problems = option_problems(options) + problems
+    placed = executor in EXECUTORS and places_gpus(executor)  # the executor gives each experiment its GPUs
+    problems += [] if placed or problems else gpu_problems(options.gpus)
     problems += [] if dry_run else results_folder_problems(results_path)
     if problems:
         try:
-            load_experiments(grid, ext_vars, "run-experiment")
+            load_grid(grid, ext_vars, "run-experiment")
         except ConfigError as error:
             problems += error.messages
         _fail(ConfigError(problems))
@@ -274,15 +284,11 @@ def aggregate(
     interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
-    from sft.config.grid import parse_ext_vars
-    from sft.report.aggregate import ReportOptions, parse_plots
-    from sft.report.aggregate import aggregate as aggregate_results
-    from sft.report.collect import expected_runs
 
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
         expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
-        given = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
+        given: dict[str, Any] = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
                  "resamples": resamples, "level": confidence, "method": interval_method}  # fmt: skip
         # options not given keep ReportOptions' defaults (the one place they are set)
         options = ReportOptions(
@@ -303,8 +309,6 @@ def validate(
     grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True, check_models: ModelCheckOpt = True
 ) -> None:
     """Expand and validate a grid; print the experiment names, or every problem found."""
-    from sft.config.grid import parse_ext_vars
-    from sft.experiment.preflight import validate as validate_grid
 
     ext_vars = _guard(parse_ext_vars, ext_var)
     configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
@@ -315,7 +319,6 @@ def validate(
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    from sft.results.logs import setup_logging
 
     setup_logging(logging.DEBUG if verbose else logging.INFO)
 

@@ -291,3 +291,20 @@ def test_run_experiments_reports_bad_options_with_the_grids_problems_at_once(tmp
     assert "--jobs must be at least 1" in result.output
     assert "model: required key is missing" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--slurm-partition", "gpu"), "--slurm-* options apply to --executor slurm only; add it or drop them"),
+        (("--ray-address", "head:6379"), "--ray-address applies to --executor ray only; add it or drop it"),
+        (("--executor", "ray", "--slurm-time", "5"), "--slurm-* options apply to --executor slurm only"),
+        (("--executor", "ray", "--gpus", "0"), "--gpus: ray assigns GPUs itself"),
+    ],
+)
+def test_run_experiments_refuses_the_flags_of_an_executor_that_does_not_run(tmp_path, zero_shot, flags, message):
+    grid = write(tmp_path / "grid.json", {"configs": {"a": zero_shot}})
+    result = invoke("run-experiments", grid, "--results-path", tmp_path / "out", *flags)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "out").exists()

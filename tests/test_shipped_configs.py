@@ -17,7 +17,7 @@ import pytest
 
 from sft.config import ConfigError
 from sft.config.grid import evaluate_file, load_experiments
-from sft.config.validation import validate_grid
+from sft.experiment.checks import validate_grid
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "etc" / "configs"

@@ -1,14 +1,21 @@
-"""The experiment config: the schema (one pydantic model per section, every default), grids of
-experiments, and whole-grid validation. Importing this package imports no heavy library."""
+"""The experiment config: the schema (one pydantic model per section, every default), the experiment's
+config with the rules across its sections, its hashes, and grids of experiments. This package imports
+no other sft package but the registry type and the results records, and no heavy library: the
+whole-grid checks that need tasks, data, models or other packages' registries are
+`sft.experiment.checks`."""
 
 from sft.config.errors import ConfigError
+from sft.config.experiment import SECTIONS, ExperimentConfig
+from sft.config.hashing import TRAINING_KEY_FIELDS, config_hash
 from sft.config.parsing import check_command, describe_errors, parse_config
 from sft.config.schema import (
     DEFAULT_SEED,
+    HEAD_MAX_LENGTH,
+    PEFT_INITIALIZATIONS,
+    THRESHOLD_EXAMPLES,
     CalibrationConfig,
     DatasetConfig,
     EvaluationConfig,
-    ExperimentConfig,
     InferenceConfig,
     LoraSection,
     ModelArgs,
@@ -18,12 +25,16 @@ from sft.config.schema import (
     ResourcesConfig,
     TaskType,
     TrainingConfig,
-    config_hash,
     seed_problem,
 )
 
 __all__ = [
     "DEFAULT_SEED",
+    "HEAD_MAX_LENGTH",
+    "PEFT_INITIALIZATIONS",
+    "SECTIONS",
+    "THRESHOLD_EXAMPLES",
+    "TRAINING_KEY_FIELDS",
     "CalibrationConfig",
     "ConfigError",
     "DatasetConfig",

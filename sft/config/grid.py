@@ -9,12 +9,16 @@ stable when the list is reordered.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _jsonnet
+
 from sft.config.errors import ConfigError
+from sft.config.experiment import ExperimentConfig
+from sft.config.hashing import config_hash
 from sft.config.parsing import check_command, parse_config
-from sft.config.schema import ExperimentConfig, config_hash
 from sft.results.layout import check_name, last_path_part, slug
 
 
@@ -44,8 +48,6 @@ def evaluate_file(path: str | Path, ext_vars: dict[str, str] | None = None) -> A
                 [f"{path}: key {error.args[0]!r} appears twice in one object (JSON would keep only the last); "
                  "rename or remove one"]
             ) from None  # fmt: skip
-    import _jsonnet
-
     try:
         return json.loads(_jsonnet.evaluate_file(str(path), ext_vars=ext_vars or {}))
     except RuntimeError as error:
@@ -97,8 +99,9 @@ def derived_name(raw: Any, index: int) -> str:
     """A readable, stable name for a config given in a list: dataset, model, shots and a short hash."""
     if not isinstance(raw, dict):
         return f"config-{index}"
-    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), dict) else {}
-    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    dataset, model = raw.get("dataset"), raw.get("model")
+    dataset = dataset if isinstance(dataset, dict) else {}
+    model = model if isinstance(model, dict) else {}
     parts = [
         slug(last_path_part(str(dataset.get("path", "data")))),
         slug(last_path_part(str(model.get("name", "model")))),
@@ -108,10 +111,15 @@ def derived_name(raw: Any, index: int) -> str:
     return "-".join(part for part in parts if part)
 
 
+# More checks of one parsed config (`sft.experiment.checks.config_problems`): its problems, each naming its key.
+Check = Callable[[ExperimentConfig], list[str]]
+
+
 def load_experiments(
-    path: str | Path, ext_vars: dict[str, str] | None = None, command: str | None = None
+    path: str | Path, ext_vars: dict[str, str] | None = None, command: str | None = None, check: Check | None = None
 ) -> dict[str, ExperimentConfig]:
-    """Expand and validate every experiment of a file; raise one ConfigError listing all problems."""
+    """Expand and validate every experiment of a file, each also by `check`; raise one ConfigError listing all
+    problems."""
     raw = raw_experiments(evaluate_file(path, ext_vars), str(path))
     configs: dict[str, ExperimentConfig] = {}
     problems: list[str] = []
@@ -127,15 +135,19 @@ def load_experiments(
             continue
         if command:
             problems.extend(f"{source}: {message}" for message in check_command(config, command))
+        if check is not None:
+            problems.extend(f"{source}: {message}" for message in check(config))
         configs[name] = config
     if problems:
         raise ConfigError(problems)
     return configs
 
 
-def load_single(path: str | Path, command: str, ext_vars: dict[str, str] | None = None) -> tuple[str, ExperimentConfig]:
+def load_single(
+    path: str | Path, command: str, ext_vars: dict[str, str] | None = None, check: Check | None = None
+) -> tuple[str, ExperimentConfig]:
     """The one experiment of a file given to a single-config command."""
-    configs = load_experiments(path, ext_vars, command)
+    configs = load_experiments(path, ext_vars, command, check)
     if len(configs) != 1:
         raise ConfigError(
             [f"{path}: `{command}` takes one experiment but the file defines {len(configs)}; use run-experiments"]

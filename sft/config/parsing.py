@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from sft.config.errors import ConfigError
-from sft.config.schema import SECTIONS, ExperimentConfig
+from sft.config.experiment import SECTIONS, ExperimentConfig
 from sft.registry import did_you_mean
 
 COMMAND_SECTIONS = {
@@ -70,12 +70,15 @@ def describe_errors(error: ValidationError) -> list[str]:
         elif kind == "missing":
             messages.append(f"{path}: required key is missing")
         else:
-            shown = json.dumps(item.get("input"), default=str)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
             text = item["msg"].removeprefix("Value error, ")
-            messages.append(f"{path}: {text} (got {shown})")
+            messages.append(f"{path}: {text} (got {shown(item.get('input'))})")
     return messages
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: JSON, cut at 80 characters."""
+    text = json.dumps(value, default=str)
+    return text[:77] + "..." if len(text) > 80 else text
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

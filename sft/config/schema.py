@@ -1,22 +1,20 @@
-"""The experiment config: one pydantic model per section, validated once, every error reported at once.
+"""The schema of the experiment config: one pydantic model per section, every default.
 
-Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig` and reads
-its fields; it never looks keys up in raw dicts. Two hashes identify work: `config_hash` (the
-experiment: every non-default setting) and `training_key` (its trained adapter: the settings listed in
-`TRAINING_KEY_FIELDS`, with the reason for each; experiments that share it train once per seed).
+Defaults live here and nowhere else. The rest of the package receives an `ExperimentConfig`
+(`sft.config.experiment`: the sections together, and the rules across them) and reads its fields; it
+never looks keys up in raw dicts. A section checks what it can know alone: its types, ranges and the
+rules among its own fields. Names kept in other packages' registries (an sft initializer, a
+calibration, a metric) are checked with the whole grid by `sft.experiment.checks`, so the config
+imports no other sft package.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import string
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
-
-from sft.registry import did_you_mean
 
 TaskType = Literal["classification", "generation", "multilabel"]
 # The seed of a single run when none is given (`--random-seed`, `run-experiments` without --seeds).
@@ -34,7 +32,6 @@ HEAD_MAX_LENGTH = 512
 THRESHOLD_EXAMPLES = 1000
 # Seeds numpy's legacy global seeding (transformers.set_seed) accepts: 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
 
 # PEFT's own initializations: the name a config uses -> the value peft.LoraConfig gets. `pissa` names
 # sft's simplified PiSSA (sft.model.initialization), so PEFT's (which rewrites the base weight into the residual
@@ -55,36 +52,16 @@ DATA_DRIVEN_INITIALIZATIONS = {
 }
 
 
+def peft_initialization(name: str) -> bool:
+    """Whether `name` is one of PEFT's own initializations (passed on to peft.LoraConfig)."""
+    return name in PEFT_INITIALIZATIONS or re.fullmatch(r"pissa_niter_\d+", name) is not None
+
+
 def seed_problem(seed: Any, where: str) -> str | None:
     """Why `seed` cannot seed a run (numpy, torch and random must all accept it), or None."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         return f"{where}: seed {seed!r} is out of range; give whole numbers from 0 to {MAX_SEED}"
     return None
-
-
-# The training key (`ExperimentConfig.training_key`): section -> the fields of it left OUT of the key;
-# sections not named here are left out as a whole (inference, evaluation). Why each is in or out:
-# - dataset: path, args, splits, task type, labels and shots decide the sampled shots and the label set
-#   (the test split too: labels are read from it). `max_n_test` only picks the test subset.
-# - model: name, revision, trust_remote_code, dtype, quantization, head, chat template (the training
-#   prompts' format) and model_args (e.g. attn_implementation) decide the trained weights. `device` only
-#   places the model; `adapter` is what predict loads and is never trained from.
-# - lora, prompting, training: as a whole (the `training` section whole so settings added to it later are
-#   in automatically). Prompting renders the training prompts (instruction, templates, truncation by
-#   `max_input_length` / `max_output_length`, the multilabel separator); `training.icl_examples` puts
-#   in-context examples into them. `inference.icl_examples` and `inference.max_seq_length` only shape
-#   test prompts: `PromptBuilder` truncates by max_seq_length in `prompt()` alone, never in
-#   `training_example()`, and SFTConfig's own truncation is `training.trainer_args.max_length`.
-# - resources: launcher, num_processes and gpus under `launcher: accelerate` (data-parallel ranks change
-#   the effective batch); nothing under the python launcher, where one process trains.
-# - the seed is not a config field: the store keeps one adapter per key and seed.
-TRAINING_KEY_FIELDS: dict[str, frozenset[str]] = {
-    "dataset": frozenset({"max_n_test"}),
-    "model": frozenset({"device", "adapter"}),
-    "lora": frozenset(),
-    "prompting": frozenset(),
-    "training": frozenset(),
-}
 
 
 class Section(BaseModel):
@@ -248,7 +225,7 @@ class ModelConfig(Section):
 
 class LoraSection(BaseModel):
     """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted
-    and checked against peft by `sft.config.validation` (it costs a peft import, so it is not done here)."""
+    and checked against peft by `sft.experiment.checks` (it costs a peft import, so it is not done here)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -278,21 +255,13 @@ class LoraSection(BaseModel):
 
     @field_validator("init_lora_weights")
     @classmethod
-    def _known_initialization(cls, value: bool | str) -> bool | str:
-        from sft.model.initialization.registry import INITIALIZERS
-
-        if not isinstance(value, str) or value in INITIALIZERS or value in PEFT_INITIALIZATIONS:
-            return value
-        if re.fullmatch(r"pissa_niter_\d+", value):
-            return value
-        if value in DATA_DRIVEN_INITIALIZATIONS:
+    def _runnable_initialization(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value in DATA_DRIVEN_INITIALIZATIONS:
             raise ValueError(
                 f"PEFT's {value!r} initialization needs a pass over training data "
                 f"({DATA_DRIVEN_INITIALIZATIONS[value]}) that sft does not run; choose another initialization"
             )
-        names = [*sorted(INITIALIZERS), *PEFT_INITIALIZATIONS]
-        choices = ", ".join([*names, "pissa_niter_<n>", "true", "false"])
-        raise ValueError(f"unknown initialization {value!r}{did_you_mean(value, names)}; choose from {choices}")
+        return value
 
     @model_validator(mode="after")
     def _initialization_arguments(self) -> LoraSection:
@@ -304,11 +273,11 @@ class LoraSection(BaseModel):
 
     @property
     def custom_initializer(self) -> str | None:
-        """The sft initializer named by init_lora_weights, or None for PEFT's own initializations."""
-        from sft.model.initialization.registry import INITIALIZERS
-
+        """The sft initializer (`sft.model.initialization`) named by init_lora_weights, or None for PEFT's own
+        initializations: every name that is not PEFT's names one (`sft.experiment.checks` refuses a name
+        that is neither)."""
         value = self.init_lora_weights
-        return value if isinstance(value, str) and value in INITIALIZERS else None
+        return value if isinstance(value, str) and not peft_initialization(value) else None
 
     def peft_kwargs(self) -> dict[str, Any]:
         """peft.LoraConfig arguments. An sft initializer starts from PEFT's default (B = 0) and is applied to
@@ -470,16 +439,6 @@ class CalibrationConfig(Section):
         """Random in-domain strings `domain` calibration averages over."""
         return self.num_estimations or DOMAIN_ESTIMATIONS
 
-    @field_validator("calibration_fn")
-    @classmethod
-    def _registered(cls, name: str | None) -> str | None:
-        from sft.scoring.registry import CALIBRATIONS
-
-        problems = CALIBRATIONS.unknown([name] if name is not None else [])
-        if problems:
-            raise ValueError(problems[0])
-        return name
-
 
 class InferenceConfig(Section):
     icl_examples: int = Field(
@@ -563,143 +522,3 @@ class ResourcesConfig(Section):
         if self.launcher != "accelerate":
             return 1
         return self.num_processes or gpus or DEFAULT_CPU_PROCESSES
-
-
-class ExperimentConfig(Section):
-    dataset: DatasetConfig = Field(description="The data, the task type and the shots.")
-    model: ModelConfig = Field(description="The base model and how it loads.")
-    prompting: PromptingConfig = Field(description="How an example becomes a prompt and an answer.")
-    lora: LoraSection | None = Field(None, description="The LoRA adapter; required when a command trains.")
-    training: TrainingConfig | None = Field(None, description="How the adapter trains; required when a command trains.")
-    inference: InferenceConfig = Field(
-        default_factory=InferenceConfig, description="How test prompts are built and scored."
-    )
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="The metrics and their options.")
-    resources: ResourcesConfig = Field(
-        default_factory=ResourcesConfig, description="How the grid runner runs the experiment."
-    )
-
-    @model_validator(mode="after")
-    def _calibration_classifies(self) -> ExperimentConfig:
-        if self.inference.calibration_args.calibration_fn and self.dataset.task_type != "classification":
-            raise ValueError(
-                "inference.calibration_args.calibration_fn applies to single-label classification only; remove it"
-            )
-        if self.inference.calibration_args.calibration_fn and self.model.head is not None:
-            raise ValueError(
-                "inference.calibration_args.calibration_fn calibrates label scoring, not a classification head; "
-                "remove it or model.head"
-            )
-        if self.inference.normalization == "pmi" and self.inference.calibration_args.calibration_fn in (
-            "contextual",
-            "domain",
-        ):
-            raise ValueError(
-                "inference.normalization 'pmi' already divides by the content-free prompt's label probabilities; "
-                f"calibrating it with {self.inference.calibration_args.calibration_fn!r} corrects twice: choose one"
-            )
-        if self.inference.normalization != "sum" and (
-            self.model.head is not None or self.dataset.task_type != "classification"
-        ):
-            raise ValueError(
-                "inference.normalization applies to label scoring of single-label classification; "
-                "remove it (a head and multilabel scoring use their own probabilities)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _head_fits_task(self) -> ExperimentConfig:
-        if self.model.head is not None and self.dataset.task_type == "generation":
-            raise ValueError("model.head: a classification head cannot generate; use classification or multilabel")
-        head_ignores = [
-            key
-            for key, value in (
-                ("inference.icl_examples", self.inference.icl_examples),
-                ("training.icl_examples", self.training.icl_examples if self.training else 0),
-            )
-            if value
-        ]
-        if self.model.head is not None and head_ignores:
-            raise ValueError(
-                f"{', '.join(head_ignores)}: a classification head reads the input alone, without in-context "
-                "examples; remove them or model.head"
-            )
-        if self.model.head is None and self.training is not None and self.training.class_weights is not None:
-            raise ValueError("training.class_weights applies to model.head: 'classification' only; remove it")
-        init = str(self.lora.init_lora_weights).lower() if self.lora is not None else ""
-        if self.model.head is not None and (init.startswith("pissa_") or init == "olora"):
-            # PEFT cannot convert such an adapter back onto the original weights when a head is in
-            # modules_to_save, so a saved head adapter would not reload on the untouched checkpoint.
-            raise ValueError(
-                f"lora.init_lora_weights: {self.lora.init_lora_weights!r} rewrites the base weights, which head mode "
-                "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
-            )
-        if self.model.head is None and self.lora is not None and self.lora.task_type == "SEQ_CLS":
-            raise ValueError('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
-        return self
-
-    @model_validator(mode="after")
-    def _evaluation_has_validation(self) -> ExperimentConfig:
-        training = self.training
-        if training is None:
-            return self
-        carved, named = training.validation_from_train is not None, self.dataset.validation_split is not None
-        if carved and named:
-            raise ValueError(
-                "training.validation_from_train: the dataset already names dataset.validation_split; remove one"
-            )
-        if training.evaluates() and not (carved or named):
-            raise ValueError(
-                "training.eval_every: evaluation during training needs a validation split; set "
-                "dataset.validation_split, or training.validation_from_train to carve one out of the training split"
-            )
-        if carved and not training.evaluates():
-            raise ValueError("training.validation_from_train: only training.eval_every uses it; set both or neither")
-        return self
-
-    @property
-    def tunes_thresholds(self) -> bool:
-        """Multilabel thresholds 'global' or 'per_label' are tuned on a validation split (a number is fixed)."""
-        return self.dataset.task_type == "multilabel" and isinstance(self.inference.thresholds, str)
-
-    @property
-    def trains(self) -> bool:
-        """Few-shot experiments train an adapter; zero-shot ones use the model as it is."""
-        return self.dataset.shots > 0
-
-    def resolved(self) -> dict[str, Any]:
-        """The config with every default filled in, as plain JSON data."""
-        return self.model_dump(mode="json")
-
-    def hashed_settings(self) -> dict[str, Any]:
-        """The settings that differ from the schema's defaults: what identifies an experiment. A setting
-        sft adds later with a default (or a default spelled out) leaves every existing hash as it was, so
-        resuming a grid never re-runs finished work because sft grew a field."""
-        return self.model_dump(mode="json", exclude_defaults=True)
-
-    def config_hash(self) -> str:
-        return config_hash(self.hashed_settings())
-
-    def training_settings(self) -> dict[str, Any]:
-        """The settings that determine the trained adapter (see TRAINING_KEY_FIELDS), non-default ones only,
-        as `hashed_settings`: experiments that differ elsewhere (inference, evaluation, calibration,
-        `dataset.max_n_test`, `model.device`, `model.adapter`) train the very same adapter."""
-        settings = self.hashed_settings()
-        chosen: dict[str, Any] = {}
-        for section, excluded in TRAINING_KEY_FIELDS.items():
-            if section in settings:
-                chosen[section] = {key: value for key, value in settings[section].items() if key not in excluded}
-        resources = self.resources
-        if resources.launcher != "python":  # data-parallel ranks multiply the effective batch
-            chosen["resources"] = resources.model_dump(mode="json", include={"launcher", "num_processes", "gpus"})
-        return chosen
-
-    def training_key(self) -> str | None:
-        """The hash of `training_settings`: experiments with one key (and seed) share one trained adapter
-        (`sft.results.adapters`). None when the experiment trains nothing (zero-shot)."""
-        return config_hash(self.training_settings()) if self.trains else None
-
-
-def config_hash(resolved: dict[str, Any]) -> str:
-    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()

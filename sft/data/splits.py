@@ -4,6 +4,7 @@ labels. Every problem is reported, one message each, so a grid is fixed in one p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,8 +39,6 @@ def data_file_problems(path: Path) -> list[str]:
 
 def _jsonl_problems(file: Path) -> list[str]:
     """The first line of a JSON Lines file that is not one JSON object (one message per file)."""
-    import json
-
     with open(file, encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -95,17 +94,22 @@ def needs_train_split(config: ExperimentConfig) -> bool:
 VALIDATION_SPLIT_NAMES = ("validation", "dev", "val")
 
 
+def tunes_thresholds(config: ExperimentConfig) -> bool:
+    """Whether the experiment's task tunes thresholds on a validation split (the task says)."""
+    return task_for(config).tunes_thresholds(config.inference)
+
+
 def validation_split_of(config: ExperimentConfig, splits: DatasetDict) -> str | None:
-    """The validation split the experiment reads: `dataset.validation_split`, else (when multilabel
-    thresholds are tuned) the dataset's own split called validation, dev or val, else None."""
-    if config.dataset.validation_split or not config.tunes_thresholds:
+    """The validation split the experiment reads: `dataset.validation_split`, else (when its task tunes
+    thresholds) the dataset's own split called validation, dev or val, else None."""
+    if config.dataset.validation_split or not tunes_thresholds(config):
         return config.dataset.validation_split
     return next((name for name in VALIDATION_SPLIT_NAMES if name in splits), None)
 
 
 def _validation_problem(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
     """Tuned thresholds with no validation split to tune them on: refuse rather than silently use 0.5."""
-    if not config.tunes_thresholds or validation_split_of(config, splits) is not None:
+    if not tunes_thresholds(config) or validation_split_of(config, splits) is not None:
         return []
     mode = config.inference.thresholds
     return [

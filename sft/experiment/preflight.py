@@ -1,5 +1,5 @@
 """The whole validation pass before anything runs or is written: the grid's configs and data
-(`sft.config.validation`), then every experiment's model checked by its predictor's `preflight` (the
+(`sft.experiment.checks`), then every experiment's model checked by its predictor's `preflight` (the
 model's files, config, tokenizer, chat format, device, LoRA targets and head on a meta-device skeleton,
 the trainer's arguments), without loading weights.
 
@@ -15,9 +15,9 @@ import warnings
 from pathlib import Path
 
 from sft.config import ConfigError, ExperimentConfig
-from sft.config.grid import load_experiments
-from sft.config.validation import grid_problems
+from sft.experiment.checks import config_problems, grid_problems, load_grid
 from sft.predictors import predictor_for
+from sft.predictors.base import quiet_libraries
 from sft.tasks import task_for
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 
 def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
     """Each experiment's predictor preflight; each distinct model's config and tokenizer are read once."""
-    from sft.predictors.base import quiet_libraries
-
     quiet_libraries()
     started = time.perf_counter()
     problems = []
@@ -40,12 +38,19 @@ def model_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
     return problems
 
 
-def experiment_problems(configs: dict[str, ExperimentConfig], check_data: bool = True, check_models: bool = True):
-    """Everything wrong with parsed configs: library argument names, data, models."""
+def experiment_problems(
+    configs: dict[str, ExperimentConfig], check_data: bool = True, check_models: bool = True
+) -> list[str]:
+    """Everything wrong with parsed configs: what their task and predictor accept, library argument names,
+    data, models. An experiment whose settings its predictor refuses is checked no further (its model
+    preflight would judge a combination that cannot run)."""
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # imported with peft/trl; its CPU notice is noise
-    problems = grid_problems(configs, check_data)
+    refused = {name: config_problems(config) for name, config in configs.items()}
+    problems = [f"[{name}] {problem}" for name, found in refused.items() for problem in found]
+    usable = {name: config for name, config in configs.items() if not refused[name]}
+    problems += grid_problems(usable, check_data)
     if check_models:
-        problems += model_problems(configs)
+        problems += model_problems(usable)
     return problems
 
 
@@ -57,7 +62,7 @@ def validate(
     check_models: bool = True,
 ) -> dict[str, ExperimentConfig]:
     """Expand and fully validate a grid or config file; raise one ConfigError with every problem found."""
-    configs = load_experiments(path, ext_vars, command)
+    configs = load_grid(path, ext_vars, command)
     problems = experiment_problems(configs, check_data, check_models)
     if problems:
         raise ConfigError(problems)

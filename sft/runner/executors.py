@@ -10,6 +10,11 @@ anything it started (data loader workers, `accelerate launch` ranks) by signalli
   initializes CUDA, and forks a child per experiment (see `sft.runner.forkserver`). Experiments launched
   through `accelerate launch` still use a plain subprocess.
 - `ray`: each experiment is a Ray task with the GPUs it asks for (see `sft.runner.ray_executor`).
+- `slurm`: each experiment is a Slurm job (see `sft.runner.slurm_executor`).
+
+Every executor is built from the same `ExecutorContext` (the grid's results folder and timeout) and, when
+it has settings of its own, from its own options type (`RayOptions`, `SlurmOptions`), named in its registry
+entry with its traits; the grid runner's options hold the executor's name and that one object.
 
 Children die with the runner even when it is killed with SIGKILL: they ask the kernel for a signal
 when their parent dies (Linux `PR_SET_PDEATHSIG`).
@@ -17,6 +22,7 @@ when their parent dies (Linux `PR_SET_PDEATHSIG`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -68,13 +74,57 @@ class Job:
         return replace(self, cores=None, threads=max(1, threads // self.config.resources.processes()))
 
 
-# How the grid runner starts each experiment; names are known without importing an executor, so
-# `--executor` is checked before anything else.
+# How the grid runner starts each experiment; names and traits are known without importing an executor,
+# so `--executor` and its options are checked before anything else. Traits (the entry's metadata):
+# - options: "module:Class" of the executor's own options type (absent: the executor takes none);
+# - places_gpus: the executor gives each experiment its `resources.gpus` itself (no `--gpus` slots).
 EXECUTORS = Registry("executor")
 EXECUTORS.add("forkserver", "sft.runner.forkserver:ForkServerExecutor")
 EXECUTORS.add("subprocess", "sft.runner.executors:SubprocessExecutor")
-EXECUTORS.add("ray", "sft.runner.ray_executor:RayExecutor")
-EXECUTORS.add("slurm", "sft.runner.slurm_executor:SlurmExecutor")
+EXECUTORS.add(
+    "ray", "sft.runner.ray_executor:RayExecutor", options="sft.runner.ray_executor:RayOptions", places_gpus=True
+)
+EXECUTORS.add(
+    "slurm",
+    "sft.runner.slurm_executor:SlurmExecutor",
+    options="sft.runner.slurm_executor:SlurmOptions",
+    places_gpus=True,
+)
+
+
+def places_gpus(name: str) -> bool:
+    """Whether executor `name` gives each experiment its GPUs itself (Ray, Slurm) rather than from `--gpus`."""
+    return bool(EXECUTORS.info(name).get("places_gpus"))
+
+
+def options_type(name: str) -> type[ExecutorOptions] | None:
+    """The options type of executor `name` (imported on first use), or None when it takes none."""
+    target = EXECUTORS.info(name).get("options")
+    if target is None:
+        return None
+    module, _, attribute = target.partition(":")
+    kind: type[ExecutorOptions] = getattr(importlib.import_module(module), attribute)
+    return kind
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What every executor is built from: where the grid's results go, and the grid's `--timeout` (a cluster
+    executor may turn it into the job's own time limit)."""
+
+    results_path: Path
+    timeout: float | None = None
+
+
+class ExecutorOptions(Protocol):
+    """An executor's own settings, from its own command-line flags (e.g. `--ray-address`, `--slurm-*`)."""
+
+    def given(self) -> bool:
+        """Whether any setting differs from the defaults (the user gave one of its flags)."""
+
+    def problems(self, chosen: bool) -> list[str]:
+        """What is wrong with the settings; `chosen`: their executor runs the grid (else they were given
+        for another executor, which is an error of its own)."""
 
 
 class Handle(Protocol):
@@ -103,8 +153,15 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def get_executor(name: str, **options: Any) -> Executor:
-    return EXECUTORS.get(name)(**options)
+def get_executor(name: str, context: ExecutorContext, options: ExecutorOptions | None = None) -> Executor:
+    """Executor `name` built from the context and its own options (their defaults when None)."""
+    factory = EXECUTORS.get(name)
+    kind = options_type(name)
+    if kind is None:
+        if options is not None:
+            raise TypeError(f"executor {name!r} takes no options, got {type(options).__name__}")
+        return factory(context)
+    return factory(context, options if options is not None else kind())
 
 
 def accelerate_command(job: Job) -> list[str]:
@@ -166,8 +223,8 @@ class ProcessHandle:
 class SubprocessExecutor:
     """`python -m sft.cli run-experiment` per experiment: simple, and pays the library imports each time."""
 
-    def __init__(self, **_: Any):
-        pass
+    def __init__(self, context: ExecutorContext):
+        self.context = context
 
     def start(self, job: Job) -> Handle:
         return ProcessHandle(child_command(job), job.log_path, job.env(), job.cores)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
+import random
 import select
 import signal
 import subprocess
@@ -27,10 +29,17 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy
+
+import sft.experiment.run  # run_experiment looked up at call time: a test's fault hooks may wrap it
+from sft.config import ConfigError
+from sft.config.grid import load_single
+from sft.results.layout import Run
+from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
-from sft.runner.executors import Job, ProcessHandle, child_command, note
+from sft.runner.executors import ExecutorContext, Job, ProcessHandle, child_command, note
 from sft.runner.processes import die_with_parent, signal_group, start_child
 
 PRELOAD = (
@@ -49,24 +58,13 @@ PRELOAD = (
 
 
 def preload() -> None:
-    import importlib
-
     for module in PRELOAD:
         importlib.import_module(module)
 
 
 def run_child(request: dict[str, Any]) -> int:
     """Body of a forked child, after its output went to the log: what `sft.cli run-experiment` does."""
-    import random
-
-    import numpy
-    import torch
-
-    import sft.experiment.run
-    from sft.config import ConfigError
-    from sft.config.grid import load_single
-    from sft.results.layout import Run
-    from sft.results.logs import setup_logging
+    import torch  # already imported by the server (PRELOAD), as are the libraries the experiment uses
 
     # A fresh process would start from fresh random state; the fork copied the server's.
     random.seed()
@@ -198,8 +196,8 @@ class ServerHandle:
 class ForkServerExecutor:
     """Starts experiments as children of a fork server that has imported the heavy libraries once."""
 
-    def __init__(self, results_path: Path | None = None, **_: Any):
-        log_path = Path(results_path or ".") / "forkserver.log"
+    def __init__(self, context: ExecutorContext):
+        log_path = Path(context.results_path) / "forkserver.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "sft.runner.forkserver", str(os.getpid())]
         with open(log_path, "a", encoding="utf-8") as log:
@@ -210,7 +208,10 @@ class ForkServerExecutor:
                 stderr=log,
                 env={"TOKENIZERS_PARALLELISM": "false"},
             )
-        os.set_blocking(self.server.stdout.fileno(), False)
+        assert self.server.stdin is not None and self.server.stdout is not None  # both piped above
+        self.requests: IO[bytes] = self.server.stdin
+        self.replies: IO[bytes] = self.server.stdout
+        os.set_blocking(self.replies.fileno(), False)
         self.next_id = 0
         self.pids: dict[int, int] = {}
         self.codes: dict[int, int] = {}
@@ -226,8 +227,8 @@ class ForkServerExecutor:
             "share_training": job.run.share_training,
         }  # fmt: skip
         try:
-            self.server.stdin.write((json.dumps(request) + "\n").encode())
-            self.server.stdin.flush()
+            self.requests.write((json.dumps(request) + "\n").encode())
+            self.requests.flush()
         except BrokenPipeError:
             self.codes[request_id] = 255
             note(job.log_path, "the fork server is gone; see forkserver.log")
@@ -236,7 +237,7 @@ class ForkServerExecutor:
     def pump(self) -> None:
         """Read what the server reported; if it died, every unfinished experiment failed with code 255."""
         with contextlib.suppress(BlockingIOError):
-            while chunk := self.server.stdout.read(65536):
+            while chunk := self.replies.read(65536):
                 self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
@@ -251,7 +252,7 @@ class ForkServerExecutor:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.server.stdin.close()
+            self.requests.close()
         try:
             self.server.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -10,10 +10,26 @@ through the parent-death signal, the experiment's process.
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 from typing import Any
 
-from sft.runner.executors import Job, child_command
+from sft.runner.executors import ExecutorContext, Job, child_command
 from sft.runner.processes import signal_group, start_child
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """The Ray cluster to submit to (`--ray-address`); None: a local Ray started by the runner."""
+
+    address: str | None = None
+
+    def given(self) -> bool:
+        return self != RayOptions()
+
+    def problems(self, chosen: bool) -> list[str]:
+        if not chosen and self.given():
+            return ["--ray-address applies to --executor ray only; add it or drop it"]
+        return []
 
 
 def run_in_worker(job: Job) -> tuple[int, str]:
@@ -73,21 +89,22 @@ class RayHandle:
 
 
 class RayExecutor:
-    """Submits experiments to an existing Ray cluster (`address`) or to a local Ray started here."""
+    """Submits experiments to an existing Ray cluster (`options.address`) or to a local Ray started here.
+    The results folder must be on storage every node sees; Ray needs nothing else from the context."""
 
-    def __init__(self, address: str | None = None, **_: Any):
+    def __init__(self, context: ExecutorContext, options: RayOptions):
         import ray
 
         self.ray = ray
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address=options.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.task = ray.remote(max_retries=0)(run_in_worker)
 
     def start(self, job: Job) -> RayHandle:
         resources = job.config.resources
-        options = {"num_cpus": job.cpus(), "num_gpus": resources.gpus if self.has_gpus else 0}
+        options: dict[str, Any] = {"num_cpus": job.cpus(), "num_gpus": resources.gpus if self.has_gpus else 0}
         if resources.ray_resources:
             options["resources"] = resources.ray_resources
         return RayHandle(self.ray, self.task.options(**options).remote(job.with_threads(job.cpus())))

@@ -8,7 +8,9 @@ run's `status.json` (state, exit code or signal, duration, log tail). A failure 
 `--timeout` stops an experiment's whole process group, `--retries` runs a failed one again. The
 first Ctrl-C (or SIGTERM) stops scheduling and terminates the running experiments; a rerun resumes.
 Experiments with one training key and seed train once and share the adapter (`sft.runner.sharing`:
-what waits for which training, and what a failed training fails).
+what waits for which training, and what a failed training fails). The options and their checks are
+`sft.runner.options`; each finished run's report statistics are prepared off this loop by
+`sft.runner.statistics`.
 """
 
 from __future__ import annotations
@@ -22,39 +24,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sft.config import DEFAULT_SEED, ConfigError, ExperimentConfig, seed_problem
+from rich.console import Console
+
+from sft.config import ConfigError, ExperimentConfig
+from sft.report.aggregate import ReportOptions, aggregate
 from sft.results.files import atomic_write_json, read_json
 from sft.results.layout import Run, results_folder_problems, write_config
 from sft.results.logs import tail
 from sft.results.states import RunState
 from sft.runner.cpu_share import available_cores, core_shares, user_set_threads
-from sft.runner.executors import EXECUTORS, Handle, Job, get_executor
+from sft.runner.executors import ExecutorContext, Handle, Job, get_executor
+from sft.runner.options import Options, check_options
 from sft.runner.processes import describe_exit
 from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
 from sft.runner.sharing import Trainings, training_plan
-from sft.runner.slurm_executor import SlurmOptions
+from sft.runner.statistics import StatisticsWorker
 
 POLL_SECONDS = 0.05
 INTERRUPTED = 130
-
-
-@dataclass
-class Options:
-    """How `run-experiments` runs a grid (see the CLI help for each)."""
-
-    seeds: Sequence[int] = (DEFAULT_SEED,)
-    gpus: list[str] | None = None
-    jobs: int = 1
-    executor: str = "forkserver"
-    ray_address: str | None = None
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
-    timeout: float | None = None
-    retries: int = 0
-    force: bool = False
-    dry_run: bool = False
-    grace_seconds: float = 10.0
-    share_training: bool = True  # False: every experiment trains its own adapter (--no-share-training)
 
 
 @dataclass
@@ -81,59 +69,6 @@ def slots_needed(config: ExperimentConfig, options: Options) -> int:
     return min(options.jobs, config.resources.processes())
 
 
-def option_problems(options: Options) -> list[str]:
-    """What is wrong with the options themselves, whatever the grid: checked before the grid is, instantly.
-    New options add their checks here."""
-    problems = EXECUTORS.unknown([options.executor])
-    problems += [problem for seed in options.seeds if (problem := seed_problem(seed, "--seeds"))]
-    if options.timeout is not None and not options.timeout > 0:
-        problems.append(f"--timeout must be a positive number of seconds (got {options.timeout:g}); omit it for none")
-    if options.gpus is not None and options.executor in ("ray", "slurm"):
-        problems.append(f"--gpus: {options.executor} assigns GPUs itself (resources.gpus per experiment); drop --gpus")
-    problems += options.slurm.problems(options.executor)
-    if options.gpus is not None and not options.gpus:
-        problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
-    if options.jobs < 1:
-        problems.append("--jobs must be at least 1")
-    if options.retries < 0:
-        problems.append("--retries must be 0 or more")
-    return problems
-
-
-def gpu_problems(gpus: list[str] | None) -> list[str]:
-    """`--gpus` ids that are not GPUs of this machine (counted by torch, so CUDA_VISIBLE_DEVICES applies).
-    Imports torch, so it runs only when --gpus is given."""
-    if not gpus:
-        return []
-    bad = [gpu for gpu in gpus if not gpu.isdigit()]
-    if bad:
-        return [f"--gpus: {', '.join(map(repr, bad))} is not a GPU number; give ids like --gpus 0,1"]
-    import torch
-
-    present = torch.cuda.device_count()
-    missing = [gpu for gpu in gpus if int(gpu) >= present]
-    if missing:
-        have = f"GPUs 0-{present - 1}" if present else "no GPU torch can use"
-        return [
-            f"--gpus {','.join(gpus)}: GPU {', '.join(missing)} not found; this machine has {have}. "
-            "Drop --gpus to run on the CPU (--jobs N runs N at once)"
-        ]
-    return []
-
-
-def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
-    """Everything wrong with the options for this grid, at once, before anything runs."""
-    problems = option_problems(options)
-    if options.gpus and options.executor != "ray":
-        for name, config in configs.items():
-            if config.resources.gpus > len(options.gpus):
-                problems.append(
-                    f"{name}: resources.gpus is {config.resources.gpus} but --gpus gives {len(options.gpus)}"
-                )
-    if problems:
-        raise ConfigError(problems)
-
-
 class GridRunner:
     """Schedules the runs of one grid over the slots, and records what happened to each."""
 
@@ -152,23 +87,22 @@ class GridRunner:
         self.outcomes: dict[Run, dict[str, Any]] = {}
         self.locked: list[Run] = []
         self.stopping = False
+        # started by `run`
         self.executor: Any = None
-        self.progress: Progress | None = None
+        self.statistics: StatisticsWorker
+        self.progress: Progress
 
     # --- the loop --------------------------------------------------------------------------------------------------
 
     def run(self) -> int:
         slots = len(self.free_gpus) if self.options.gpus is not None else self.options.jobs
-        self.executor = get_executor(
-            self.options.executor,
-            results_path=self.results_path,
-            address=self.options.ray_address,
-            slurm=self.options.slurm,
-            timeout=self.options.timeout,
-        )
+        context = ExecutorContext(self.results_path, self.options.timeout)
+        self.executor = get_executor(self.options.executor, context, self.options.executor_options)
+        self.statistics = StatisticsWorker(self.results_path)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with Progress(self.console, self.total, slots) as self.progress:
+            self.progress = Progress(self.console, self.total, slots)
+            with self.progress:
                 while self.waiting or self.active:
                     if not self.stopping:
                         self._start_what_fits()
@@ -177,6 +111,9 @@ class GridRunner:
                         break
                     self.progress.tick()
                     time.sleep(POLL_SECONDS)
+        except BaseException:
+            self.statistics.close(wait=False)
+            raise
         finally:
             for active in self.active:  # only after an unexpected error: leave no experiment behind
                 active.handle.signal(signal.SIGKILL)
@@ -239,7 +176,7 @@ class GridRunner:
         if self.options.gpus is None:
             cpu_slots, self.free_cpus = self.free_cpus[:need], self.free_cpus[need:]
         job = Job(run, config, write_config(config, run), run.folder / "run.log", gpus if self.options.gpus else None)
-        job = self._with_cores(job, cpu_slots or [self.options.gpus.index(gpu) for gpu in gpus])
+        job = self._with_cores(job, cpu_slots or [(self.options.gpus or []).index(gpu) for gpu in gpus])
         with open(job.log_path, "a", encoding="utf-8") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"\n=== {stamp} run-experiment {run.name} seed {run.seed} (attempt {attempt})\n")
@@ -308,16 +245,8 @@ class GridRunner:
         if state == RunState.FAILED:
             self.trainings.ended(run, reason)
         if state == RunState.DONE:
-            self._prepare_statistics(run)
+            self.statistics.submit(run)  # prepared by the worker while the loop goes on
         self.progress.finished(run, state.value, time.time() - active.started, reason)
-
-    def _prepare_statistics(self, run: Run) -> None:
-        """The finished run's report statistics, computed now while other runs still run rather than all
-        at the end, so the grid's report comes quickly (sft.report.statistics.prepare_run)."""
-        from sft.report.statistics import prepare_run
-
-        # <experiment>/seed-<n>, whether the results path was given relative or absolute
-        prepare_run(self.results_path, f"{run.folder.parent.name}/{run.folder.name}")
 
     def _fail_unstarted(self, run: Run, config: ExperimentConfig, reason: str) -> None:
         """Record as failed, without starting it, a run whose training failed (unless it is finished
@@ -401,15 +330,14 @@ class GridRunner:
         )
 
     def _summary(self) -> int:
-        from sft.report.aggregate import ReportOptions, aggregate
-
+        self.statistics.close()  # every finished run's statistics prepared before the report reads them
         # The grid's runs, so that the report lists the ones an interruption left without a folder.
-        expected = [(name, seed) for name in self.configs for seed in self.options.seeds]
+        expected: list[tuple[str, int | None]] = [(name, seed) for name in self.configs for seed in self.options.seeds]
         _, markdown = aggregate(self.results_path, ReportOptions(expected=expected))
         states = [status["state"] for status in self.outcomes.values()]
         failed = [status for status in self.outcomes.values() if status["state"] == RunState.FAILED.value]
         done = states.count(RunState.DONE.value)
-        skipped = self.progress.counts[SKIPPED] if self.progress else 0
+        skipped = self.progress.counts[SKIPPED]
         interrupted = states.count(RunState.INTERRUPTED.value)
         self.console.print(
             f"{done} done, {len(failed)} failed, {interrupted} interrupted, {skipped} skipped. Report: {markdown}"
@@ -452,8 +380,6 @@ def run_experiments(
 ) -> int:
     """Run every (experiment, seed) of a grid, aggregate the results, return the exit code:
     0 all finished, 1 some failed, 130 interrupted."""
-    from rich.console import Console
-
     if not isinstance(options, Options):  # a list of seeds
         options = Options(seeds=list(options))
     console = console or Console(stderr=True)

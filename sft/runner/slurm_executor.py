@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from sft.results.files import atomic_write_json, read_json
-from sft.runner.executors import Job, child_command, note
+from sft.runner.cpu_share import apply_in_child
+from sft.runner.executors import ExecutorContext, Job, child_command, note
+from sft.runner.forkserver import run_child
 from sft.runner.processes import start_child
 from sft.runner.slurm_states import JobState, cancel, job_states
 
@@ -58,12 +60,13 @@ class SlurmOptions:
     def given(self) -> bool:
         return self != SlurmOptions()
 
-    def problems(self, executor: str) -> list[str]:
-        """What is wrong with the Slurm options for `--executor executor`, before anything runs."""
+    def problems(self, chosen: bool) -> list[str]:
+        """What is wrong with the Slurm options, before anything runs; `chosen`: `--executor slurm` runs the
+        grid (so sbatch must be here), else the options were given for another executor."""
         problems = []
-        if executor != "slurm" and self.given():
+        if not chosen and self.given():
             problems.append("--slurm-* options apply to --executor slurm only; add it or drop them")
-        if executor == "slurm" and shutil.which("sbatch") is None:
+        if chosen and shutil.which("sbatch") is None:
             problems.append("--executor slurm: sbatch is not on PATH; run sft on a Slurm login node")
         return problems + [
             f"--slurm-args {arg!r}: write key=value (an sbatch option without its dashes), e.g. constraint=a100"
@@ -102,9 +105,6 @@ def run_in_job(job: Job) -> int:
 
 def _run_here(job: Job) -> int:
     """The experiment in this process, as `sft.cli run-experiment` would run it; its exit code."""
-    from sft.runner.cpu_share import apply_in_child
-    from sft.runner.forkserver import run_child
-
     log = os.open(job.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -189,19 +189,15 @@ class SlurmHandle:
 class SlurmExecutor:
     """Submits one Slurm job (or job array task) per experiment and seed from this (login) node."""
 
-    def __init__(
-        self,
-        results_path: Path | None = None,
-        slurm: SlurmOptions | None = None,
-        timeout: float | None = None,
-        **_: Any,
-    ):
+    def __init__(self, context: ExecutorContext, options: SlurmOptions):
         import submitit
 
-        self.options = slurm or SlurmOptions()
-        self.folder = Path(results_path or ".").resolve() / ".slurm"
-        self.name = f"sft:{Path(results_path or '.').resolve().name}"
+        self.options = options
+        results = Path(context.results_path).resolve()
+        self.folder = results / ".slurm"
+        self.name = f"sft:{results.name}"
         self.executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=0)
+        timeout = context.timeout  # the grid's --timeout, as Slurm's time limit when --slurm-time is not given
         self.time = self.options.time or (str(math.ceil(timeout / 60) + 1) if timeout else None)
         self.has_gpus = _partition_has_gpus(self.options.partition)
         self.states: dict[str, JobState] = {}

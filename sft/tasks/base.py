@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from sft.evaluation.metrics import MetricInputs, compute_metrics, scalar_keys
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
-    from sft.evaluation.metrics import MetricInputs
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ class Task(Protocol):
     default_metrics: tuple[str, ...]  # computed when evaluation.metrics is not set
     report_plots: frozenset[str]  # per-experiment plots that apply ("confusion", "reliability")
     generative_predictor: str  # the predictor of the generative mode (sft.predictors)
-    head: HeadObjective | None  # a classification head's objective; None: no head mode
+    head: HeadObjective | None  # a classification head's objective; None: no head mode (the checks refuse one)
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        """Whether predicting tunes decision thresholds on a validation split (so the experiment reads one
+        even when training does not evaluate)."""
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         """The split with its output column as the task keeps it."""
@@ -116,6 +122,13 @@ def example_rows(split: Dataset, prompting: PromptingConfig, reference: Callable
     ]
 
 
+def probabilities_of(scores: Scores) -> np.ndarray:
+    """The label probabilities of `scores`, which every predictor of a labelled task gives."""
+    if scores.probabilities is None:
+        raise ValueError("a labelled task needs the label probabilities of its predictor's scores; it gave none")
+    return scores.probabilities
+
+
 def label_probabilities(labels: list[str], probabilities: np.ndarray) -> list[dict[str, float]]:
     """One {label: probability} dict per example."""
     return [dict(zip(labels, row)) for row in probabilities.tolist()]
@@ -124,8 +137,6 @@ def label_probabilities(labels: list[str], probabilities: np.ndarray) -> list[di
 def labelled_metric_inputs(rows: list[dict[str, Any]], labels: list[str], **sets: Any) -> MetricInputs:
     """Metric inputs of a labelled task: references and predictions as text, the label probabilities in
     label order, and any `sets` (a multilabel task's label sets)."""
-    from sft.evaluation.metrics import MetricInputs
-
     return MetricInputs(
         references=[str(row["reference"]) for row in rows],
         predictions=[str(row["prediction"]) for row in rows],
@@ -149,8 +160,6 @@ def metric_names(config: ExperimentConfig, task: Task) -> list[str]:
 def task_metrics(config: ExperimentConfig, task: Task, prediction: Prediction, labels: list[str] | None) -> dict:
     """The task's metrics of a prediction: what the final evaluation and every evaluation during training
     compute, by the same code."""
-    from sft.evaluation.metrics import compute_metrics
-
     return compute_metrics(task.metric_inputs(prediction.rows, labels), metric_names(config, task), config.evaluation)
 
 
@@ -162,8 +171,6 @@ def selection_metric(config: ExperimentConfig, task: Task) -> str:
 
 def selection_problems(config: ExperimentConfig, task: Task) -> list[str]:
     """`training.metric` must be a single-number result of the task's metrics, or the validation loss."""
-    from sft.evaluation.metrics import scalar_keys
-
     if config.training is None or config.training.metric is None:
         return []
     known = [*scalar_keys(metric_names(config, task)), VALIDATION_LOSS]
@@ -179,8 +186,6 @@ def selection_problems(config: ExperimentConfig, task: Task) -> list[str]:
 def _probability_matrix(rows: list[dict[str, Any]], labels: list[str]) -> np.ndarray:
     """(examples, labels) from each row's {label: probability}; itemgetter makes it 3x faster than a
     nested comprehension, which the report notices when it rereads a grid's predictions."""
-    from operator import itemgetter
-
     if not labels:
         return np.zeros((len(rows), 0))
     pick = itemgetter(*labels)

@@ -14,13 +14,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
-from sft.tasks.base import Prediction, Scorer, Scores, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.base import (
+    HeadObjective,
+    Prediction,
+    Scorer,
+    Scores,
+    example_rows,
+    label_probabilities,
+    labelled_metric_inputs,
+    probabilities_of,
+)
 from sft.tasks.labels import as_text, blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 
@@ -63,13 +72,16 @@ class SingleLabelHead:
 class Classification:
     name = "classification"
     headline_metric = "f1_macro"
-    table_metrics = ("accuracy", "f1_macro", "f1_micro", "mcc", "ece")
-    default_metrics = (
+    table_metrics: tuple[str, ...] = ("accuracy", "f1_macro", "f1_micro", "mcc", "ece")
+    default_metrics: tuple[str, ...] = (
         "accuracy", "f1", "precision_recall", "mcc", "balanced_accuracy", "ece", "per_class", "confusion_matrix",
     )  # fmt: skip
     report_plots = frozenset({"confusion", "reliability"})
     generative_predictor = "label_scoring"
-    head = SingleLabelHead()
+    head: HeadObjective | None = SingleLabelHead()
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        return False  # the argmax decides
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         from datasets import Value
@@ -114,7 +126,7 @@ class Classification:
         """The argmax label and the probability of every label."""
         return [
             {"prediction": max(labels or [], key=probs.__getitem__), "probabilities": probs}
-            for probs in label_probabilities(labels or [], scores.probabilities)
+            for probs in label_probabilities(labels or [], probabilities_of(scores))
         ]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:

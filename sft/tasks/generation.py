@@ -8,24 +8,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sft.evaluation.metrics import MetricInputs
-from sft.tasks.base import Prediction, Scorer, Scores, example_rows
+from sft.tasks.base import HeadObjective, Prediction, Scorer, Scores, example_rows
 from sft.tasks.labels import as_text
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 
 class Generation:
     name = "generation"
     headline_metric = "bleu"
-    table_metrics = ("bleu", "chrf", "rougeL", "exact_match")
-    default_metrics = ("bleu", "chrf", "rouge", "exact_match")
+    table_metrics: tuple[str, ...] = ("bleu", "chrf", "rougeL", "exact_match")
+    default_metrics: tuple[str, ...] = ("bleu", "chrf", "rouge", "exact_match")
     report_plots: frozenset[str] = frozenset()
     generative_predictor = "generation"
-    head = None  # a classification head cannot generate (the config validators say so)
+    head: HeadObjective | None = None  # a classification head cannot generate (the config checks say so)
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        return False
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         return split

@@ -18,13 +18,22 @@ import numpy as np
 from sft.config import ConfigError
 from sft.evaluation.metrics import MetricInputs
 from sft.evaluation.multilabel import binarize
-from sft.tasks.base import Prediction, Scorer, Scores, example_rows, label_probabilities, labelled_metric_inputs
+from sft.tasks.base import (
+    HeadObjective,
+    Prediction,
+    Scorer,
+    Scores,
+    example_rows,
+    label_probabilities,
+    labelled_metric_inputs,
+    probabilities_of,
+)
 from sft.tasks.labels import blank_label_problems, label_set_problems, members_by_label
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sft.config import ExperimentConfig, PromptingConfig
+    from sft.config import ExperimentConfig, InferenceConfig, PromptingConfig
     from sft.data.prepare import ExperimentData
 
 log = logging.getLogger(__name__)
@@ -74,11 +83,15 @@ class MultiLabelHead:
 class Multilabel:
     name = "multilabel"
     headline_metric = "f1_macro"
-    table_metrics = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss")
-    default_metrics = ("multilabel_f1", "subset_accuracy", "hamming_loss", "per_label")
+    table_metrics: tuple[str, ...] = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss")
+    default_metrics: tuple[str, ...] = ("multilabel_f1", "subset_accuracy", "hamming_loss", "per_label")
     report_plots: frozenset[str] = frozenset()
     generative_predictor = "label_set_scoring"
-    head = MultiLabelHead()
+    head: HeadObjective | None = MultiLabelHead()
+
+    def tunes_thresholds(self, inference: InferenceConfig) -> bool:
+        """'global' and 'per_label' are tuned on a validation split; a number is fixed."""
+        return isinstance(inference.thresholds, str)
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         def order(value: list) -> list[str]:
@@ -135,8 +148,8 @@ class Multilabel:
         if missing:
             raise ValueError(f"no threshold for the labels {missing}: a multilabel prediction needs one per label")
         cuts = np.array([(thresholds or {})[label] for label in labels])
-        chosen = decide(scores.probabilities, cuts, labels)
-        probabilities = label_probabilities(labels, scores.probabilities)
+        chosen = decide(probabilities_of(scores), cuts, labels)
+        probabilities = label_probabilities(labels, probabilities_of(scores))
         return [{"prediction": labels_in, "probabilities": probs} for labels_in, probs in zip(chosen, probabilities)]
 
     def metric_inputs(self, rows: list[dict[str, Any]], labels: list[str] | None) -> MetricInputs:
@@ -212,7 +225,7 @@ def thresholds_for(config: ExperimentConfig, data: ExperimentData, score: Scorer
     if limit is not None and limit < available:
         validation = validation.shuffle(seed=THRESHOLD_SUBSET_SEED).select(range(limit))
     truth = binarize(validation[config.prompting.output_column], labels)
-    thresholds = tune_thresholds(score(validation).probabilities, truth, mode)
+    thresholds = tune_thresholds(probabilities_of(score(validation)), truth, mode)
     split = data.validation_name or config.dataset.validation_split
     log.info(
         "Tuned %s thresholds on %d of the %d examples of split %r: %s",

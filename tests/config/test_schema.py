@@ -11,7 +11,6 @@ import pytest
 from helpers import SOURCE, merge, only_problem
 
 from sft.config import ExperimentConfig, InferenceConfig, config_hash, parse_config
-from sft.config.schema import PEFT_INITIALIZATIONS
 
 # --- a valid config and its defaults ---------------------------------------------------------------------------
 
@@ -167,27 +166,23 @@ def test_input_template_with_input_columns_only_is_accepted(raw, template):
 
 
 # --- LoRA initialization ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("value", ["gausian", "pissa_niter_", "pissa_niterx", "PISSA", "random"])
-def test_unknown_lora_initialization_is_rejected_with_the_choices(trained_raw, value):
-    trained_raw["lora"]["init_lora_weights"] = value
-    message = only_problem(trained_raw)
-    assert message.startswith(f"{SOURCE}: lora.init_lora_weights: unknown initialization {value!r}")
-    choices = message.split("choose from ")[1]
-    for name in [*PEFT_INITIALIZATIONS, "pissa_niter_<n>"]:
-        assert name in choices
-
-
-def test_misspelt_lora_initialization_gets_a_suggestion(trained_raw):
-    trained_raw["lora"]["init_lora_weights"] = "gausian"
-    assert "did you mean 'gaussian'?" in only_problem(trained_raw)
+# (a name neither PEFT's nor sft's is refused by sft.experiment.checks: tests/experiment/test_checks.py)
 
 
 @pytest.mark.parametrize("value", ["pissa_niter_4", "pissa_niter_16", "gaussian", "olora", "pissa", True, False])
 def test_known_lora_initializations_are_accepted(trained_raw, value):
     trained_raw["lora"]["init_lora_weights"] = value
     assert parse_config(trained_raw, SOURCE).lora.init_lora_weights == value
+
+
+@pytest.mark.parametrize(
+    ("value", "custom"),
+    [("umap", "umap"), ("mine", "mine"), ("pissa_niter_", "pissa_niter_"), ("pissa_residual", None),
+     ("pissa_niter_4", None), (True, None)],
+)  # fmt: skip
+def test_every_name_that_is_not_peft_s_names_an_sft_initializer(trained_raw, value, custom):
+    trained_raw["lora"]["init_lora_weights"] = value
+    assert parse_config(trained_raw, SOURCE).lora.custom_initializer == custom
 
 
 def test_normalization_is_validated():

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 from helpers import merge
 
-from sft.config import parse_config
+from sft.config import TRAINING_KEY_FIELDS, parse_config
 from sft.config.schema import (
-    TRAINING_KEY_FIELDS,
     DatasetConfig,
     EvaluationConfig,
     InferenceConfig,

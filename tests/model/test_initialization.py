@@ -10,6 +10,7 @@ from helpers import classification_config, merge, training_sections
 from helpers.lora import TARGETS, distance, logits, projector, rank_r_part, reference_svd, with_lora
 
 from sft.config import ConfigError, LoraSection, parse_config
+from sft.experiment.checks import checked_config
 from sft.model.initialization import INITIALIZERS, get_initializer, register_initializer
 from sft.model.initialization.apply import apply_initializer, lora_layers
 from sft.model.initialization.cache import ENV_VAR, default_folder
@@ -99,7 +100,7 @@ def test_config_rejects_an_unknown_initializer_before_any_model(tmp_path):
     raw = merge(classification_config(tmp_path, tmp_path / "no-model"), training_sections())
     raw["lora"]["init_lora_weights"] = "pisa"
     with pytest.raises(ConfigError) as error:
-        parse_config(raw)
+        checked_config(raw)
     message = str(error.value)
     assert "lora.init_lora_weights" in message and "did you mean 'pissa'?" in message
     choices = message.split("choose from ")[1]

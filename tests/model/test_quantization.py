@@ -199,7 +199,7 @@ def test_grid_validation_reports_quantization_problems(tmp_path):
     from helpers import classification_config
 
     from sft.config import parse_config
-    from sft.config.validation import library_problems
+    from sft.experiment.checks import library_problems
 
     raw = classification_config(tmp_path, tmp_path)
     raw["model"]["quantization"] = {"config_class": "BitsAndBytesConfg"}

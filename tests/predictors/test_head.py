@@ -15,8 +15,8 @@ import torch
 from helpers import classification_config, merge, training_sections
 
 from sft.config import ConfigError, parse_config
-from sft.config.validation import library_problems
 from sft.data.prepare import prepare_data
+from sft.experiment.checks import checked_config, library_problems
 from sft.experiment.run import adapter_folder, evaluate, run_experiment
 from sft.predictors.head import PACKAGED_MODELS, head_probabilities, load_head_model, resolve_model_name
 from sft.results.files import read_jsonl
@@ -29,7 +29,7 @@ LABELS = ["negative", "neutral", "positive"]
 
 def head_config(data, model, **sections):
     raw = classification_config(data, model, **sections)
-    return parse_config(merge(raw, {"model": {"name": str(model), "head": "classification"}}))
+    return checked_config(merge(raw, {"model": {"name": str(model), "head": "classification"}}))
 
 
 @pytest.mark.parametrize("multilabel", [False, True], ids=["single", "multi"])
@@ -88,14 +88,14 @@ def test_weighted_cross_entropy_weights_each_example_by_its_label(sentiment_data
 
 def test_head_config_rules(sentiment_data, tiny_qwen):
     with pytest.raises(ConfigError, match="cannot generate"):
-        parse_config(
+        checked_config(
             merge(
                 classification_config(sentiment_data, tiny_qwen),
                 {"model": {"name": "m", "head": "classification"}, "dataset": {"path": "d", "task_type": "generation"}},
             )
         )
     with pytest.raises(ConfigError, match=r"SEQ_CLS needs model\.head"):
-        parse_config(merge(classification_config(sentiment_data, tiny_qwen), {"lora": {"task_type": "SEQ_CLS"}}))
+        checked_config(merge(classification_config(sentiment_data, tiny_qwen), {"lora": {"task_type": "SEQ_CLS"}}))
     # head mode trains with transformers.Trainer: SFT-only arguments are reported
     config = head_config(sentiment_data, tiny_qwen, **training_sections())
     config.training.trainer_args["max_length"] = 128

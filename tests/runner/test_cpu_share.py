@@ -14,7 +14,8 @@ from rich.console import Console
 
 from sft.runner.cpu_share import core_shares, thread_env
 from sft.runner.executors import EXECUTORS, ProcessHandle
-from sft.runner.scheduler import Options, run_experiments
+from sft.runner.options import Options
+from sft.runner.scheduler import run_experiments
 
 
 def test_core_shares_are_disjoint_contiguous_and_balanced():
@@ -42,7 +43,7 @@ def test_thread_env_leaves_a_users_choice_alone(monkeypatch):
 class AffinityExecutor:
     """Each job: a shell that logs the cores it may run on and its OMP_NUM_THREADS, then exits 1."""
 
-    def __init__(self, **_):
+    def __init__(self, context):
         pass
 
     def start(self, job):

@@ -23,15 +23,16 @@ from rich.console import Console
 from sft.config import parse_config
 from sft.results.layout import Run
 from sft.runner.executors import EXECUTORS, ProcessHandle
+from sft.runner.options import Options
 from sft.runner.resume import RunLock
-from sft.runner.scheduler import Options, plan, run_experiments
+from sft.runner.scheduler import plan, run_experiments
 
 
 @EXECUTORS.register("test-sh")
 class ShellExecutor:
     """Each job: log its GPUs and start/end times, count itself, sleep, write results.json atomically."""
 
-    def __init__(self, **_):
+    def __init__(self, context):
         pass
 
     def start(self, job):
@@ -147,7 +148,7 @@ def test_a_corrupt_results_json_is_set_aside_and_the_console_says_where(tmp_path
 
 def test_options_are_checked_before_anything_runs(tmp_path):
     from sft.config import ConfigError
-    from sft.runner.scheduler import check_options
+    from sft.runner.options import check_options
 
     big = configs(tmp_path, a={"resources": {"gpus": 4}})
     with pytest.raises(ConfigError) as error:

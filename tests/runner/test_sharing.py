@@ -19,7 +19,8 @@ from sft.config import parse_config
 from sft.results.adapters import READY, SharedAdapter, shared_adapter
 from sft.results.layout import Run
 from sft.runner.executors import EXECUTORS, ProcessHandle
-from sft.runner.scheduler import Options, plan, run_experiments
+from sft.runner.options import Options
+from sft.runner.scheduler import plan, run_experiments
 from sft.runner.sharing import Trainings, training_plan
 
 FAILING = "fails"  # the experiment whose sh "training" fails
@@ -30,7 +31,7 @@ class TrainingShellExecutor:
     """Each job: log its start, "train" (sleep, then the store's marker) unless the adapter is ready, log
     its end, write results.json. The experiment named FAILING exits 3 before publishing."""
 
-    def __init__(self, **_):
+    def __init__(self, context):
         pass
 
     def start(self, job):

@@ -36,17 +36,24 @@ def test_slurm_states_map_to_how_a_run_ended():
 
 
 def test_slurm_options_are_checked(tmp_path, monkeypatch):
-    from sft.runner.scheduler import Options, option_problems
+    from sft.runner.options import Options, executor_options, option_problems
 
-    problems = option_problems(Options(executor="forkserver", slurm=SlurmOptions(partition="gpu", args=["x"])))
+    chosen, problems = executor_options("forkserver", [SlurmOptions(partition="gpu", args=["x"])])
+    assert chosen is None
     assert any("--slurm-* options apply to --executor slurm only" in problem for problem in problems)
     assert any("--slurm-args 'x': write key=value" in problem for problem in problems)
+    # the same options handed to the runner for another executor are refused there too
+    problems = option_problems(Options(executor="forkserver", executor_options=SlurmOptions(partition="gpu")))
+    assert problems == ["--slurm-* options apply to --executor slurm only; add it or drop them"]
     assert SlurmOptions(args=["--constraint=a100", "mail-type=END"]).sbatch_args() == {
         "constraint": "a100",
         "mail-type": "END",
     }
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
-    assert option_problems(Options(executor="slurm", slurm=SlurmOptions(partition="gpu"))) == [
+    assert option_problems(Options(executor="slurm", executor_options=SlurmOptions(partition="gpu"))) == [
+        "--executor slurm: sbatch is not on PATH; run sft on a Slurm login node"
+    ]
+    assert option_problems(Options(executor="slurm")) == [  # its defaults are checked too
         "--executor slurm: sbatch is not on PATH; run sft on a Slurm login node"
     ]
 

@@ -11,6 +11,7 @@ import pytest
 from helpers import classification_config, icl_sampler
 
 from sft.config import CalibrationConfig, ConfigError, parse_config
+from sft.experiment.checks import checked_config
 from sft.scoring.calibration import (
     CALIBRATIONS,
     CalibrationContext,
@@ -311,7 +312,7 @@ def test_unknown_calibration_lists_the_available_ones(sentiment_data, tiny_qwen)
         sentiment_data, tiny_qwen, inference={"calibration_args": {"calibration_fn": "contextal"}}
     )
     with pytest.raises(ConfigError) as error:
-        parse_config(raw)
+        checked_config(raw)
     message = str(error.value)
     assert "inference.calibration_args.calibration_fn" in message
     assert "did you mean 'contextual'" in message
@@ -334,7 +335,7 @@ def test_calibration_config_errors(sentiment_data, tiny_qwen):
     assert "unknown key 'gamma'" in message and "gamma_grid" in message
     raw["inference"]["calibration_args"] = {"calibration_fn": "batch"}
     with pytest.raises(ConfigError, match="classification only"):
-        parse_config(raw)
+        checked_config(raw)
 
 
 def test_defaults_and_labelled_calibration_needs_the_train_split(sentiment_data, tiny_qwen):

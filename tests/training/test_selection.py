@@ -12,8 +12,8 @@ import pytest
 from helpers import classification_config, merge, problems_of, training_sections
 
 from sft.config import ConfigError, parse_config
-from sft.config.validation import validate_grid
 from sft.data.prepare import carve_validation, prepare_data
+from sft.experiment.checks import validate_grid
 from sft.experiment.run import evaluate, run_experiment
 from sft.results.files import read_jsonl
 from sft.results.layout import Run

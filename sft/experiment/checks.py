@@ -1,0 +1,250 @@
+"""Whole-grid checks of parsed configs that need more than the config itself, before anything runs.
+
+- `config_problems`: names kept in other packages' registries (an sft initializer, a calibration) and
+  the rules that depend on what the experiment's task and predictor accept (a head on a task without
+  one, calibration of a head, in-context examples a head never reads, ...). The task and the
+  predictor's `Traits` are asked, never their names compared. These run as the grid loads
+  (`load_grid`, `load_one`), so they are reported with the schema's own errors.
+- `library_problems`: argument names passed through to peft / trl / transformers, metric names,
+  quantization backends, `training.metric`.
+- `data_problems_of`: each dataset loaded once, every experiment's splits, columns and labels on it.
+
+Every problem of every experiment is collected and raised as one ConfigError, so a researcher fixes a
+grid in one pass instead of discovering errors one run at a time. The models are checked after these,
+by each predictor's preflight (`sft.experiment.preflight`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, parse_config
+from sft.config.grid import load_experiments, load_single
+from sft.config.parsing import shown
+from sft.data.splits import data_problems, load_splits
+from sft.evaluation.metrics import METRICS
+from sft.model.initialization.registry import INITIALIZERS
+from sft.model.quantization import quantization_problems
+from sft.predictors import predictor_name, traits_of
+from sft.registry import did_you_mean
+from sft.scoring.registry import CALIBRATIONS
+from sft.tasks import task_for
+from sft.tasks.base import selection_problems
+
+# -- one config: registry names, and what its task and predictor accept ----------------------------------
+
+
+def name_problems(config: ExperimentConfig) -> list[str]:
+    """Names a config gives that another package's registry must know: the sft initializer and the
+    calibration (known without importing either implementation)."""
+    problems = []
+    custom = config.lora.custom_initializer if config.lora is not None else None
+    if custom is not None and custom not in INITIALIZERS:
+        names = [*INITIALIZERS, *PEFT_INITIALIZATIONS]
+        choices = ", ".join([*names, "pissa_niter_<n>", "true", "false"])
+        problems.append(
+            f"lora.init_lora_weights: unknown initialization {custom!r}{did_you_mean(custom, names)}; "
+            f"choose from {choices} (got {shown(custom)})"
+        )
+    calibration = config.inference.calibration_args.calibration_fn
+    if calibration is not None:
+        problems += [
+            f"inference.calibration_args.calibration_fn: {message} (got {shown(calibration)})"
+            for message in CALIBRATIONS.unknown([calibration])
+        ]
+    return problems
+
+
+def mode_problems(config: ExperimentConfig) -> list[str]:
+    """Settings the experiment's task or predictor would not use (or cannot): refused rather than ignored."""
+    task = task_for(config)
+    chosen, generative = traits_of(predictor_name(config, task)), traits_of(task.generative_predictor)
+    inference, training, lora = config.inference, config.training, config.lora
+    problems = []
+    if inference.calibration_args.calibration_fn and not generative.calibrates:
+        problems.append(
+            "inference.calibration_args.calibration_fn applies to single-label classification only; remove it"
+        )
+    elif inference.calibration_args.calibration_fn and not chosen.calibrates:
+        problems.append(
+            "inference.calibration_args.calibration_fn calibrates label scoring, not a classification head; "
+            "remove it or model.head"
+        )
+    if inference.normalization != "sum" and not chosen.normalizes:
+        problems.append(
+            "inference.normalization applies to label scoring of single-label classification; "
+            "remove it (a head and multilabel scoring use their own probabilities)"
+        )
+    if chosen.head and task.head is None:
+        problems.append("model.head: a classification head cannot generate; use classification or multilabel")
+    unread = [
+        key
+        for key, value in (
+            ("inference.icl_examples", inference.icl_examples),
+            ("training.icl_examples", training.icl_examples if training else 0),
+        )
+        if value
+    ]
+    if unread and not chosen.in_context:
+        problems.append(
+            f"{', '.join(unread)}: a classification head reads the input alone, without in-context "
+            "examples; remove them or model.head"
+        )
+    if training is not None and training.class_weights is not None and not chosen.class_weights:
+        problems.append("training.class_weights applies to model.head: 'classification' only; remove it")
+    init = str(lora.init_lora_weights).lower() if lora is not None else ""
+    if lora is not None and (init.startswith("pissa_") or init == "olora") and not chosen.rewritten_base:
+        problems.append(
+            f"lora.init_lora_weights: {lora.init_lora_weights!r} rewrites the base weights, which head mode "
+            "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
+        )
+    if lora is not None and lora.task_type == "SEQ_CLS" and chosen.lora_task_type != "SEQ_CLS":
+        problems.append('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
+    return problems
+
+
+def config_problems(config: ExperimentConfig) -> list[str]:
+    """Everything wrong with one parsed config that needs other packages' knowledge but no library, data or
+    model: each message starts with the key it is about."""
+    return name_problems(config) + mode_problems(config)
+
+
+def checked_config(raw: Any, source: str = "config") -> ExperimentConfig:
+    """`parse_config` and `config_problems`: one raw config, fully checked short of libraries, data and model."""
+    config = parse_config(raw, source)
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError([f"{source}: {problem}" for problem in problems])
+    return config
+
+
+def load_grid(
+    path: str | Path, ext_vars: dict[str, str] | None = None, command: str | None = None
+) -> dict[str, ExperimentConfig]:
+    """Every experiment of a grid file, parsed and checked by `config_problems`; one ConfigError with every
+    problem otherwise."""
+    return load_experiments(path, ext_vars, command, config_problems)
+
+
+def load_one(path: str | Path, command: str, ext_vars: dict[str, str] | None = None) -> tuple[str, ExperimentConfig]:
+    """The one experiment of a file given to a single-config command, checked as `load_grid` checks."""
+    return load_single(path, command, ext_vars, config_problems)
+
+
+# -- the libraries' argument names -------------------------------------------------------------------------
+
+# Set by sft itself, so a config must not set them.
+RESERVED_LORA_KEYS = {
+    "peft_type",
+    "base_model_name_or_path",
+    "revision",
+    "inference_mode",
+    "auto_mapping",
+    "peft_version",
+}
+
+
+@cache
+def _lora_fields() -> frozenset[str]:
+    from peft import LoraConfig
+
+    return frozenset(field.name for field in dataclasses.fields(LoraConfig)) - RESERVED_LORA_KEYS
+
+
+@cache
+def _init_fields(dotted: str) -> frozenset[str]:
+    """The constructor arguments of a dataclass named "module.Class" (a trainer's arguments class)."""
+    module, _, name = dotted.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return frozenset(field.name for field in dataclasses.fields(cls) if field.init)
+
+
+@cache
+def _generation_fields() -> frozenset[str]:
+    from transformers import GenerationConfig
+
+    return frozenset(GenerationConfig().to_dict()) - {"transformers_version", "_from_model_config"}
+
+
+# Names people write from memory that string similarity cannot map to the real argument.
+ALIASES = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "epochs": "num_train_epochs"}
+
+
+def _unknown_keys(keys: Iterable[str], known: frozenset[str], where: str, library: str) -> list[str]:
+    def hint(key: str) -> str:
+        return f" (did you mean {ALIASES[key]!r}?)" if ALIASES.get(key) in known else did_you_mean(key, known)
+
+    return [f"{where}.{key}: not an argument of {library}{hint(key)}" for key in keys if key not in known]
+
+
+def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
+    """Argument names that peft, trl or transformers would reject (or silently ignore), metric names, the
+    quantization backend and `training.metric`."""
+    problems = []
+    for name, config in configs.items():
+        task = task_for(config)
+        traits = traits_of(predictor_name(config, task))
+        found = []
+        if config.lora is not None and config.lora.model_extra:
+            found += _unknown_keys(config.lora.model_extra, _lora_fields(), "lora", "peft.LoraConfig")
+        if config.training is not None and config.training.trainer_args:
+            fields = _init_fields(traits.trainer_arguments)
+            found += _unknown_keys(
+                config.training.trainer_args, fields, "training.trainer_args", traits.trainer_arguments
+            )
+        if traits.generates:
+            found += _unknown_keys(
+                config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"
+            )
+        found += quantization_problems(config.model.quantization)
+        found += selection_problems(config, task)
+        if config.evaluation.metrics:
+            found += [f"evaluation.metrics: {message}" for message in METRICS.unknown(config.evaluation.metrics)]
+        problems += [f"[{name}] {problem}" for problem in found]
+    return problems
+
+
+# -- the data --------------------------------------------------------------------------------------------
+
+
+def data_problems_of(configs: dict[str, ExperimentConfig]) -> list[str]:
+    """Load each distinct dataset once and check every experiment's columns, splits and labels on it."""
+    loaded: dict[str, object] = {}
+    problems = []
+    for name, config in configs.items():
+        key = json.dumps([config.dataset.path, config.dataset.args], sort_keys=True, default=str)
+        if key not in loaded:
+            try:
+                loaded[key] = load_splits(config.dataset)
+            except ConfigError as error:
+                loaded[key] = error
+        splits = loaded[key]
+        found = splits.messages if isinstance(splits, ConfigError) else data_problems(config, splits)
+        problems += [f"[{name}] {problem}" for problem in found]
+    return problems
+
+
+def grid_problems(configs: dict[str, ExperimentConfig], check_data: bool = True) -> list[str]:
+    """Every problem of parsed configs that needs no model: library argument names, and the data."""
+    problems = library_problems(configs)
+    if check_data:
+        problems += data_problems_of(configs)
+    return problems
+
+
+def validate_grid(
+    path: str | Path, ext_vars: dict[str, str] | None = None, command: str = "run-experiment", check_data: bool = True
+) -> dict[str, ExperimentConfig]:
+    """Expand and validate a grid file (all but the models: see sft.experiment.preflight); raise one
+    ConfigError with every problem found."""
+    configs = load_grid(path, ext_vars, command)
+    problems = grid_problems(configs, check_data)
+    if problems:
+        raise ConfigError(problems)
+    return configs
