@@ -1,4 +1,4 @@
-"""Result files as sft.experiment.run writes them, built from literal dicts, for the report tests."""
+"""Result files as sft.experiment.run writes them, built through their records, for the report tests."""
 
 from __future__ import annotations
 
