@@ -17,7 +17,6 @@ and every learning curve. The figures are also written to <results-path>/summary
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -54,6 +53,7 @@ def main() -> None:
     from sft.experiment.run import run_experiment
     from sft.results.files import atomic_write_json
     from sft.results.layout import Run
+    from sft.results.run_record import ResultsRecord
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3")
@@ -80,8 +80,9 @@ def main() -> None:
             run = Run(name, seed, args.results_path)
             if args.only and name != {"early": EARLY, "full": FULL}[args.only]:
                 continue
-            done = run.folder / "results.json"  # seeds may run in parallel processes, then be summarized
-            results[name][seed] = json.loads(done.read_text()) if done.exists() else run_experiment(configs[name], run)
+            done = run.folder / ResultsRecord.FILE  # seeds may run in parallel processes, then be summarized
+            finished = ResultsRecord.read(done).content() if done.exists() else None
+            results[name][seed] = finished or run_experiment(configs[name], run)
 
     if args.only:
         return

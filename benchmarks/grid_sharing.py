@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -68,6 +67,8 @@ def grid(root: Path, shots: int, epochs: int, max_n_test: int) -> dict:
 
 
 def run_grid(configs: dict, results: Path, jobs: int, share: bool) -> dict:
+    from sft.results.layout import run_folders
+    from sft.results.run_record import ResultsRecord
     from sft.runner.options import Options
     from sft.runner.scheduler import run_experiments
 
@@ -76,21 +77,22 @@ def run_grid(configs: dict, results: Path, jobs: int, share: bool) -> dict:
     code = run_experiments(configs, results, options, Console(file=io.StringIO()))
     wall = time.time() - began
     assert code == 0, (results / "aggregated_results.md").read_text()[-3000:]
-    outcomes = [json.loads(path.read_text()) for path in results.glob("*/seed-*/results.json")]
+    outcomes = [ResultsRecord.read(folder / ResultsRecord.FILE) for folder in run_folders(results)]
     return {
         "wall": wall,
         "makespan": makespan(results),
-        "trainings": sum(outcome["adapter_source"] == "trained" for outcome in outcomes),
-        "reused": sum(outcome["adapter_source"] == "reused" for outcome in outcomes),
+        "trainings": sum(outcome.adapter_source == "trained" for outcome in outcomes),
+        "reused": sum(outcome.adapter_source == "reused" for outcome in outcomes),
     }
 
 
 def same_predictions(configs: dict, shared: Path, independent: Path) -> bool:
     from sft.results.files import read_jsonl
+    from sft.results.layout import Run
 
     return all(
-        read_jsonl(shared / name / "seed-42" / "predictions.jsonl")
-        == read_jsonl(independent / name / "seed-42" / "predictions.jsonl")
+        read_jsonl(Run(name, 42, shared).folder / "predictions.jsonl")
+        == read_jsonl(Run(name, 42, independent).folder / "predictions.jsonl")
         for name in configs
     )
 

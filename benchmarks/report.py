@@ -19,7 +19,6 @@ label probabilities, results.json with the metrics the classification task's met
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -37,8 +36,10 @@ LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 def build_grid(root: Path, experiments: int, examples: int) -> Path:
     from sft.config import parse_config
     from sft.evaluation.metrics import compute_metrics
-    from sft.results.files import atomic_write_json, atomic_write_jsonl
+    from sft.results.files import atomic_write_jsonl
     from sft.results.fingerprint import hash_test_inputs
+    from sft.results.layout import Run
+    from sft.results.run_record import ResultsRecord, Timings
     from sft.tasks import task_for
 
     rng = np.random.default_rng(0)
@@ -66,18 +67,16 @@ def build_grid(root: Path, experiments: int, examples: int) -> Path:
             for text, reference, p in zip(texts, references, probabilities)
         ]  # fmt: skip
         metrics = compute_metrics(task.metric_inputs(rows, LABELS), task.default_metrics, config.evaluation)
-        folder = root / f"experiment{index:02d}" / "seed-1"
-        atomic_write_jsonl(folder / "predictions.jsonl", rows)
-        atomic_write_json(
-            folder / "results.json",
-            {
-                "experiment": folder.parent.name, "seed": 1, "config_hash": config.config_hash(),
-                "task_type": "classification", "metrics": metrics, "n_test": examples,
-                "test_hash": hash_test_inputs(rows, ["text"]), "n_shots": shots * len(LABELS), "labels": LABELS,
-                "timings": {"total_seconds": 60.0}, "finished_at": "2026-01-01T00:00:00+00:00",
-                "config": config.resolved(),
-            },
-        )  # fmt: skip
+        run = Run(f"experiment{index:02d}", 1, root)
+        atomic_write_jsonl(run.folder / "predictions.jsonl", rows)
+        ResultsRecord(
+            experiment=run.name, seed=run.seed, config_hash=config.config_hash(), task_type="classification",
+            metrics=metrics, n_test=examples, test_hash=hash_test_inputs(rows, ["text"]),
+            n_shots=shots * len(LABELS), labels=LABELS, thresholds=None, threshold_source=None, training=None,
+            training_key=None, adapter_source=None, adapter=None, calibration=None,
+            timings=Timings(total_seconds=60.0), versions=None, finished_at="2026-01-01T00:00:00+00:00",
+            config=config.resolved(),
+        ).write(run.folder / ResultsRecord.FILE)  # fmt: skip
     return root
 
 
@@ -113,12 +112,13 @@ def time_command(root: Path, with_statistics: bool, cold: bool = False) -> float
 def time_prepare(root: Path) -> float:
     """The median time `prepare_run` takes for one run of the grid, from nothing prepared."""
     from sft.report.statistics import prepare_run
+    from sft.results.layout import Run, run_folders
 
     forget_statistics(root)
     times = []
-    for folder in sorted(root.glob("*/seed-*")):
+    for folder in run_folders(root):
         started = time.perf_counter()
-        prepare_run(root, folder.relative_to(root).as_posix())
+        prepare_run(root, Run.from_folder(folder).relative)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -126,10 +126,11 @@ def time_prepare(root: Path) -> float:
 def time_reading(root: Path) -> float:
     """Parsing every predictions.jsonl: the part of the statistics no computation can save."""
     from sft.results.files import read_jsonl
+    from sft.results.layout import run_folders
 
     started = time.perf_counter()
-    for path in sorted(root.glob("*/seed-*/predictions.jsonl")):
-        read_jsonl(path)
+    for folder in run_folders(root):
+        read_jsonl(folder / "predictions.jsonl")
     return time.perf_counter() - started
 
 
@@ -171,6 +172,8 @@ def print_timings(title: str, times: dict[str, list[float]]) -> dict[str, float]
 
 
 def main() -> None:
+    from sft.report.document import AggregatedResults
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--experiments", type=int, default=20)
@@ -191,8 +194,9 @@ def main() -> None:
             commands["without"].append(time_command(root, False))
             commands["cold"].append(time_command(root, True, cold=True))
             commands["warm"].append(time_command(root, True))
-        document = json.loads((root / "aggregated_results.json").read_text(encoding="utf-8"))
-    comparisons = sum(len(section["comparisons"]) for section in document["statistics"]["sections"])
+        document = AggregatedResults.read(root / AggregatedResults.FILE)
+    assert document.statistics is not None  # the last report was built with statistics
+    comparisons = sum(len(section["comparisons"]) for section in document.statistics["sections"])
     print(f"{args.experiments} experiments x {args.examples} test examples, {args.repeats} repeats, "
           f"{comparisons} paired comparisons, 1000 resamples")  # fmt: skip
     medians = print_timings("`aggregate` called in one process (its imports done once, before the timings)", times)

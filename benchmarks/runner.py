@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -110,22 +109,26 @@ def overheads(executor_name: str, config, root: Path, repeats: int) -> tuple[lis
 
 def makespan(results: Path, since: float | None = None) -> float:
     """First experiment process (or `since`, e.g. the first submission) to the last result."""
-    statuses = [json.loads(path.read_text()) for path in results.glob("*/seed-*/status.json")]
-    assert all(status["state"] == "done" for status in statuses), statuses
-    launched = min(datetime.fromisoformat(status["launched_at"]).timestamp() for status in statuses)
-    finished = max(datetime.fromisoformat(status["finished_at"]).timestamp() for status in statuses)
+    from sft.results.layout import run_folders
+    from sft.results.states import StatusRecord
+
+    statuses = [StatusRecord.read(folder / StatusRecord.FILE) for folder in run_folders(results)]
+    assert all(status.state == "done" and status.launched_at and status.finished_at for status in statuses), statuses
+    launched = min(datetime.fromisoformat(str(status.launched_at)).timestamp() for status in statuses)
+    finished = max(datetime.fromisoformat(str(status.finished_at)).timestamp() for status in statuses)
     return finished - (since if since is not None else launched)
 
 
 def grid_makespan(configs: dict, root: Path, tag: str, **options) -> float:
     """Makespan of the grid; for Slurm from the first submission (its queueing is part of the cost)."""
+    from sft.results.layout import run_folders
     from sft.runner.options import Options
     from sft.runner.scheduler import run_experiments
 
     results = root / f"grid-{tag}"
     began = time.time()
     code = run_experiments(configs, results, Options(**options), Console(file=io.StringIO()))
-    assert code == 0, [p.read_text()[-1500:] for p in results.glob("*/seed-*/run.log")]
+    assert code == 0, [(folder / "run.log").read_text()[-1500:] for folder in run_folders(results)]
     return makespan(results, began if options.get("executor") == "slurm" else None)
 
 

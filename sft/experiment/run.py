@@ -3,21 +3,21 @@
 Each command is straight-line code over the experiment's task and predictor (`sft.tasks`,
 `sft.predictors`), picked once from the config: prepare the data (checked before any model loads),
 load, train when the config has shots, let the predictor score and the task predict, compute the
-task's metrics. `results.json` is written last and atomically, so its presence means the run finished.
+task's metrics. `results.json` (`sft.results.run_record.ResultsRecord`) is written last and atomically,
+so its presence means the run finished.
 
-A few-shot run trains once per training key and seed (`ExperimentConfig.training_key`): under the key's
-lock it reuses the shared adapter when one is ready (`sft.results.adapters`), else trains and publishes
-it, so every other experiment with the key reuses it. `Run.share_training=False` trains its own.
+A few-shot run trains once per training key and seed (`ExperimentConfig.training_key`): it reuses the
+shared adapter of its key when one is ready, else trains and publishes it (the protocol is
+`sft.experiment.shared_adapter`). `Run.share_training=False` trains its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -25,81 +25,74 @@ from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.prepare import ExperimentData, prepare_data
+from sft.experiment.shared_adapter import Training, adapter_folder, adapter_to_load, keep, train_or_reuse
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
-from sft.results.adapters import SharedAdapter, shared_adapter
-from sft.results.files import atomic_write_json, atomic_write_jsonl
+from sft.results.files import atomic_write_jsonl
 from sft.results.fingerprint import hash_test_inputs
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
+from sft.results.run_record import REUSED, TRAINED, ResultsRecord, Timings
 from sft.tasks import task_for
 from sft.tasks.base import Prediction, Task, task_metrics
 from sft.training.common import is_main_process, save_adapter, seed_everything
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "REUSED", "TRAINED", "adapter_folder", "adapter_to_load", "check_before_running", "evaluate", "predict",
+    "run_experiment", "train",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment and seed set up to run: its config and run, the task and predictor picked for it,
+    its data (checked before any model loads) and when the command began."""
+
+    config: ExperimentConfig
+    run: Run
+    task: Task
+    predictor: Predictor
+    data: ExperimentData
+    started: float
+
+
+@dataclass(frozen=True)
+class UsedAdapter:
+    """What results.json records about the adapter a run predicted with."""
+
+    source: str | None = None  # TRAINED, REUSED, or None without a trained adapter
+    path: str | None = None
+    training: dict[str, Any] | None = None  # the training statistics, when this run trained or reused one
+    train_seconds: float | None = None  # time this run spent training
+
+    @classmethod
+    def of(cls, training: Training) -> UsedAdapter:
+        return cls(training.source, str(training.folder), training.stats, training.seconds)
+
 
 def _run_log(run: Run) -> Any:
     return run_log(run.folder, f"Run {run.name} (seed {run.seed})")
 
 
-TRAINED, REUSED = "trained", "reused"  # results.json `adapter_source`
+def _setup(config: ExperimentConfig, run: Run) -> Experiment:
+    """The experiment's task and predictor, and its data (checked before any model loads)."""
+    started = time.time()
+    task = task_for(config)
+    return Experiment(
+        config, run, task, predictor_for(config, task), prepare_data(config, run.seed, task=task), started
+    )
 
 
-@dataclass(frozen=True)
-class Training:
-    """What a few-shot run did about its adapter: trained it (the model is still in memory) or reused the
-    one another run trained (its statistics come from the store)."""
-
-    source: str  # TRAINED or REUSED
-    folder: Path
-    stats: dict[str, Any]
-    seconds: float | None = None  # time this run spent training; None when reused
-    loaded: Loaded | None = None
-
-
-def _load(
-    config: ExperimentConfig,
-    run: Run,
-    task: Task,
-    predictor: Predictor,
-    data: ExperimentData,
-    adapter: str | None,
-    trainable: bool = False,
-) -> Loaded:
+def _load(experiment: Experiment, adapter: str | None, trainable: bool = False) -> Loaded:
     """Load model and tokenizer (with `adapter` applied), then save the resolved config. Callers prepare
     the data first, so a bad dataset never costs a model load."""
+    config, run = experiment.config, experiment.run
     quiet_libraries()
-    loaded = predictor.load(config, task, data.labels, adapter, trainable)
+    loaded = experiment.predictor.load(config, experiment.task, experiment.data.labels, adapter, trainable)
     write_config(config, run)  # only once the run really starts: a failed load leaves a finished run's as it was
     return loaded
-
-
-def adapter_folder(config: ExperimentConfig, run: Run) -> Path:
-    """Where this run's trained adapter is (or goes): the shared one of its key and seed, or its own."""
-    shared = shared_adapter(config, run)
-    return shared.adapter_folder if shared is not None else run.adapter_folder
-
-
-def adapter_to_load(config: ExperimentConfig, run: Run) -> str | None:
-    """The adapter predict/evaluate apply: model.adapter, else this experiment's own trained one, else the
-    shared one of its training key and seed."""
-    if config.model.adapter:
-        return config.model.adapter
-    if not config.trains:
-        return None
-    if (run.adapter_folder / "adapter_config.json").exists():
-        return str(run.adapter_folder)
-    shared = shared_adapter(config, run)
-    if shared is not None and shared.ready():
-        return str(shared.adapter_folder)
-    where = run.adapter_folder if shared is None else f"{run.adapter_folder} or {shared.adapter_folder}"
-    raise ConfigError(
-        [
-            f"dataset.shots > 0 but no trained adapter at {where}: run `train` (or `run-experiment`) "
-            "first with the same --results-path and --random-seed, or set model.adapter"
-        ]
-    )
 
 
 def check_before_running(config: ExperimentConfig, run: Run, command: str, check_models: bool = True) -> None:
@@ -118,172 +111,92 @@ def check_before_running(config: ExperimentConfig, run: Run, command: str, check
         raise ConfigError(problems)
 
 
-def _train(
-    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, started: float
-) -> Training:
-    """Train and (on the main process) save the adapter: into the store when shared (under the key's lock,
-    marker last), else into the run folder."""
+def _train(experiment: Experiment) -> Training:
+    """Train and (on the main process) keep the adapter: in the store when shared (the key's lock is held
+    by `train_or_reuse`), else in the run folder."""
+    config, run = experiment.config, experiment.run
     # Weights the checkpoint lacks (a classification head) are drawn from the global RNG as the model
     # loads: seeded, they depend on the run's seed alone, not on what ran before in this process.
     seed_everything(run.seed)
-    loaded = _load(config, run, task, predictor, data, None, trainable=True)
-    trained = predictor.fit(config, task, data, loaded, run.seed, run.folder)
-    seconds = time.time() - started
-    shared = shared_adapter(config, run)
+    loaded = _load(experiment, None, trainable=True)
+    trained = experiment.predictor.fit(config, experiment.task, experiment.data, loaded, run.seed, run.folder)
+    seconds = time.time() - experiment.started
     folder = adapter_folder(config, run)
     if is_main_process():
 
         def save(target: Path) -> Path:
             return save_adapter(trained.model, loaded.tokenizer, target, trained.initial_adapter)
 
-        if shared is None:
-            save(folder)
-        else:
-            shared.publish(save, _store_info(config, run, trained.stats, seconds))
+        folder = keep(config, run, save, trained.stats, seconds)
         log.info("Saved the adapter to %s (train loss %.4f)", folder, trained.stats["train_loss"])
     return Training(TRAINED, folder, trained.stats, seconds, Loaded(trained.model, loaded.tokenizer))
 
 
-def _store_info(config: ExperimentConfig, run: Run, stats: dict[str, Any], seconds: float) -> dict[str, Any]:
-    return {
-        "training_key": config.training_key(),
-        "seed": run.seed,
-        "trained_by": run.name,
-        "training": stats,
-        "train_seconds": seconds,
-        "training_settings": config.training_settings(),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _training(
-    config: ExperimentConfig, run: Run, task: Task, predictor: Predictor, data: ExperimentData, started: float
-) -> Training:
-    """Train this run's adapter, unless the store already holds the one of its key and seed. The key's
-    lock is held while deciding, training and publishing, so waiting runs of the same key reuse it."""
-    shared = shared_adapter(config, run)
-    if shared is None:
-        return _train(config, run, task, predictor, data, started)
-    with _key_turn(shared) as info:
-        if info is None:
-            return _train(config, run, task, predictor, data, started)
-    log.info(
-        "Reusing the adapter of training key %s seed %d (trained by %s)", shared.key, run.seed, info.get("trained_by")
-    )
-    return Training(REUSED, shared.adapter_folder, info.get("training") or {})
-
-
-@contextlib.contextmanager
-def _key_turn(shared: SharedAdapter) -> Any:
-    """Hold the key's lock (the main process does); yield the ready adapter's info, or None: train it.
-
-    Under data-parallel `accelerate launch` every rank must decide alike: rank 0 decides under the lock
-    and broadcasts its decision, and holds the lock until the adapter is published."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        with shared.lock():
-            info = shared.info()
-            if info is None:
-                shared.clear_leftovers()
-            yield info
-        return
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    PartialState()  # joins the process group the trainer uses
-    lock = shared.lock() if is_main_process() else contextlib.nullcontext()
-    with lock:
-        decision = [None]
-        if is_main_process():
-            decision = [shared.info() or None]
-            if decision[0] is None:
-                shared.clear_leftovers()
-        broadcast_object_list(decision, from_process=0)
-        yield decision[0]
-
-
-def _setup(config: ExperimentConfig, run: Run) -> tuple[Task, Predictor, ExperimentData]:
-    """The experiment's task and predictor, and its data (checked before any model loads)."""
-    task = task_for(config)
-    return task, predictor_for(config, task), prepare_data(config, run.seed, task=task)
+def _training(experiment: Experiment) -> Training:
+    return train_or_reuse(experiment.config, experiment.run, lambda: _train(experiment))
 
 
 def train(config: ExperimentConfig, run: Run) -> Path:
     """Train the adapter of a few-shot experiment and save it with the tokenizer (and the resolved config
     in the run folder); a shared adapter of the same training key and seed is reused, not retrained."""
     with _run_log(run):
-        task, predictor, data = _setup(config, run)
+        experiment = _setup(config, run)
         write_config(config, run)
-        return _training(config, run, task, predictor, data, time.time()).folder
+        return _training(replace(experiment, started=time.time())).folder  # train_seconds: the training alone
 
 
 def predict(config: ExperimentConfig, run: Run) -> Path:
     """Write predictions.jsonl for the test split with the base model (zero-shot) or the trained adapter."""
     with _run_log(run):
-        task, predictor, data = _setup(config, run)
-        loaded = _load(config, run, task, predictor, data, adapter_to_load(config, run))
-        prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
+        experiment = _setup(config, run)
+        loaded = _load(experiment, adapter_to_load(config, run))
+        scorer = experiment.predictor.scorer(config, experiment.task, experiment.data, loaded, run.seed)
+        prediction = experiment.task.predict(config, experiment.data, scorer)
         return atomic_write_jsonl(run.folder / "predictions.jsonl", prediction.rows)
 
 
 def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
-    """Predict and score the test split; write predictions.jsonl and results.json."""
+    """Predict and score the test split; write predictions.jsonl and results.json (its content returned)."""
     with _run_log(run):
-        started = time.time()
-        task, predictor, data = _setup(config, run)
+        experiment = _setup(config, run)
         adapter = adapter_to_load(config, run)
-        loaded = _load(config, run, task, predictor, data, adapter)
+        loaded = _load(experiment, adapter)
         source = REUSED if config.trains and not config.model.adapter else None
-        return _evaluate(config, run, task, predictor, data, loaded, started, source=source, adapter=adapter)
+        return _evaluate(experiment, loaded, UsedAdapter(source, adapter)).content()
 
 
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Train when shots > 0 (or reuse the shared adapter of the training key), then evaluate, in one
-    process."""
+    process; results.json's content. Under data-parallel training only the main process evaluates; the
+    others return the training statistics."""
     with _run_log(run):
-        started = time.time()
-        task, predictor, data = _setup(config, run)
+        experiment = _setup(config, run)
         if not config.trains:
             adapter = adapter_to_load(config, run)
-            loaded = _load(config, run, task, predictor, data, adapter)
-            return _evaluate(config, run, task, predictor, data, loaded, started, adapter=adapter)
-        training = _training(config, run, task, predictor, data, started)
+            return _evaluate(experiment, _load(experiment, adapter), UsedAdapter(path=adapter)).content()
+        training = _training(experiment)
         if not is_main_process():
             return training.stats
-        loaded = training.loaded or _load(config, run, task, predictor, data, str(training.folder))
-        return _evaluate(
-            config, run, task, predictor, data, loaded, started, training.stats, training.seconds,
-            training.source, str(training.folder),
-        )  # fmt: skip
+        loaded = training.loaded or _load(experiment, str(training.folder))
+        return _evaluate(experiment, loaded, UsedAdapter.of(training)).content()
 
 
-def _evaluate(
-    config: ExperimentConfig,
-    run: Run,
-    task: Task,
-    predictor: Predictor,
-    data: ExperimentData,
-    loaded: Loaded,
-    started: float,
-    training: dict[str, Any] | None = None,
-    train_seconds: float | None = None,
-    source: str | None = None,
-    adapter: str | None = None,
-) -> dict[str, Any]:
+def _evaluate(experiment: Experiment, loaded: Loaded, used: UsedAdapter) -> ResultsRecord:
+    """Score the test split with `loaded`, write predictions.jsonl, then results.json (last)."""
+    config, run, task, data = experiment.config, experiment.run, experiment.task, experiment.data
     began = time.time()
-    prediction = task.predict(config, data, predictor.scorer(config, task, data, loaded, run.seed))
+    prediction = task.predict(config, data, experiment.predictor.scorer(config, task, data, loaded, run.seed))
     inference_seconds = time.time() - began
     atomic_write_jsonl(run.folder / "predictions.jsonl", prediction.rows)
     metrics = task_metrics(config, task, prediction, data.labels)
-    timings = {
-        "train_seconds": train_seconds,
-        "inference_seconds": inference_seconds,
-        "total_seconds": time.time() - started,
-    }
+    timings = Timings(
+        train_seconds=used.train_seconds,
+        inference_seconds=inference_seconds,
+        total_seconds=time.time() - experiment.started,
+    )
     n_shots = len(data.shots) if data.shots is not None else 0
-    used = (source, _relative(adapter, run.results_path))
-    results = results_record(config, run, prediction, metrics, n_shots, data.labels, training, timings, used)
-    atomic_write_json(run.folder / "results.json", results)
+    results = results_record(config, run, prediction, metrics, n_shots, data.labels, timings, used)
+    results.write(run.folder / ResultsRecord.FILE)
     headline = {key: round(value, 4) for key, value in metrics.items() if isinstance(value, float)}
     log.info("Finished %s seed %d: %s", run.name, run.seed, headline)
     return results
@@ -325,33 +238,29 @@ def results_record(
     metrics: dict[str, Any],
     n_shots: int,
     labels: list[str] | None,
-    training: dict[str, Any] | None,
-    timings: dict[str, float | None],
-    adapter: tuple[str | None, str | None] = (None, None),
-) -> dict[str, Any]:
-    """The content of results.json (its schema: every key here, always present). `adapter`: whether this
-    run trained its adapter or reused one (TRAINED, REUSED, None without a trained adapter) and where it is."""
-    return {
-        "experiment": run.name,
-        "seed": run.seed,
-        "config_hash": config.config_hash(),
-        "task_type": config.dataset.task_type,
-        "metrics": metrics,
-        "n_test": len(prediction.rows),
-        "test_hash": hash_test_inputs(prediction.rows, config.prompting.input_columns),  # the report pairs runs by it
-        "n_shots": n_shots,
-        "labels": labels,
-        "thresholds": prediction.details.get("thresholds"),
-        # "fixed", or {"split", "examples", "split_examples", "chosen_by"}: what the thresholds were tuned on
-        "threshold_source": prediction.details.get("threshold_source"),
-        "training": training,
-        # the shared adapter's key; "trained": this run trained it, "reused": another run (or `train`) did
-        "training_key": config.training_key(),
-        "adapter_source": adapter[0],
-        "adapter": adapter[1],
-        "calibration": prediction.details.get("calibration"),
-        "timings": timings,
-        "versions": versions(),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config.resolved(),
-    }
+    timings: Timings,
+    used: UsedAdapter,
+) -> ResultsRecord:
+    """The run's results.json (`sft.results.run_record.ResultsRecord`, where each field is described)."""
+    return ResultsRecord(
+        experiment=run.name,
+        seed=run.seed,
+        config_hash=config.config_hash(),
+        task_type=config.dataset.task_type,
+        metrics=metrics,
+        n_test=len(prediction.rows),
+        test_hash=hash_test_inputs(prediction.rows, config.prompting.input_columns),
+        n_shots=n_shots,
+        labels=labels,
+        thresholds=prediction.details.get("thresholds"),
+        threshold_source=prediction.details.get("threshold_source"),
+        training=used.training,
+        training_key=config.training_key(),
+        adapter_source=used.source,  # type: ignore[arg-type]  # TRAINED, REUSED or None
+        adapter=_relative(used.path, run.results_path),
+        calibration=prediction.details.get("calibration"),
+        timings=timings,
+        versions=versions(),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.resolved(),
+    )

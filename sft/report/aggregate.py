@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sft.report.collect import Collected, collect, flatten
+from sft.report.document import AggregatedResults
 from sft.report.markdown import markdown, summary
 from sft.report.plots import draw_plots
 from sft.report.sections import PLOT_KINDS, ReportOptions, parse_plots, sections
 from sft.report.statistics import Statistics, check_options, compute_statistics
 from sft.report.tables import constant_settings, varying_settings
-from sft.results.files import atomic_write_json, atomic_write_text
+from sft.results.files import atomic_write_text
 from sft.results.layout import REPORT_FILES
 
 __all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "parse_plots", "varying_settings"]
@@ -32,7 +33,7 @@ __all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "pa
 log = logging.getLogger(__name__)
 
 JSON_NAME, CSV_NAME, MARKDOWN_NAME = REPORT_FILES
-SCHEMA_VERSION = 2  # 1 was the unversioned foundation format (no csv, no summary)
+SCHEMA_VERSION = AggregatedResults.version()  # 1 was the unversioned foundation format (no csv, no summary)
 ROW_FIELDS = [
     "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "training_key",
     "adapter_source", "finished_at",
@@ -63,21 +64,23 @@ def _csv_value(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
 
 
-def document(collected: Collected, plots: list[str], statistics: Statistics | None = None) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "summary": summary(collected),
-        "varying_settings": varying_settings(collected.rows),
-        "constant_settings": {key: value for key, (value, _) in constant_settings(collected.rows).items()},
-        "rows": collected.rows,
-        "failures": collected.failures,
-        "skipped": [],  # schema version 2 keeps the key; the runner writes no skipped state
-        "missing": collected.missing,
-        "problems": collected.problems,
-        "plots": plots,
-        "statistics": statistics.as_dict() if statistics else None,
-    }
+def document(collected: Collected, plots: list[str], statistics: Statistics | None = None) -> AggregatedResults:
+    """aggregated_results.json (`sft.report.document.AggregatedResults`, where each field is described)."""
+    return AggregatedResults.model_validate(
+        {
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "summary": summary(collected),
+            "varying_settings": varying_settings(collected.rows),
+            "constant_settings": {key: value for key, (value, _) in constant_settings(collected.rows).items()},
+            "rows": collected.rows,
+            "failures": collected.failures,
+            "skipped": [],  # schema version 2 keeps the key; the runner writes no skipped state
+            "missing": collected.missing,
+            "problems": collected.problems,
+            "plots": plots,
+            "statistics": statistics.as_dict() if statistics else None,
+        }
+    )
 
 
 def aggregate(results_path: str | Path, options: ReportOptions | None = None) -> tuple[Path, Path]:
@@ -98,7 +101,7 @@ def aggregate(results_path: str | Path, options: ReportOptions | None = None) ->
     collected = dataclasses.replace(collected, problems=[*collected.problems, *drawn.problems])
     for problem in collected.problems:
         log.warning(problem)
-    json_path = atomic_write_json(results_path / JSON_NAME, document(collected, drawn.paths(), statistics))
+    json_path = document(collected, drawn.paths(), statistics).write(results_path / JSON_NAME)
     atomic_write_text(results_path / CSV_NAME, csv_frame(collected.rows).to_csv(index=False))
     markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, markdown(collected, found, drawn, statistics))
     return json_path, markdown_path

@@ -1,9 +1,10 @@
 """Reading a results folder: one row per finished run, the runs that failed or are still missing, and
 every file that could not be read.
 
-Only `RESULTS/<experiment>/seed-<n>/` folders are runs; anything deeper (older results a runner kept
-aside, adapters) and folders starting with `_` or `.` (the report's own `_plots/`) are ignored. A run
-is *done* when its `results.json` reads; otherwise its `status.json` decides (`RunState`, the states
+Only `RESULTS/<experiment>/seed-<n>/` folders are runs (`sft.results.layout.run_folders`); anything
+deeper (older results a runner kept aside, adapters) and folders starting with `_` or `.` (the report's
+own `_plots/`) are ignored. A run is *done* when its `results.json` reads (`ResultsRecord`, upgraded
+from any older version); otherwise its `status.json` (`StatusRecord`) decides (`RunState`, the states
 the runner writes): a failure, or anything else (running, interrupted, a state this version does not
 know) meaning "not finished yet", listed as missing. A corrupt file never stops the report: it is named in
 `problems` and the run is left out.
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sft.results.files import read_json
+from sft.results.layout import Run, run_folders
 from sft.results.logs import tail
-from sft.results.states import FAILED_STATES, RunState
+from sft.results.run_record import ResultsRecord
+from sft.results.states import FAILED_STATES, RunState, StatusRecord
 
 
 @dataclass
@@ -52,97 +54,83 @@ def dataset_label(settings: dict[str, Any]) -> str:
     return f"{path} ({name})" if name else path
 
 
-def run_folders(results_path: Path) -> list[Path]:
-    return sorted(
-        folder
-        for folder in results_path.glob("*/seed-*")
-        if folder.is_dir() and not folder.parent.name.startswith(("_", "."))
-    )
-
-
-def _seed(folder: Path) -> int | str:
-    seed = folder.name.removeprefix("seed-")
-    return int(seed) if seed.lstrip("-").isdigit() else seed
-
-
-def result_row(results: Any, folder: str) -> dict[str, Any]:
-    """One row of the aggregated table from a results.json; raises on anything malformed."""
-    if not isinstance(results, dict):
-        raise TypeError("not a JSON object")
-    for key in ("metrics", "config"):
-        if not isinstance(results[key], dict):
-            raise TypeError(f"'{key}' is not an object")
-    settings = flatten(results["config"])
-    timings = results.get("timings") or {}
-    training = results.get("training") if isinstance(results.get("training"), dict) else {}
+def result_row(results: ResultsRecord, folder: str) -> dict[str, Any]:
+    """One row of the aggregated table from a run's results.json."""
+    settings = flatten(results.config)
+    training = results.training or {}
+    timings = results.timings
     return {
-        "experiment": str(results["experiment"]),
-        "seed": results["seed"],
+        "experiment": results.experiment,
+        "seed": results.seed,
         "status": RunState.DONE.value,
-        "task_type": str(results["task_type"]),
+        "task_type": results.task_type,
         "dataset": dataset_label(settings),
         "model": settings.get("model.name"),
-        "config_hash": results["config_hash"],
+        "config_hash": results.config_hash,
         # shared training: a run that reused another's adapter spent no train_seconds, so summing
         # total_seconds counts each training once
-        "training_key": results.get("training_key"),
-        "adapter_source": results.get("adapter_source"),
-        "finished_at": results.get("finished_at"),
-        "n_test": results.get("n_test"),
-        "test_hash": results.get("test_hash"),  # None before it was recorded: the report hashes the predictions
-        "n_shots": results.get("n_shots"),
-        "train_seconds": timings.get("train_seconds"),
-        "inference_seconds": timings.get("inference_seconds"),
-        "total_seconds": timings.get("total_seconds"),
+        "training_key": results.training_key,
+        "adapter_source": results.adapter_source,
+        "finished_at": results.finished_at,
+        "n_test": results.n_test,
+        "test_hash": results.test_hash,  # None before it was recorded: the report hashes the predictions
+        "n_shots": results.n_shots,
+        "train_seconds": timings.train_seconds,
+        "inference_seconds": timings.inference_seconds,
+        "total_seconds": timings.total_seconds,
         "folder": folder,
-        "thresholds": results.get("thresholds"),  # multilabel only
-        "threshold_source": results.get("threshold_source"),
-        "labels": results.get("labels"),
+        "thresholds": results.thresholds,  # multilabel only
+        "threshold_source": results.threshold_source,
+        "labels": results.labels,
         "settings": settings,
         # model selection during training: best step, its validation metric, the learning curve (or None)
         "selection": training.get("selection") if isinstance(training.get("selection"), dict) else None,
         # per_class is flattened to per_class.<label>.f1 etc.; lists (confusion matrix) stay in results.json
-        "metrics": {key: value for key, value in flatten(results["metrics"]).items() if is_number(value)},
+        "metrics": {key: value for key, value in flatten(results.metrics).items() if is_number(value)},
     }
 
 
-def log_tail(folder: Path, status: dict[str, Any]) -> str:
+def read_row(root: Path, folder: str) -> dict[str, Any]:
+    """The row of the run in `root / folder` (`<experiment>/seed-<n>`); raises OSError or ValueError
+    (RecordError among them) for a results.json that cannot be read."""
+    return result_row(ResultsRecord.read(root / folder / ResultsRecord.FILE), folder)
+
+
+def log_tail(folder: Path, status: StatusRecord) -> str:
     """The end of the run's log: from status.json, else read from run.log."""
-    if isinstance(status.get("log_tail"), str) and status["log_tail"].strip():
-        return status["log_tail"]
+    if status.log_tail and status.log_tail.strip():
+        return status.log_tail
     return tail(folder / "run.log")
 
 
 def _unfinished(folder: Path, root: Path, collected: Collected) -> None:
     """File a run without a readable results.json under failures (a failed state) or missing (running,
     interrupted, or a state this version does not know)."""
-    status_file = folder / "status.json"
-    base = {"experiment": folder.parent.name, "seed": _seed(folder), "folder": folder.relative_to(root).as_posix()}
+    status_file = folder / StatusRecord.FILE
+    run = Run.from_folder(folder)
+    base = {"experiment": run.name, "seed": run.seed, "folder": run.relative}
     if not status_file.exists():
         collected.missing.append({**base, "state": "no result"})
         return
     try:
-        status = read_json(status_file)
-        if not isinstance(status, dict):
-            raise ValueError("not a JSON object")
+        status = StatusRecord.read(status_file)
     except (OSError, ValueError) as error:
         collected.problems.append(f"{status_file.relative_to(root)}: unreadable status file ({_describe(error)})")
         return
-    state = str(status.get("state") or "unknown")
-    known = RunState.parse(state)
+    state = status.state or "unknown"
+    known = status.run_state
     if known == RunState.DONE:  # a status that outlived its results (moved aside or deleted)
         state = "done (no results.json)"
     record = {**base, "state": state}
     if known in FAILED_STATES:
-        tail = log_tail(folder, status)
         collected.failures.append(
             {
                 **record,
-                "exit_code": status.get("exit_code"),
-                "reason": status.get("reason") or "",
-                "duration_seconds": status.get("duration_seconds"),
-                "log": (folder / "run.log").relative_to(root).as_posix(),
-                "log_tail": tail,
+                "exit_code": status.exit_code,
+                "reason": status.reason or "",
+                "duration_seconds": status.duration_seconds,
+                "log": f"{run.relative}/run.log",
+                "log_tail": log_tail(folder, status),
             }
         )
     else:
@@ -162,13 +150,14 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     root = Path(results_path)
     collected = Collected()
     for folder in run_folders(root):
-        results_file = folder / "results.json"
-        relative = folder.relative_to(root).as_posix()
-        if results_file.exists():
+        relative = Run.from_folder(folder).relative
+        if (folder / ResultsRecord.FILE).exists():
             try:
-                collected.rows.append(result_row(read_json(results_file), relative))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-                collected.problems.append(f"{relative}/results.json: unreadable result file ({_describe(error)})")
+                collected.rows.append(read_row(root, relative))
+            except (OSError, ValueError) as error:
+                collected.problems.append(
+                    f"{relative}/{ResultsRecord.FILE}: unreadable result file ({_describe(error)})"
+                )
             continue
         _unfinished(folder, root, collected)
     seen = {(record["experiment"], record["seed"]) for record in _all_runs(collected)}
@@ -181,20 +170,21 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     return collected
 
 
-def _seed_order(seed: Any) -> tuple:
-    """Numeric seeds in numeric order; None (not started) first, odd folder names last."""
-    if seed is None:
-        return (0, 0, "")
-    return (1, seed, "") if is_number(seed) else (2, 0, str(seed))
+def _seed_order(seed: int | None) -> tuple[int, int]:
+    """Numeric seeds in numeric order; None (not started) first."""
+    return (0, 0) if seed is None else (1, seed)
 
 
 def _all_runs(collected: Collected) -> list[dict[str, Any]]:
     return [*collected.rows, *collected.failures, *collected.missing]
 
 
-def expected_runs(grid: str | Path, ext_vars: dict[str, str] | None, seeds: list[int] | None) -> list[tuple]:
+def expected_runs(
+    grid: str | Path, ext_vars: dict[str, str] | None, seeds: list[int] | None
+) -> list[tuple[str, int | None]]:
     """(experiment, seed) pairs a grid file defines; seed None when the seeds are not given."""
     from sft.config.grid import evaluate_file, raw_experiments
 
     names = list(raw_experiments(evaluate_file(grid, ext_vars), str(grid)))
-    return [(name, seed) for name in names for seed in (seeds or [None])]
+    given: list[int | None] = list(seeds) if seeds else [None]
+    return [(name, seed) for name in names for seed in given]

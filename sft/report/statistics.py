@@ -182,13 +182,12 @@ def prepare_run(root: Path, folder: str, options: ReportOptions | None = None) -
     for them, so the report at the end of a grid finds every run's ready: the runner calls this as
     each run finishes, while the others still run. True when they are kept; never raises (a run
     the report cannot use is named by the report itself)."""
-    from sft.report.collect import result_row
+    from sft.report.collect import read_row
     from sft.report.sections import sections
-    from sft.results.files import read_json
 
     options = options or ReportOptions()
     try:
-        row = result_row(read_json(root / folder / "results.json"), folder)
+        row = read_row(root, folder)
         metrics = _section_metrics(sections([row], options)[0])
         found, _ = _run(root, row, metrics, Resampler(options.resamples, options.seed), options)
     except Exception as error:  # the report recomputes what is not kept here

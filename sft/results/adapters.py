@@ -23,15 +23,40 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from sft.results.files import atomic_write_json, lock_held_elsewhere, read_json
-from sft.results.layout import Run
+from pydantic import Field
+
+from sft.results.files import lock_held_elsewhere
+from sft.results.layout import Run, seed_folder
+from sft.results.records import Record
 
 STORE = "_adapters"  # starts with "_": the report never takes it for an experiment
 READY = "ready.json"
 LOCK = ".lock"
 KEY_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+class ReadyRecord(Record):
+    """`RESULTS/_adapters/<training key>/seed-<n>/ready.json`: the shared adapter beside it is complete.
+    Written last, after the adapter, by the run that trained it; a run of the same key and seed reuses
+    the adapter only when this file reads."""
+
+    FILE: ClassVar[str] = READY
+    UPGRADES: ClassVar[dict[int, Any]] = {0: dict}  # the first versioned form is the unversioned one
+
+    schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
+    training_key: str = Field(description="The training key (`ExperimentConfig.training_key`) the adapter is for.")
+    seed: int = Field(description="The seed it was trained with.")
+    trained_by: str = Field(description="The experiment that trained it.")
+    training: dict[str, Any] = Field(
+        description="Its training statistics, as the training run's results.json records them."
+    )
+    train_seconds: float = Field(description="Seconds the training took.")
+    training_settings: dict[str, Any] = Field(
+        description="The settings the training key hashes (those that differ from the schema defaults)."
+    )
+    finished_at: str = Field(description="When it was published (ISO 8601, UTC).")
 
 
 @dataclass(frozen=True)
@@ -48,19 +73,19 @@ class SharedAdapter:
 
     @property
     def folder(self) -> Path:
-        return Path(self.results_path).resolve() / STORE / self.key / f"seed-{self.seed}"
+        return Path(self.results_path).resolve() / STORE / self.key / seed_folder(self.seed)
 
     @property
     def adapter_folder(self) -> Path:
         return self.folder / "adapter"
 
-    def info(self) -> dict[str, Any] | None:
-        """The marker's content when the adapter is ready, else None (not trained, or a training died)."""
+    def info(self) -> ReadyRecord | None:
+        """The marker when the adapter is ready, else None (not trained, a training died, or a marker this
+        sft cannot read: the next holder of the lock trains again)."""
         try:
-            info = read_json(self.folder / READY)
+            return ReadyRecord.read(self.folder / READY)
         except (OSError, ValueError):
             return None
-        return info if isinstance(info, dict) else None
 
     def ready(self) -> bool:
         return self.info() is not None
@@ -90,7 +115,7 @@ class SharedAdapter:
             else:
                 entry.unlink()
 
-    def publish(self, save: Callable[[Path], Any], info: dict[str, Any]) -> Path:
+    def publish(self, save: Callable[[Path], Any], info: ReadyRecord) -> Path:
         """Save the adapter with `save(folder)` into a staging folder, move it into place, then write the
         marker. Call with the lock held."""
         staging = self.folder / f".staging-{os.getpid()}"
@@ -101,7 +126,7 @@ class SharedAdapter:
         if self.adapter_folder.exists():
             shutil.rmtree(self.adapter_folder)
         os.replace(staging, self.adapter_folder)
-        atomic_write_json(self.folder / READY, info)
+        info.write(self.folder / READY)
         return self.adapter_folder
 
 

@@ -1,6 +1,10 @@
 """Where results live: `RESULTS/<experiment>/seed-<n>/`, names that stay inside the results folder,
 and the one rule that turns free text (dataset paths, model ids, metric names) into file names.
 
+`Run` is the one place a run folder's path is built (`Run.folder`, `Run.relative`) or parsed
+(`Run.from_folder`, `run_folders`); `seed_folder`/`seed_of_folder` the one place the `seed-<n>`
+name is, for the shared adapter store's folders too.
+
 A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained without
 sharing; shared adapters live in `RESULTS/_adapters/`, see `sft.results.adapters`),
 `predictions.jsonl`, `results.json` (written last: its presence means the run finished), `run.log` and,
@@ -53,13 +57,28 @@ def results_folder_problems(results_path: str | Path) -> list[str]:
     return []
 
 
+SEED_PREFIX = "seed-"
+_SEED_FOLDER = re.compile(rf"^{SEED_PREFIX}(-?(?:0|[1-9][0-9]*))$")  # as seed_folder writes it, nothing else
+
+
+def seed_folder(seed: int) -> str:
+    """The name of a seed's folder: `seed-<n>`."""
+    return f"{SEED_PREFIX}{seed}"
+
+
+def seed_of_folder(name: str) -> int | None:
+    """The seed a `seed-<n>` folder name stands for; None for any other name."""
+    found = _SEED_FOLDER.match(name)
+    return int(found.group(1)) if found else None
+
+
 def run_dir(results_path: str | Path, name: str, seed: int) -> Path:
     """The folder of one experiment and seed, guaranteed to stay inside `results_path`."""
     problem = check_name(name)
     if problem:
         raise ValueError(problem)
     root = Path(results_path).resolve()
-    folder = (root / name / f"seed-{seed}").resolve()
+    folder = (root / name / seed_folder(seed)).resolve()
     if root not in folder.parents:
         raise ValueError(f"experiment {name!r} would escape the results folder {root}")
     return folder
@@ -84,6 +103,38 @@ class Run:
     def adapter_folder(self) -> Path:
         """This run's own adapter (trained without sharing)."""
         return self.folder / "adapter"
+
+    @property
+    def relative(self) -> str:
+        """The run folder relative to the results folder, `<experiment>/seed-<n>` (POSIX), whether the
+        results path was given relative or absolute: how the report names a run."""
+        return f"{self.name}/{seed_folder(self.seed)}"
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, share_training: bool = True) -> Run:
+        """The Run whose folder is `folder`, a `RESULTS/<experiment>/seed-<n>` folder (relative to the
+        working directory or absolute); ValueError naming the expected shape for any other folder. The
+        names are those of the path as given (a symlinked experiment folder keeps its own name)."""
+        path = Path(os.path.abspath(folder))
+        seed = seed_of_folder(path.name)
+        problem = check_name(path.parent.name) if seed is not None else None
+        if seed is None or problem:
+            raise ValueError(f"{path}: not a run folder; give RESULTS/<experiment>/{SEED_PREFIX}<n>")
+        return cls(path.parent.name, seed, path.parent.parent, share_training)
+
+
+def run_folders(results_path: str | Path) -> list[Path]:
+    """The run folders directly under `results_path` (`<experiment>/seed-<n>`, as found there: relative
+    when it is), sorted. Folders whose experiment part starts with `_` or `.` hold no runs (the shared
+    adapter store, the report's caches and plots); anything deeper (older results set aside) is not a run."""
+    return sorted(
+        folder
+        for folder in Path(results_path).glob(f"*/{SEED_PREFIX}*")
+        if folder.is_dir()
+        and not folder.parent.name.startswith(("_", "."))
+        and seed_of_folder(folder.name) is not None
+        and check_name(folder.parent.name) is None
+    )
 
 
 def write_config(config: Any, run: Run) -> Path:

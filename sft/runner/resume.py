@@ -1,8 +1,9 @@
 """Resume decisions and run locks for the grid runner.
 
-An experiment/seed is finished when its `results.json` (written last and atomically) parses and
-carries the hash of the current config; a rerun skips it. Results of a changed config (or any results,
-with `--force`) are moved to `previous/<time>-<old hash>/` in the run folder before the run starts
+An experiment/seed is finished when its `results.json` (written last and atomically) reads
+(`ResultsRecord`, of this version or an older one) and carries the hash of the current config; a rerun
+skips it. Results of a changed config, results this sft cannot read (or any results, with `--force`)
+are moved to `previous/<time>-<old hash>/` in the run folder before the run starts
 again, never overwritten. A runner holds an exclusive `flock` on the run folder's `.lock` while the
 experiment runs, so two runners sharing a results folder never run the same experiment at once; the
 kernel drops the lock when the runner dies, even by SIGKILL.
@@ -16,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sft.results.files import lock_held_elsewhere, read_json
+from sft.results.files import lock_held_elsewhere
 from sft.results.layout import Run
-from sft.results.states import RunState
+from sft.results.run_record import ResultsRecord
+from sft.results.states import RunState, StatusRecord
 
 LOCK_NAME = ".lock"
 PREVIOUS = "previous"
@@ -33,14 +35,13 @@ class Decision:
 
 def finished_hash(folder: Path) -> str | None:
     """The config hash of the finished results in `folder`, '' when unreadable, None when there are none."""
-    results = folder / "results.json"
+    results = folder / ResultsRecord.FILE
     if not results.exists():
         return None
     try:
-        value = read_json(results).get("config_hash")
-    except (OSError, ValueError, AttributeError):
+        return ResultsRecord.read(results).config_hash
+    except (OSError, ValueError):  # RecordError too: a file this sft cannot read is set aside, never lost
         return ""
-    return value if isinstance(value, str) else ""
 
 
 def decide(run: Run, config_hash: str, force: bool = False) -> Decision:
@@ -60,11 +61,10 @@ def decide(run: Run, config_hash: str, force: bool = False) -> Decision:
 
 def _previous_state(folder: Path) -> str:
     try:
-        status = read_json(folder / "status.json")
-        ended = RunState.parse(status.get("state")) in (RunState.FAILED, RunState.INTERRUPTED)
-        return f"; last attempt {status['state']}" if ended else ""
-    except (OSError, ValueError, AttributeError, KeyError):
+        status = StatusRecord.read(folder / StatusRecord.FILE)
+    except (OSError, ValueError):
         return ""
+    return f"; last attempt {status.state}" if status.run_state in (RunState.FAILED, RunState.INTERRUPTED) else ""
 
 
 def set_aside(folder: Path) -> Path:

@@ -28,10 +28,9 @@ from rich.console import Console
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.report.aggregate import ReportOptions, aggregate
-from sft.results.files import atomic_write_json, read_json
 from sft.results.layout import Run, results_folder_problems, write_config
 from sft.results.logs import tail
-from sft.results.states import RunState
+from sft.results.states import RunState, StatusRecord
 from sft.runner.cpu_share import available_cores, core_shares, user_set_threads
 from sft.runner.executors import ExecutorContext, Handle, Job, get_executor
 from sft.runner.options import Options, check_options
@@ -84,7 +83,7 @@ class GridRunner:
         # each slot's share of the cores (a GPU slot's is that of its position in --gpus)
         self.shares = core_shares(available_cores(), len(options.gpus) if options.gpus else options.jobs)
         self.active: list[Active] = []
-        self.outcomes: dict[Run, dict[str, Any]] = {}
+        self.outcomes: dict[Run, StatusRecord] = {}
         self.locked: list[Run] = []
         self.stopping = False
         # started by `run`
@@ -268,13 +267,13 @@ class GridRunner:
             with open(log, "a", encoding="utf-8") as handle:
                 handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} not run: {reason}\n")
             now = time.time()
-            status = {
-                "experiment": run.name, "seed": run.seed, "state": RunState.FAILED.value, "reason": reason,
-                "exit_code": None, "signal": None, "duration_seconds": 0.0, "attempt": 0, "pid": None,
-                "executor": self.options.executor, "gpus": None, "started_at": None, "launched_at": None,
-                "finished_at": _iso(now), "config_hash": config.config_hash(), "log": str(log), "log_tail": tail(log),
-            }  # fmt: skip
-            atomic_write_json(run.folder / "status.json", status)
+            status = StatusRecord(
+                experiment=run.name, seed=run.seed, state=RunState.FAILED.value, reason=reason,
+                exit_code=None, signal=None, duration_seconds=0.0, attempt=0, pid=None,
+                executor=self.options.executor, gpus=None, started_at=None, launched_at=None,
+                finished_at=_iso(now), config_hash=config.config_hash(), log=str(log), log_tail=tail(log),
+            )  # fmt: skip
+            status.write(run.folder / StatusRecord.FILE)
             self.outcomes[run] = status
             self.progress.finished(run, RunState.FAILED.value, 0.0, reason)
         finally:
@@ -282,60 +281,59 @@ class GridRunner:
 
     # --- records ---------------------------------------------------------------------------------------------------
 
-    def _write_status(self, active: Active, state: RunState, code: int | None, reason: str = "") -> dict[str, Any]:
+    def _write_status(self, active: Active, state: RunState, code: int | None, reason: str = "") -> StatusRecord:
         run = active.run
         log = run.folder / "run.log"
-        status: dict[str, Any] = {
-            "experiment": run.name,
-            "seed": run.seed,
-            "state": state.value,
-            "reason": reason,
-            "exit_code": code,
-            "signal": signal.Signals(-code).name if code is not None and code < 0 and -code in _SIGNALS else None,
-            "duration_seconds": round(time.time() - active.started, 3),
-            "attempt": active.attempt,
-            "pid": active.handle.pid,
-            "executor": self.options.executor,
-            "gpus": active.gpus or None,
-            "started_at": _iso(active.started),
-            "launched_at": _iso(active.launched) if active.launched else None,  # after any queueing
-            "finished_at": _iso(time.time()) if state != RunState.RUNNING else None,
-            "config_hash": active.config.config_hash(),
-            "log": str(log),
-            **active.handle.details(),
-        }
+        # the executor's own fields (StatusRecord declares each), and the log's end for a run ended without results
+        extra: dict[str, Any] = dict(active.handle.details())
         if state not in (RunState.RUNNING, RunState.DONE):
-            status["log_tail"] = tail(log)
-        atomic_write_json(run.folder / "status.json", status)
+            extra["log_tail"] = tail(log)
+        status = StatusRecord(
+            experiment=run.name,
+            seed=run.seed,
+            state=state.value,
+            reason=reason,
+            exit_code=code,
+            signal=signal.Signals(-code).name if code is not None and code < 0 and -code in _SIGNALS else None,
+            duration_seconds=round(time.time() - active.started, 3),
+            attempt=active.attempt,
+            pid=active.handle.pid,
+            executor=self.options.executor,
+            gpus=active.gpus or None,
+            started_at=_iso(active.started),
+            launched_at=_iso(active.launched) if active.launched else None,  # after any queueing
+            finished_at=_iso(time.time()) if state != RunState.RUNNING else None,
+            config_hash=active.config.config_hash(),
+            log=str(log),
+            **extra,
+        )
+        status.write(run.folder / StatusRecord.FILE)
         return status
 
     def _mark_done_if_unrecorded(self, run: Run, config: ExperimentConfig) -> None:
         """A runner killed between the child's results.json and its own status.json left 'running' behind."""
-        status_file = run.folder / "status.json"
+        status_file = run.folder / StatusRecord.FILE
         try:
-            if read_json(status_file).get("state") == RunState.DONE.value:
+            if StatusRecord.read(status_file).run_state == RunState.DONE:
                 return
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             pass
-        atomic_write_json(
-            status_file,
-            {
-                "experiment": run.name,
-                "seed": run.seed,
-                "state": RunState.DONE.value,
-                "reason": "found finished on resume",
-                "config_hash": config.config_hash(),
-                "log": str(run.folder / "run.log"),
-            },
-        )
+        StatusRecord(
+            experiment=run.name,
+            seed=run.seed,
+            state=RunState.DONE.value,
+            reason="found finished on resume",
+            config_hash=config.config_hash(),
+            log=str(run.folder / "run.log"),
+        ).write(status_file)
 
     def _summary(self) -> int:
         self.statistics.close()  # every finished run's statistics prepared before the report reads them
         # The grid's runs, so that the report lists the ones an interruption left without a folder.
         expected: list[tuple[str, int | None]] = [(name, seed) for name in self.configs for seed in self.options.seeds]
         _, markdown = aggregate(self.results_path, ReportOptions(expected=expected))
-        states = [status["state"] for status in self.outcomes.values()]
-        failed = [status for status in self.outcomes.values() if status["state"] == RunState.FAILED.value]
+        states = [status.state for status in self.outcomes.values()]
+        failed = [status for status in self.outcomes.values() if status.run_state == RunState.FAILED]
         done = states.count(RunState.DONE.value)
         skipped = self.progress.counts[SKIPPED]
         interrupted = states.count(RunState.INTERRUPTED.value)
@@ -344,7 +342,7 @@ class GridRunner:
         )
         for status in failed:
             self.console.print(
-                f"  failed: {status['experiment']} seed {status['seed']} ({status['reason']}), see {status['log']}",
+                f"  failed: {status.experiment} seed {status.seed} ({status.reason}), see {status.log}",
                 highlight=False,
             )
         for run in self.locked:

@@ -2,7 +2,7 @@
 them trains it, which wait for it, and what a failed training does to the others.
 
 Why no separate training jobs: the run that trains is an ordinary experiment, which trains under the
-key's lock and publishes the adapter before it evaluates (`sft.experiment.run`), so timeouts, retries,
+key's lock and publishes the adapter before it evaluates (`sft.experiment.shared_adapter`), so timeouts, retries,
 status files, run locks, resume and every executor work unchanged. The runner only orders the runs:
 
 - a run whose adapter is not ready does not start while another run of the same key and seed is

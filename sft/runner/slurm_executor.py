@@ -34,14 +34,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sft.results.files import atomic_write_json, read_json
 from sft.runner.cpu_share import apply_in_child
 from sft.runner.executors import ExecutorContext, Job, child_command, note
 from sft.runner.forkserver import run_child
 from sft.runner.processes import start_child
+from sft.runner.slurm_record import SlurmJobRecord
 from sft.runner.slurm_states import JobState, cancel, job_states
 
-JOB_FILE = "slurm_job.json"  # in the run folder: the id of the job that runs (or ran) it
+JOB_FILE = SlurmJobRecord.FILE  # in the run folder: the id of the job that runs (or ran) it
 REFRESH_SECONDS = 1.0  # how often the runner asks Slurm about its jobs (one scontrol per active job)
 UNKNOWN_GRACE = 60.0  # seconds a job may be unknown to Slurm before the runner counts it as vanished
 
@@ -251,8 +251,10 @@ class SlurmExecutor:
             for (job, handle), slurm_job in zip(members, submitted, strict=True):
                 handle.job_id = str(slurm_job.job_id)
                 self.states[handle.job_id] = JobState(handle.job_id, "PENDING")
-                record = {"job_id": handle.job_id, "name": self.name, "submitted_at": time.time()}
-                atomic_write_json(job.run.folder / JOB_FILE, {**record, "host": socket.gethostname()})
+                record = SlurmJobRecord(
+                    job_id=handle.job_id, name=self.name, submitted_at=time.time(), host=socket.gethostname()
+                )
+                record.write(job.run.folder / JOB_FILE)
                 note(job.log_path, f"submitted Slurm job {handle.job_id}")
 
     def _parameters(self, job: Job) -> dict[str, Any]:
@@ -278,10 +280,10 @@ class SlurmExecutor:
     def _earlier_job(self, job: Job) -> JobState | None:
         """The job an earlier (killed) runner submitted for this run, if Slurm still has it pending or running."""
         try:
-            record = read_json(job.run.folder / JOB_FILE)
-            job_id, name = str(record["job_id"]), record.get("name")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            record = SlurmJobRecord.read(job.run.folder / JOB_FILE)
+        except (OSError, ValueError):
             return None
+        job_id, name = record.job_id, record.name
         state = job_states([job_id])[job_id]
         if not state.active or (name and state.name and state.name != name):
             return None

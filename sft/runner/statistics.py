@@ -41,8 +41,8 @@ class StatisticsWorker:
         self.handed = 0
 
     def submit(self, run: Run) -> None:
-        """Queue a finished run (<experiment>/seed-<n>, whether the results path is relative or absolute)."""
-        self.pending += f"{run.folder.parent.name}/{run.folder.name}\n".encode()
+        """Queue a finished run, named as the report names it (`Run.relative`)."""
+        self.pending += f"{run.relative}\n".encode()
         self.handed += 1
         self._write()
 

@@ -106,4 +106,4 @@ def load_run(config: ExperimentConfig, run: Run) -> ServedModel:
     """The model of a finished run, straight from its folder (no export): base model and adapter."""
     finished = finished_run(config, run)
     task = task_for(config)
-    return ServedModel(config, fixed_of(finished, task), finished.results.get("thresholds"), adapter_of(finished))
+    return ServedModel(config, fixed_of(finished, task), finished.results.thresholds, adapter_of(finished))

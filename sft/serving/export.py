@@ -77,13 +77,13 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
         icl_examples=fixed.icl_examples,
         icl_drawn_per_input=drawn_per_input(config),
         calibration=fixed.calibration,
-        thresholds=finished.results.get("thresholds"),
+        thresholds=finished.results.thresholds,
         source=Source(
             run=str(finished.run.folder),
             experiment=finished.run.name,
             seed=finished.run.seed,
-            config_hash=finished.results["config_hash"],
-            metrics=finished.results.get("metrics") or {},
+            config_hash=finished.results.config_hash,
+            metrics=finished.results.metrics,
         ),
     )
     write_manifest(partial, manifest)

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sft.config import ConfigError, ExperimentConfig, parse_config
 from sft.config.schema import TaskType
-from sft.results.files import atomic_write_text
+from sft.results.records import Record, RecordError
 
 MANIFEST = "sft_export.json"
-FORMAT_VERSION = 1
 
 
 class Strict(BaseModel):
@@ -37,12 +36,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
+def _from_format_version(data: dict[str, Any]) -> dict[str, Any]:
+    """Manifests before records were versioned carried `format_version: 1` instead of schema_version."""
+    found = data.get("format_version")
+    if found != 1:
+        raise ValueError(f"format_version {found!r} is not one this sft reads (1)")
+    return {key: value for key, value in data.items() if key != "format_version"}
+
+
 class Weights(Strict):
     """Where the model comes from: `model/` (merged), or `base` with `adapter/` applied on load."""
 
-    merged: bool
-    base: str | None = Field(None, description="Unmerged: the base model (hub id or absolute folder).")
-    dequantized: bool = Field(False, description="Merged from a 4/8-bit base loaded unquantized.")
+    merged: bool = Field(description="The adapter is merged into the weights in `model/`.")
+    base: str | None = Field(default=None, description="Unmerged: the base model (hub id or absolute folder).")
+    dequantized: bool = Field(default=False, description="Merged from a 4/8-bit base loaded unquantized.")
 
     @model_validator(mode="after")
     def _base_when_unmerged(self) -> Weights:
@@ -54,21 +61,31 @@ class Weights(Strict):
 class Source(Strict):
     """The run the export came from."""
 
-    run: str
-    experiment: str
-    seed: int
-    config_hash: str
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    run: str = Field(description="The run folder (absolute).")
+    experiment: str = Field(description="The run's experiment.")
+    seed: int = Field(description="The run's seed.")
+    config_hash: str = Field(description="The run's config hash; `config` must hash to it.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="The run's test metrics (results.json's).")
 
 
-class Manifest(Strict):
-    format_version: Literal[1] = FORMAT_VERSION
-    task_type: TaskType
-    predictor: str
-    labels: list[str] | None
+class Manifest(Strict, Record):
+    """`sft_export.json`, in an export folder: everything inference needs besides the weights and the
+    tokenizer, written by `export`, read (with the files it names) by `predict --input`, `serve`,
+    `load_export` and the SageMaker handler."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    FILE: ClassVar[str] = MANIFEST
+    UPGRADES: ClassVar[dict[int, Any]] = {0: _from_format_version}
+
+    schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
+    task_type: TaskType = Field(description="`dataset.task_type` of the run.")
+    predictor: str = Field(
+        description="The predictor the run used (label scoring, label-set scoring, generation, head)."
+    )
+    labels: list[str] | None = Field(description="The label set, in order; null for generation.")
     config: dict[str, Any] = Field(description="The source run's resolved config.")
-    weights: Weights
-    chat_template: str | None = Field(None, description="The tokenizer's chat template as the run used it.")
+    weights: Weights = Field(description="Where the model comes from.")
+    chat_template: str | None = Field(default=None, description="The tokenizer's chat template as the run used it.")
     icl_examples: list[dict[str, Any]] = Field(
         default_factory=list, description="In-context examples shown before every input (the run's fixed draw)."
     )
@@ -77,9 +94,11 @@ class Manifest(Strict):
         description="The run drew in-context examples per test input; the export shows its first draw before every "
         "input, so its probabilities differ from the run's.",
     )
-    calibration: dict[str, Any] | None = Field(None, description="results.json's calibration: method, prior, gamma.")
-    thresholds: dict[str, float] | None = Field(None, description="Multilabel: each label's threshold.")
-    source: Source
+    calibration: dict[str, Any] | None = Field(
+        default=None, description="results.json's calibration: method, prior, gamma."
+    )
+    thresholds: dict[str, float] | None = Field(default=None, description="Multilabel: each label's threshold.")
+    source: Source = Field(description="The run the export came from.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -105,7 +124,7 @@ class Manifest(Strict):
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    return atomic_write_text(folder / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+    return manifest.write(folder / MANIFEST)
 
 
 def _weights_present(folder: Path) -> bool:
@@ -153,9 +172,11 @@ def read_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise ConfigError([f"{folder}: not an sft export (no {MANIFEST}); create one with `sft.cli export RUN OUT`"])
     try:
-        manifest = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as error:
-        raise ConfigError([f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]) from None
+        manifest = Manifest.read(path)
+    except RecordError as error:
+        raise ConfigError(error.messages) from None
+    except ValueError as error:
+        raise ConfigError([f"{path}: not JSON ({error})"]) from None
     problems = file_problems(folder, manifest)
     if problems:
         raise ConfigError(problems)

@@ -1,9 +1,10 @@
 """What a finished run folder gives an export: its config, its results, the adapter it predicted with,
 and what it fixed for its test predictions (`Fixed`: labels, in-context examples, calibration).
 
-A run folder is `RESULTS/<experiment>/seed-<n>/` (`sft.results.layout`); `results.json` marks it
-finished. The adapter path is read through `sft.experiment.run.adapter_to_load`, the function
-`predict` itself uses, so an export always applies the adapter the run's predictions came from.
+A run folder is `RESULTS/<experiment>/seed-<n>/` (`sft.results.layout.Run.from_folder`); `results.json`
+(`ResultsRecord`) marks it finished. The adapter path is read through
+`sft.experiment.shared_adapter.adapter_to_load`, the function `predict` itself uses, so an export
+always applies the adapter the run's predictions came from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sft.config import ConfigError, ExperimentConfig, parse_config
 from sft.predictors.base import Fixed
 from sft.results.files import read_json
 from sft.results.layout import Run
+from sft.results.records import RecordError
+from sft.results.run_record import ResultsRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +29,21 @@ class FinishedRun:
     """A run folder's config, results.json and Run."""
 
     config: ExperimentConfig
-    results: dict[str, Any]
+    results: ResultsRecord
     run: Run
 
 
 def run_of_folder(folder: Path) -> Run:
-    """The Run of a `<results>/<experiment>/seed-<n>` folder."""
-    folder = Path(folder).resolve()
-    seed_text = folder.name.removeprefix("seed-")
-    if not folder.name.startswith("seed-") or not seed_text.lstrip("-").isdigit():
-        raise ConfigError([f"{folder}: not a run folder; give RESULTS/<experiment>/seed-<n>"])
-    return Run(folder.parent.name, int(seed_text), folder.parent.parent)
+    """The Run of a `<results>/<experiment>/seed-<n>` folder; ConfigError for any other folder."""
+    try:
+        return Run.from_folder(folder)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
 
 
 def finished_run(config: ExperimentConfig, run: Run) -> FinishedRun:
     """The run's results.json, which must exist (the run finished) and come from `config`."""
-    path = run.folder / "results.json"
+    path = run.folder / ResultsRecord.FILE
     if not path.is_file():
         raise ConfigError(
             [
@@ -49,8 +51,13 @@ def finished_run(config: ExperimentConfig, run: Run) -> FinishedRun:
                 "with the same --results-path and --random-seed first (its calibration and thresholds are needed)"
             ]
         )
-    results = read_json(path)
-    if results.get("config_hash") != config.config_hash():
+    try:
+        results = ResultsRecord.read(path)
+    except RecordError as error:
+        raise ConfigError(error.messages) from None
+    except ValueError as error:
+        raise ConfigError([f"{path}: not JSON ({error})"]) from None
+    if results.config_hash != config.config_hash():
         raise ConfigError([f"{path}: its config_hash is not the config's; the results come from another config"])
     return FinishedRun(config, results, run)
 
@@ -66,7 +73,7 @@ def read_run_folder(folder: Path) -> FinishedRun:
 
 def adapter_of(finished: FinishedRun) -> str | None:
     """The adapter the run's predictions were made with (None: the base model alone)."""
-    from sft.experiment.run import adapter_to_load
+    from sft.experiment.shared_adapter import adapter_to_load
 
     return adapter_to_load(finished.config, finished.run)
 
@@ -94,4 +101,4 @@ def fixed_of(finished: FinishedRun, task: Any) -> Fixed:
                 "The run drew in-context examples per test input; every new input gets the first draw, so "
                 "probabilities differ from the run's predictions.jsonl (set inference.icl_fixed to export exactly)"
             )
-    return Fixed(results.get("labels"), examples, results.get("calibration"))
+    return Fixed(results.labels, examples, results.calibration)

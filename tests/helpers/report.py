@@ -1,5 +1,5 @@
-"""Result files as sft.experiment.run writes them, built from literal dicts, and the report's markdown tables
-read back: for the report tests."""
+"""Result files as sft.experiment.run writes them, built through their records, and the report's markdown
+tables read back: for the report tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sft.config import parse_config
+from sft.results.layout import Run
+from sft.results.run_record import ResultsRecord, Timings
+from sft.results.states import StatusRecord
 
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "f1_micro", "mcc", "ece"]
@@ -58,27 +61,33 @@ def generation_metrics(score: float) -> dict[str, Any]:
 
 
 def write_results(root: Path, experiment: str, seed: int, raw: dict[str, Any], metrics: dict[str, Any]) -> Path:
-    """A results.json with the structure of sft.experiment.run._evaluate."""
+    """A results.json as sft.experiment.run writes it (without a test hash, a training key or an adapter)."""
     config = parse_config(raw)
-    results = {
-        "experiment": experiment,
-        "seed": seed,
-        "config_hash": config.config_hash(),
-        "task_type": config.dataset.task_type,
-        "metrics": metrics,
-        "n_test": 100,
-        "n_shots": config.dataset.shots * 3,
-        "labels": ["negative", "neutral", "positive"] if config.dataset.task_type == "classification" else None,
-        "training": {"train_loss": 1.5} if config.trains else None,
-        "timings": {"train_seconds": None, "inference_seconds": 1.25, "total_seconds": 2.5 + seed},
-        "versions": {"python": "3.11.0"},
-        "finished_at": "2025-01-01T00:00:00+00:00",
-        "config": config.resolved(),
-    }
-    folder = root / experiment / f"seed-{seed}"
+    results = ResultsRecord(
+        experiment=experiment,
+        seed=seed,
+        config_hash=config.config_hash(),
+        task_type=config.dataset.task_type,
+        metrics=metrics,
+        n_test=100,
+        test_hash=None,
+        n_shots=config.dataset.shots * 3,
+        labels=["negative", "neutral", "positive"] if config.dataset.task_type == "classification" else None,
+        thresholds=None,
+        threshold_source=None,
+        training={"train_loss": 1.5} if config.trains else None,
+        training_key=None,
+        adapter_source=None,
+        adapter=None,
+        calibration=None,
+        timings=Timings(train_seconds=None, inference_seconds=1.25, total_seconds=2.5 + seed),
+        versions={"python": "3.11.0"},
+        finished_at="2025-01-01T00:00:00+00:00",
+        config=config.resolved(),
+    )
+    folder = Run(experiment, seed, root).folder
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return folder / "results.json"
+    return results.write(folder / ResultsRecord.FILE)
 
 
 CLASSIFICATION_RUNS = {
@@ -121,11 +130,9 @@ def write_predictions(folder: Path) -> Path:
 
 
 def write_status(root: Path, experiment: str, seed: int, state: str, **extra: Any) -> Path:
-    folder = root / experiment / f"seed-{seed}"
+    folder = Run(experiment, seed, root).folder
     folder.mkdir(parents=True, exist_ok=True)
-    status = {"experiment": experiment, "seed": seed, "state": state, **extra}
-    (folder / "status.json").write_text(json.dumps(status), encoding="utf-8")
-    return folder / "status.json"
+    return StatusRecord(experiment=experiment, seed=seed, state=state, **extra).write(folder / StatusRecord.FILE)
 
 
 def build_results(root: Path) -> Path:
@@ -179,11 +186,10 @@ def write_scored_run(root: Path, experiment: str, seed: int, raw: dict[str, Any]
     labels = PLANTED_LABELS if config.dataset.task_type != "generation" else None
     metrics = compute_metrics(task.metric_inputs(rows, labels), task.default_metrics, config.evaluation)
     path = write_results(root, experiment, seed, raw, metrics)
-    results = json.loads(path.read_text(encoding="utf-8"))
-    results.update(n_test=len(rows), labels=labels)
+    results = ResultsRecord.read(path).model_copy(update={"n_test": len(rows), "labels": labels})
     if test_hash:
-        results["test_hash"] = hash_test_inputs(rows, config.prompting.input_columns)
-    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        results = results.model_copy(update={"test_hash": hash_test_inputs(rows, config.prompting.input_columns)})
+    results.write(path)
     (path.parent / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 

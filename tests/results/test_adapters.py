@@ -15,9 +15,16 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from sft.results.adapters import READY, STORE, SharedAdapter
+from sft.results.adapters import READY, STORE, ReadyRecord, SharedAdapter
 
 KEY = "ab" * 32
+
+
+def marker(trained_by: str) -> ReadyRecord:
+    return ReadyRecord(
+        training_key=KEY, seed=0, trained_by=trained_by, training={}, train_seconds=1.0, training_settings={},
+        finished_at="2026-01-01T00:00:00+00:00",
+    )  # fmt: skip
 
 
 def save_files(folder: Path) -> None:
@@ -37,8 +44,8 @@ def test_publish_moves_the_adapter_into_place_then_writes_the_marker(tmp_path):
             save_files(folder)
             seen.append(shared.ready())  # while saving, nothing is ready
 
-        assert shared.publish(save, {"trained_by": "a"}) == shared.adapter_folder
-    assert seen == [False] and shared.info() == {"trained_by": "a"}
+        assert shared.publish(save, marker("a")) == shared.adapter_folder
+    assert seen == [False] and shared.info() == marker("a")
     assert sorted(path.name for path in shared.adapter_folder.iterdir()) == [
         "adapter_config.json", "adapter_model.safetensors"
     ]  # fmt: skip
@@ -53,7 +60,7 @@ def test_a_failed_publish_leaves_no_marker_and_its_leftovers_are_cleared(tmp_pat
         raise OSError("disk full")
 
     with shared.lock(), pytest.raises(OSError):
-        shared.publish(broken, {})
+        shared.publish(broken, marker("b"))
     assert not shared.ready() and any(shared.folder.glob(".staging-*"))
     (shared.folder / "adapter").mkdir()  # e.g. an adapter whose marker never came
     with shared.lock():
@@ -104,5 +111,5 @@ def test_a_holder_killed_while_publishing_releases_the_lock_and_leaves_no_marker
         assert time.time() - began < 5
         assert not shared.ready()
         shared.clear_leftovers()
-        shared.publish(save_files, {"trained_by": "rerun"})
-    assert shared.info() == {"trained_by": "rerun"}
+        shared.publish(save_files, marker("rerun"))
+    assert shared.info() == marker("rerun")

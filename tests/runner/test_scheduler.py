@@ -177,7 +177,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, tiny_qwen, sentim
     results = tmp_path / "results"
     done = Run("first", 7, results).folder
     done.mkdir(parents=True)
-    (done / "results.json").write_text(json.dumps({"config_hash": parse_config(config).config_hash()}))
+    finished = {"experiment": "first", "seed": 7, "config_hash": parse_config(config).config_hash(),
+                "task_type": "classification", "metrics": {}, "config": parse_config(config).resolved()}  # fmt: skip
+    (done / "results.json").write_text(json.dumps(finished))
     before = sorted(results.rglob("*"))
     process = run_grid_cli(grid_file, results, "--seeds", "7,8", "--dry-run")
     assert process.returncode == 0, process.stderr
