@@ -256,7 +256,7 @@ def results_record(
         threshold_source=prediction.details.get("threshold_source"),
         training=used.training,
         training_key=config.training_key(),
-        adapter_source=used.source,  # type: ignore[arg-type]  # TRAINED, REUSED or None
+        adapter_source=used.source,
         adapter=_relative(used.path, run.results_path),
         calibration=prediction.details.get("calibration"),
         timings=timings,
