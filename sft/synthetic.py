@@ -15,6 +15,8 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 TemplateStyle = Literal["chatml", "llama3", "chatml_no_system"]
 Architecture = Literal["llama", "qwen2"]
 
@@ -114,7 +116,6 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(style: TemplateStyle = "chatml", vocab_size: int = 700) -> Any:
     """A byte-level BPE tokenizer (any text encodes) trained on the synthetic corpus, with a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     spec = STYLES[style]

@@ -22,10 +22,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
 from scipy import sparse
 
 from sft.config import EvaluationConfig
-from sft.evaluation.metrics import MetricInputs
+from sft.evaluation.generation import _WordTokenizer
+from sft.evaluation.metrics import METRICS, MetricInputs
+from sft.evaluation.multilabel import binarize
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,8 +179,6 @@ def _multilabel_f1_macro(sums: np.ndarray, labels: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _sacrebleu_metric(name: str, tokenize: str | None) -> Any:
-    from sacrebleu.metrics import BLEU, CHRF
-
     return BLEU(tokenize=tokenize) if name == "bleu" else CHRF()
 
 
@@ -287,8 +288,6 @@ def ece(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]
 
 
 def _indicators(inputs: MetricInputs) -> tuple[np.ndarray, np.ndarray]:
-    from sft.evaluation.multilabel import binarize
-
     if inputs.reference_sets is None or inputs.prediction_sets is None or inputs.labels is None:
         raise ValueError("multilabel metrics need reference_sets, prediction_sets and labels")
     return binarize(inputs.reference_sets, inputs.labels), binarize(inputs.prediction_sets, inputs.labels)
@@ -337,8 +336,6 @@ def rouge(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficien
         return {}
     from rouge_score import rouge_scorer
 
-    from sft.evaluation.generation import _WordTokenizer
-
     kinds = ["rouge1", "rouge2", "rougeL"]
     scorer = rouge_scorer.RougeScorer(kinds, tokenizer=_WordTokenizer())
     scores = [scorer.score(r, p) for r, p in zip(inputs.references, inputs.predictions)]
@@ -384,8 +381,6 @@ def sufficient_statistics(
 ) -> dict[str, Sufficient]:
     """The resamplable form of every metric of `names` that has one; only the result `keys` asked for
     (all when None), so a report showing five columns does not score ROUGE it never shows."""
-    from sft.evaluation.metrics import METRICS
-
     found: dict[str, Sufficient] = {}
     for name in names:
         outputs = set(METRICS.info(name).get("outputs", ())) if name in METRICS else set()

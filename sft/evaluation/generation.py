@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import numpy as np
+import sacrebleu
 
 from sft.config import EvaluationConfig
 from sft.evaluation.metrics import MetricInputs
@@ -37,8 +38,6 @@ def _word_tokenizer(config: EvaluationConfig) -> Any:
 
 
 def bleu(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
-    import sacrebleu
-
     predictions, references, tokenize = inputs.predictions, inputs.references, config.bleu_tokenize
     if config.tokenizer_name:
         splitter = _HFTokenizer(config.tokenizer_name)
@@ -49,8 +48,6 @@ def bleu(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
 
 
 def chrf(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Any]:
-    import sacrebleu
-
     return {"chrf": float(sacrebleu.corpus_chrf(inputs.predictions, [inputs.references]).score)}
 
 

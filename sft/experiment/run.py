@@ -25,6 +25,7 @@ from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.prepare import ExperimentData, prepare_data
+from sft.experiment.preflight import experiment_problems
 from sft.experiment.shared_adapter import Training, adapter_folder, adapter_to_load, keep, train_or_reuse
 from sft.predictors import predictor_for
 from sft.predictors.base import Loaded, Predictor, quiet_libraries
@@ -99,8 +100,6 @@ def check_before_running(config: ExperimentConfig, run: Run, command: str, check
     """Everything a single command (`train`, `predict`, `evaluate`, `run-experiment`) would refuse: config,
     data, model (sft.experiment.preflight) and, to predict with a trained adapter, that it exists. Called
     before the run folder is created or touched, so a refused command leaves the results as they were."""
-    from sft.experiment.preflight import experiment_problems
-
     problems = experiment_problems({run.name: config}, check_data=True, check_models=check_models)
     if command in ("predict", "evaluate"):
         try:

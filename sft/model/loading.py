@@ -11,15 +11,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from sft.config import ConfigError, ModelConfig
 from sft.model.placement import balanced_device_map
+from sft.model.quantization import build_quantization_config
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(config: ModelConfig) -> str:
-    import torch
-
     if config.device:
         return config.device
     if not torch.cuda.is_available():
@@ -31,8 +34,6 @@ def resolve_device(config: ModelConfig) -> str:
 
 def resolve_dtype(config: ModelConfig, device: str) -> Any:
     """float32 on CPU (bf16 matmuls are slow there); the checkpoint's own dtype on accelerators."""
-    import torch
-
     if config.dtype != "auto":
         return getattr(torch, config.dtype)
     return torch.float32 if device == "cpu" else "auto"
@@ -40,8 +41,6 @@ def resolve_dtype(config: ModelConfig, device: str) -> Any:
 
 def quantization_config(config: ModelConfig) -> Any:
     """Instantiate the transformers quantization config class named in `model.quantization`."""
-    from sft.model.quantization import build_quantization_config
-
     return build_quantization_config(config.quantization)
 
 
@@ -58,8 +57,6 @@ def _read_template(value: str) -> str:
 
 def load_tokenizer(config: ModelConfig, path: str | None = None) -> Any:
     """The tokenizer with a pad token and a chat template, ready for batched prompts."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(
         path or config.name, revision=None if path else config.revision, trust_remote_code=config.trust_remote_code
     )
@@ -91,8 +88,6 @@ def load_model(
 ) -> Any:
     """The causal LM (or `model_class`, e.g. a sequence classifier, with `extra_args` for from_pretrained)
     on its device, with the trained adapter `adapter` applied when given."""
-    from transformers import AutoModelForCausalLM
-
     model_class = model_class or AutoModelForCausalLM
     device = resolve_device(config)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "revision": config.revision}
@@ -117,8 +112,6 @@ def load_model(
     if not placed:
         model.to(device)
     if adapter is not None:
-        from peft import PeftModel
-
         log.info("Loading adapter %s", adapter)
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     if not trainable:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from accelerate import infer_auto_device_map, init_empty_weights
+from accelerate.utils import get_balanced_memory
+from transformers import AutoConfig, AutoModelForCausalLM
+
 from sft.config import ModelConfig
 from sft.model.quantization import memory_dtype
 
@@ -28,10 +32,6 @@ def balanced_device_map(
     """A device map that balances `config`'s model over the visible GPUs (or puts it on the CPU). The empty
     model is built from the class that will be loaded (`model_class`, e.g. a sequence classifier, with
     `config_args` such as num_labels), so the map names that class's modules (its head, not lm_head)."""
-    from accelerate import infer_auto_device_map, init_empty_weights
-    from accelerate.utils import get_balanced_memory
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     model_config = AutoConfig.from_pretrained(
         config.name, revision=config.revision, trust_remote_code=config.trust_remote_code, **(config_args or {})
     )

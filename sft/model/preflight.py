@@ -15,7 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+from accelerate import init_empty_weights
+from huggingface_hub import constants, try_to_load_from_cache
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from peft import LoraConfig, get_peft_model
+from transformers import AutoConfig, AutoTokenizer
+
 from sft.config import ConfigError, LoraSection, ModelConfig
+from sft.model.loading import load_tokenizer
 
 T = TypeVar("T")
 _DONE: dict[str, Any] = {}
@@ -45,9 +53,6 @@ def source_problems(name: str, revision: str | None) -> list[str]:
         if not (path / "config.json").is_file():
             return [f"model.name: the folder {name!r} has no config.json; give the folder save_pretrained wrote"]
         return []
-    from huggingface_hub import constants, try_to_load_from_cache
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     if name.startswith(("/", ".", "~")) or name.count("/") > 1:
         return [f"model.name: no folder {name!r}; check the path (a hub id has the form org/name)"]
     try:
@@ -69,8 +74,6 @@ def model_config(model: ModelConfig) -> Any:
     """The model's transformers config (read once per model)."""
 
     def read() -> Any:
-        from transformers import AutoConfig
-
         problems = source_problems(model.name, model.revision)
         if problems:
             raise ConfigError(problems)
@@ -92,11 +95,7 @@ def tokenizer(model: ModelConfig, chat: bool) -> Any:
         model_config(model)  # a missing model is named by its config first
         try:
             if chat:
-                from sft.model.loading import load_tokenizer
-
                 return load_tokenizer(model)
-            from transformers import AutoTokenizer
-
             return AutoTokenizer.from_pretrained(
                 model.name, revision=model.revision, trust_remote_code=model.trust_remote_code
             )
@@ -114,8 +113,6 @@ def device_problems(model: ModelConfig) -> list[str]:
     """`model.device` must be a device torch has here."""
     if model.device is None:
         return []
-    import torch
-
     try:
         device = torch.device(model.device)
     except (RuntimeError, ValueError):
@@ -134,8 +131,6 @@ def device_problems(model: ModelConfig) -> list[str]:
 
 def skeleton(model: ModelConfig, model_class: Any, **settings: Any) -> Any:
     """The model's modules on the meta device: its structure without a byte of weights."""
-    from accelerate import init_empty_weights
-
     config = copy.deepcopy(model_config(model))  # the cached config stays as read
     for key, value in settings.items():
         setattr(config, key, value)
@@ -172,8 +167,6 @@ def structure_problems(
 def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = None) -> list[str]:
     """Apply the LoRA config to the meta skeleton the way training will (PEFT's default initialization:
     data-driven ones need weights), so unknown target modules are named before any weight loads."""
-    from peft import LoraConfig, get_peft_model
-
     kwargs = {**lora.peft_kwargs(), "init_lora_weights": True}
     if task_type:
         kwargs["task_type"] = task_type

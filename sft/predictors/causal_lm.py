@@ -8,9 +8,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from transformers import AutoModelForCausalLM
+from trl import SFTConfig
+
 from sft.config import DEFAULT_SEED, ConfigError
 from sft.data.prompts import FixedExamples, ICLSampler, PromptBuilder, inference_prompts
+from sft.model import preflight as model_preflight
+from sft.model.loading import load_model, load_tokenizer
 from sft.predictors.base import Fixed, Loaded
+from sft.training.causal_lm import train_adapter
+from sft.training.common import argument_problems, trainer_arguments
+from sft.training.selection import selector_for
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -25,8 +33,6 @@ if TYPE_CHECKING:
 def load(
     config: ExperimentConfig, task: Task, labels: list[str] | None, adapter: str | None, trainable: bool
 ) -> Loaded:
-    from sft.model.loading import load_model, load_tokenizer
-
     tokenizer = load_tokenizer(config.model)
     return Loaded(load_model(config.model, adapter=adapter, trainable=trainable), tokenizer)
 
@@ -40,9 +46,6 @@ def train(
     folder: Path,
     score_with: ScorerOf,
 ) -> Trained:
-    from sft.training.causal_lm import train_adapter
-    from sft.training.selection import selector_for
-
     selector = selector_for(config, task, data, score_with)
     return train_adapter(config, task, data, loaded.model, loaded.tokenizer, seed, folder, selector)
 
@@ -50,8 +53,6 @@ def train(
 def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     """What would fail when this experiment loads its causal LM, trains and builds prompts, found with the
     model's config, tokenizer and a meta-device skeleton (`sft.model.preflight`), no weights."""
-    from sft.model import preflight as model_preflight
-
     problems = model_preflight.device_problems(config.model)
     try:
         tokenizer = model_preflight.tokenizer(config.model, chat=True)
@@ -59,14 +60,9 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
         return problems + error.messages
     problems += chat_format_problems(config, task, tokenizer)
     if config.trains and config.lora is not None:
-        from transformers import AutoModelForCausalLM
-
         failure = f"model.name: transformers cannot build {config.model.name!r} as a causal LM"
         problems += model_preflight.structure_problems(config.model, AutoModelForCausalLM, failure, config.lora)
     if config.trains and config.training is not None:
-        from trl import SFTConfig
-
-        from sft.training.common import argument_problems, trainer_arguments
 
         def check_arguments() -> list[str]:
             with tempfile.TemporaryDirectory() as folder:

@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.config.schema import HEAD_MAX_LENGTH
+from sft.data.prompts import PromptBuilder
+from sft.model import preflight as model_preflight
+from sft.model.loading import load_model
 from sft.predictors.base import Fixed, Loaded, Predictor
 from sft.tasks.base import Scorer, Scores
+from sft.training.common import argument_problems
+from sft.training.head import train_head, training_arguments
+from sft.training.selection import selector_for
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -58,10 +66,6 @@ def load_head_model(
     trainable: bool = False,
 ) -> tuple[Any, Any]:
     """(sequence classifier with `len(labels)` outputs, tokenizer); the trained adapter applied when given."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from sft.model.loading import load_model
-
     name = resolve_model_name(config.model.name)
     model_config = config.model.model_copy(update={"name": name})
     tokenizer = AutoTokenizer.from_pretrained(
@@ -92,8 +96,6 @@ def max_length(config: ExperimentConfig, tokenizer: Any) -> int:
 
 def input_texts(config: ExperimentConfig, tokenizer: Any, split: Dataset) -> list[str]:
     """The model input of every example: the generative mode's user turn, without chat formatting."""
-    from sft.data.prompts import PromptBuilder
-
     # token truncation happens once, in the tokenizer call, over the whole text
     # (the instruction belongs to the generative prompt; a head reads the input text alone)
     prompting = config.prompting.model_copy(update={"max_input_length": None, "instruction": ""})
@@ -105,8 +107,6 @@ def head_probabilities(
     config: ExperimentConfig, objective: HeadObjective, model: Any, tokenizer: Any, split: Dataset, n_labels: int
 ) -> np.ndarray:
     """(examples, labels) probabilities, as the task's objective reads the head's logits."""
-    import torch
-
     texts = input_texts(config, tokenizer, split)
     batch_size, limit = config.inference.batch_size, max_length(config, tokenizer)
     device = next(model.parameters()).device
@@ -146,9 +146,6 @@ def train(
     folder: Path,
     score_with: ScorerOf,
 ) -> Trained:
-    from sft.training.head import train_head
-    from sft.training.selection import selector_for
-
     assert data.shots is not None
     texts = input_texts(config, loaded.tokenizer, data.shots)
     limit = max_length(config, loaded.tokenizer)
@@ -171,10 +168,6 @@ def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, labels: list[s
 def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     """What would fail when this experiment loads its head model and trains, found with the model's config,
     tokenizer and a meta-device skeleton with the head (`sft.model.preflight`), no weights."""
-    from transformers import AutoModelForSequenceClassification
-
-    from sft.model import preflight as model_preflight
-
     try:
         model = config.model.model_copy(update={"name": resolve_model_name(config.model.name)})
         problems = model_preflight.device_problems(model)
@@ -187,10 +180,6 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
         model, AutoModelForSequenceClassification, failure, lora, task_type="SEQ_CLS", num_labels=2
     )
     if config.trains and config.training is not None:
-        from transformers import TrainingArguments
-
-        from sft.training.common import argument_problems
-        from sft.training.head import training_arguments
 
         def check_arguments() -> list[str]:
             with tempfile.TemporaryDirectory() as folder:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sft.predictors import causal_lm
 from sft.predictors.base import Fixed, Loaded, Predictor
+from sft.scoring.calibration import apply_fitted, calibrate, prompt_context, softmax
+from sft.scoring.label_scoring import classification_scores, content_free_prompt
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -22,8 +26,6 @@ if TYPE_CHECKING:
 
 def _label_scorer(config: ExperimentConfig, loaded: Loaded, labels: list[str], builder: Any, sampler: Any) -> Any:
     """prompts -> (prompts, labels) normalized label scores; calibration prompts go through the same call."""
-    from sft.scoring.label_scoring import classification_scores, content_free_prompt
-
     inference = config.inference
     content_free = content_free_prompt(builder, sampler, config.prompting.input_columns, inference)
 
@@ -34,8 +36,6 @@ def _label_scorer(config: ExperimentConfig, loaded: Loaded, labels: list[str], b
 
 
 def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: Loaded, seed: int) -> Scorer:
-    from sft.scoring.calibration import calibrate, prompt_context
-
     inference, labels = config.inference, data.labels or []
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
     sampler = causal_lm.sampler_of(data, seed)
@@ -56,10 +56,6 @@ def scorer(config: ExperimentConfig, task: Task, data: ExperimentData, loaded: L
 
 def fixed_scorer(config: ExperimentConfig, task: Task, loaded: Loaded, fixed: Fixed) -> Scorer:
     """New inputs scored like the run's test prompts; the run's fitted calibration applied, not refitted."""
-    import numpy as np
-
-    from sft.scoring.calibration import apply_fitted, softmax
-
     labels = fixed.labels or []
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
     sampler = causal_lm.fixed_sampler(fixed)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sft.predictors import causal_lm
 from sft.predictors.base import Fixed, Loaded, Predictor
+from sft.scoring.label_sets import label_set_probabilities
 from sft.tasks.base import Scorer, Scores
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 
 def _scorer(config: ExperimentConfig, task: Task, loaded: Loaded, labels: list[str], sampler: Any) -> Scorer:
-    from sft.scoring.label_sets import label_set_probabilities
-
     builder = causal_lm.prompt_builder(config, task, loaded.tokenizer)
     separator = config.prompting.label_separator
 

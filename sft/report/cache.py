@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save as to_bytes
 from scipy import sparse
 
 from sft.evaluation.batched import FINISHERS, Sufficient
@@ -75,8 +77,6 @@ def _compact(values: np.ndarray) -> np.ndarray:
 
 def save(root: Path, key: str, cached: CachedRun) -> Path:
     """Write one run's entry (atomically; a cache needs no fsync)."""
-    from safetensors.numpy import save as to_bytes
-
     tensors: dict[str, np.ndarray] = {}
     groups = []
     index = {id(item.features): position for position, item in enumerate(cached.resampled)}
@@ -118,8 +118,6 @@ def load(root: Path, key: str) -> CachedRun | None:
 
 
 def _load(path: Path) -> CachedRun:
-    from safetensors import safe_open
-
     with safe_open(path, framework="numpy") as handle:
         header = json.loads(handle.metadata()["sft"])
         if header.get("format") != FORMAT:

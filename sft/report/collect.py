@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sft.config.grid import evaluate_file, raw_experiments
 from sft.results.layout import Run, run_folders
 from sft.results.logs import tail
 from sft.results.run_record import ResultsRecord
@@ -183,8 +184,6 @@ def expected_runs(
     grid: str | Path, ext_vars: dict[str, str] | None, seeds: list[int] | None
 ) -> list[tuple[str, int | None]]:
     """(experiment, seed) pairs a grid file defines; seed None when the seeds are not given."""
-    from sft.config.grid import evaluate_file, raw_experiments
-
     names = list(raw_experiments(evaluate_file(grid, ext_vars), str(grid)))
     given: list[int | None] = list(seeds) if seeds else [None]
     return [(name, seed) for name in names for seed in given]

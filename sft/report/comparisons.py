@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# the binomial CDF scipy.stats.binom.cdf evaluates, without importing scipy.stats (most of a report's start-up)
+from scipy.special import bdtr
+
 from sft.evaluation.batched import Sufficient
 from sft.report.intervals import Resampler, bootstrap_interval, leave_one_out
 
@@ -27,9 +30,6 @@ from sft.report.intervals import Resampler, bootstrap_interval, leave_one_out
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
     """(two-sided p, examples only a got right, examples only b got right). Under "no difference" the
     discordant examples are Binomial(d, 1/2), symmetric, so the two-sided p is twice the smaller tail."""
-    from scipy.special import bdtr  # the binomial CDF scipy.stats.binom.cdf evaluates, without importing
-    # scipy.stats (most of a report's start-up)
-
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     if only_a + only_b == 0:

@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
+# the normal CDF and quantile and Student's t quantile that scipy.stats.norm and scipy.stats.t evaluate, without
+# importing scipy.stats (most of a report's start-up)
+from scipy.special import ndtr, ndtri, stdtrit
+
 if TYPE_CHECKING:
     from sft.evaluation.batched import Sufficient
 
@@ -156,8 +160,6 @@ def bootstrap_interval(
 
 
 def _bca_quantiles(point: float, resampled: np.ndarray, jackknife: np.ndarray, alpha: float) -> np.ndarray:
-    from scipy.special import ndtr, ndtri
-
     share = (np.count_nonzero(resampled < point) + np.count_nonzero(resampled <= point)) / (2 * len(resampled))
     bias = ndtri(share)
     spread = jackknife.mean() - jackknife
@@ -172,8 +174,5 @@ def t_interval(mean: float, std: float | None, n: int, level: float) -> Interval
     """The t-interval of a mean over n >= 2 values (seeds, or the runs of a pivot cell)."""
     if n < 2 or std is None:
         return None
-    from scipy.special import stdtrit  # Student's t quantile, as scipy.stats.t.ppf computes it (a second
-    # lighter to import than scipy.stats, which a report would import for this alone)
-
     half = float(stdtrit(n - 1, 0.5 + level / 2)) * std / math.sqrt(n)
     return Interval(mean - half, mean + half, "t")

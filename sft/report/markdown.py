@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tabulate import tabulate
+
 from sft.config.parsing import differs_from_default
 from sft.evaluation.metrics import higher_is_better
 from sft.report.collect import Collected, is_number
@@ -56,8 +58,6 @@ def summary(collected: Collected) -> dict[str, Any]:
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
-    from tabulate import tabulate
-
     return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
 
 

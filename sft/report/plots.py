@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from sft.config.parsing import schema_default
+from sft.report.statistics import forest_rows
 from sft.report.tables import Pivot, column_label, setting_text
 from sft.results.files import read_jsonl
 from sft.results.layout import slug
@@ -229,8 +230,6 @@ def _forest_plots(
     root: Path, found: list[Section], statistics: Statistics | None
 ) -> tuple[dict[tuple[str, str], str], list[str]]:
     """A forest plot of each section's pivot metric, where some experiment has an interval."""
-    from sft.report.statistics import forest_rows
-
     paths: dict[tuple[str, str], str] = {}
     problems: list[str] = []
     for section in found:

@@ -29,9 +29,10 @@ from sft.evaluation.batched import Sufficient, sufficient_statistics
 from sft.evaluation.metrics import higher_is_better
 from sft.registry import did_you_mean
 from sft.report.cache import CachedRun, Resampled, cache_key, load, prune, save
+from sft.report.collect import read_row
 from sft.report.comparisons import Comparison, holm, mcnemar_exact, paired_difference, permutation_p
 from sft.report.intervals import METHODS, Interval, Resampler, bootstrap_interval, leave_one_out, t_interval
-from sft.report.sections import ReportOptions, Section
+from sft.report.sections import ReportOptions, Section, sections
 from sft.report.tables import Stats
 from sft.results.files import read_jsonl
 from sft.results.fingerprint import hash_test_inputs
@@ -182,9 +183,6 @@ def prepare_run(root: Path, folder: str, options: ReportOptions | None = None) -
     for them, so the report at the end of a grid finds every run's ready: the runner calls this as
     each run finishes, while the others still run. True when they are kept; never raises (a run
     the report cannot use is named by the report itself)."""
-    from sft.report.collect import read_row
-    from sft.report.sections import sections
-
     options = options or ReportOptions()
     try:
         row = read_row(root, folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,6 @@ log = logging.getLogger(__name__)
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Log records of every library to stderr in LOG_FORMAT (replacing earlier handlers)."""
-    import sys
-
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 

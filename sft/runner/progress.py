@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.live import Live
+from rich.table import Table
+
 from sft.results.layout import Run
 from sft.results.states import RunState
 
@@ -36,8 +39,6 @@ class Progress:
         self.durations: list[float] = []
         self.live = None
         if console.is_terminal:
-            from rich.live import Live
-
             self.live = Live(self._panel(), console=console, refresh_per_second=2, transient=True)
             self.live.start()
 
@@ -59,8 +60,6 @@ class Progress:
         return sum(self.durations) / len(self.durations) * remaining / self.slots
 
     def _panel(self) -> Any:
-        from rich.table import Table
-
         eta = self.eta_seconds()
         table = Table.grid(padding=(0, 2))
         summary = ", ".join(f"{count} {state}" for state, count in self.counts.items() if count)
@@ -113,8 +112,6 @@ class Progress:
 def print_plan(console: Any, rows: Sequence[tuple[Run, str, str]], adapters: dict[Run, str] | None = None) -> None:
     """The `--dry-run` table of evaluations: each experiment/seed, whether it would run, and why; with
     shared training, whether it trains its key's adapter or reuses it (`adapters`)."""
-    from rich.table import Table
-
     table = Table(title="run-experiments --dry-run: evaluations")
     for column in ("experiment", "seed", "action", "why", *(["adapter"] if adapters else [])):
         table.add_column(column)
@@ -130,8 +127,6 @@ def print_plan(console: Any, rows: Sequence[tuple[Run, str, str]], adapters: dic
 def print_trainings(console: Any, trainings: Sequence[Any]) -> None:
     """The `--dry-run` table of trainings (`sft.runner.sharing.PlannedTraining`): each training key and
     seed the runs need, whether it would be trained (by which experiment) or reused from the store."""
-    from rich.table import Table
-
     if not trainings:
         return
     table = Table(title="run-experiments --dry-run: trainings")

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sft.data.prompts import ICLSampler
 from sft.scoring.registry import CALIBRATIONS
+from sft.tasks.labels import as_text
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
     from sft.config import CalibrationConfig, InferenceConfig
     from sft.data.prepare import ExperimentData
-    from sft.data.prompts import ICLSampler, PromptBuilder
+    from sft.data.prompts import PromptBuilder
 
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")  # unicode words; keeps "don't" and "well-made" whole
 
@@ -280,9 +282,6 @@ def prompt_context(
 ) -> CalibrationContext:
     """The calibration context of the prompts of `split` (the test split): extra prompts built by their
     own `builder`, with the same instruction and in-context examples, scored by their own `score`."""
-    from sft.data.prompts import ICLSampler
-    from sft.tasks.labels import as_text
-
     labels = data.labels or []
     columns = builder.config.input_columns
     values = {column: split[column] for column in columns}  # columnar: cheap even when calibration is off

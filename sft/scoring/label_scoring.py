@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sft.scoring.label_tokens import split_all
+from sft.scoring.trie import TrieScorer, plan_prompt, supports_tree_attention
 
 if TYPE_CHECKING:
     from sft.config import InferenceConfig
@@ -84,8 +85,6 @@ def score_labels(
     `batch_size` prompts per forward; `shared_prefix` runs the tokens all prompts start with once;
     `trie_chunk` caps the label-trie nodes per extra forward (default: from a logits memory budget).
     """
-    from sft.scoring.trie import TrieScorer, plan_prompt, supports_tree_attention
-
     if not prompts or not labels:
         return LabelScores(torch.empty(len(prompts), len(labels)), torch.empty(len(prompts), len(labels)))
     splits = split_all(tokenizer, prompts, labels)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from sft.scoring.label_tokens import common_prefix_length
 
@@ -119,8 +120,6 @@ class TrieScorer:
 
     def score_batch(self, plans: list[PromptPlan]) -> list[list[tuple[list[float], int]]]:
         """Per prompt, per label: (log-probabilities of the label's tokens, their count)."""
-        from transformers import DynamicCache
-
         batch = len(plans)
         shared = len(self.prefix) if self.prefix_cache is not None else 0
         suffixes = [plan.context[shared:] for plan in plans]

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.progress import Progress
+
 from sft.config import ConfigError
 from sft.results.files import atomic_write_bytes, atomic_write_text
 
@@ -82,8 +84,6 @@ def write_outputs(path: Path, frame: pd.DataFrame, predictions: list[dict[str, A
 
 def predict_file(model: ServedModel, input_path: Path, output_path: Path) -> Path:
     """Predict every row of `input_path` and write them with their predictions to `output_path`."""
-    from rich.progress import Progress
-
     file_format(output_path, "--output")  # a bad output name fails before any prediction
     columns = model.input_columns
     frame = read_inputs(Path(input_path), columns)

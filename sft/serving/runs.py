@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig, parse_config
+from sft.data.prepare import prepare_data
+from sft.experiment.shared_adapter import adapter_to_load
 from sft.predictors.base import Fixed
 from sft.results.files import read_json
 from sft.results.layout import Run
@@ -73,8 +75,6 @@ def read_run_folder(folder: Path) -> FinishedRun:
 
 def adapter_of(finished: FinishedRun) -> str | None:
     """The adapter the run's predictions were made with (None: the base model alone)."""
-    from sft.experiment.shared_adapter import adapter_to_load
-
     return adapter_to_load(finished.config, finished.run)
 
 
@@ -89,7 +89,6 @@ def fixed_of(finished: FinishedRun, task: Any) -> Fixed:
     config, results = finished.config, finished.results
     examples: list[dict[str, Any]] = []
     if config.inference.icl_examples:
-        from sft.data.prepare import prepare_data
         from sft.predictors.causal_lm import sampler_of
 
         data = prepare_data(config, finished.run.seed, task=task)

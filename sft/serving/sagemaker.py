@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sft.serving.api import load_export
 from sft.serving.payload import InputError, Limits, examples_of, inputs_of, parse_json, response
 
 JSON = "application/json"
@@ -20,8 +21,6 @@ LIMITS = Limits()
 
 def model_fn(model_dir: str) -> Any:
     """The exported model in `model_dir` (the unpacked model.tar.gz), checked before loading."""
-    from sft.serving.api import load_export
-
     return load_export(model_dir)
 
 

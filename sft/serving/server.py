@@ -20,15 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from sft.serving.api import ServedModel, load_export
 from sft.serving.payload import Example, InputError, Limits, examples_of, inputs_of, parse_json, response
-
-if TYPE_CHECKING:
-    from sft.serving.api import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +114,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def create_app(model: ServedModel, max_batch: int | None = None, limits: Limits | None = None) -> FastAPI:
     """The service of `model`; `max_batch` inputs per model call (default `inference.batch_size`)."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-
     limits = limits or Limits()
     batcher_holder: dict[str, Batcher] = {}
 
@@ -155,10 +151,6 @@ def create_app(model: ServedModel, max_batch: int | None = None, limits: Limits 
 
 def serve(folder: Path, host: str, port: int, max_batch: int | None = None, limits: Limits | None = None) -> None:
     """Check and load the export, then serve it until interrupted."""
-    import uvicorn
-
-    from sft.serving.api import load_export
-
     model = load_export(folder)
     log.info("Serving %s on http://%s:%d (POST /predict, GET /health)", folder, host, port)
     uvicorn.run(create_app(model, max_batch, limits), host=host, port=port, log_level="warning")

@@ -10,9 +10,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import set_seed
+from trl import SFTConfig, SFTTrainer
+
 from sft.config import ExperimentConfig
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
+from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -34,13 +40,6 @@ def train_adapter(
 ) -> Trained:
     """Train a LoRA adapter on the sampled shots; return the PEFT model and training statistics. With a
     `selector`, evaluate during training and return the best evaluation's adapter."""
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
-
-    from sft.model.initialization.apply import apply_configured_initializer
-
     assert config.lora is not None and config.training is not None and data.shots is not None
     builder = PromptBuilder(tokenizer, config.prompting, target=lambda value: task.target_text(value, config.prompting))
     sampler = ICLSampler.of(data, seed, purpose="train")

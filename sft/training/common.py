@@ -4,9 +4,12 @@ returns, saving the adapter, and which data-parallel rank saves."""
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
 from sft.training.selection import evaluation_arguments
@@ -104,10 +107,6 @@ def argument_problems(config: ExperimentConfig, arguments_class: Any, arguments:
     """Build the trainer's arguments object (`arguments_class(**arguments)`, no model needed) and name every
     `training.trainer_args` key whose value its field type or its checks refuse, with the key path: the
     dataclass itself checks no types, so a string learning rate would fail only once training starts."""
-    import typing
-
-    from pydantic import TypeAdapter, ValidationError
-
     user = config.training.trainer_args if config.training else {}
     try:
         hints = typing.get_type_hints(arguments_class)

@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from sft.config import ConfigError, ExperimentConfig
+from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.common import Trained, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -42,8 +47,6 @@ def class_weights(
 
 
 def _trainer_class() -> type:
-    from transformers import Trainer
-
     class LossTrainer(Trainer):
         """A Trainer whose loss is the task's (possibly weighted) head loss."""
 
@@ -64,8 +67,6 @@ def _trainer_class() -> type:
 
 def training_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> dict[str, Any]:
     """transformers.TrainingArguments: sft's defaults and `training.trainer_args`, minus SFT-only keys."""
-    from transformers import TrainingArguments
-
     known = {field.name for field in dataclasses.fields(TrainingArguments) if field.init}
     arguments = trainer_arguments(config, run_folder, seed)
     dropped = sorted(key for key in arguments if key not in known)
@@ -90,13 +91,6 @@ def train_head(
     """Train a SEQ_CLS LoRA adapter and the head on the shots (`texts` are their model inputs). With a
     `selector` (and the model inputs of its validation examples), evaluate during training and return
     the best evaluation's adapter and head."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
-
-    from sft.model.initialization.apply import apply_configured_initializer
-
     assert config.lora is not None and data.shots is not None and data.labels is not None
     labels = data.labels
     column = config.prompting.output_column

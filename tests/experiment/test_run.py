@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import classification_config, merge, training_sections
 
-import sft.model.loading
+import sft.predictors.causal_lm
 from sft.config import ConfigError, parse_config
 from sft.experiment.run import adapter_folder, evaluate, predict, run_experiment, train
 from sft.results.files import read_json, read_jsonl
@@ -185,7 +185,7 @@ def test_few_shot_predict_without_an_adapter_asks_to_train_first(
     def no_loading(*args, **kwargs):
         pytest.fail("no model may be loaded when there is no adapter")
 
-    monkeypatch.setattr(sft.model.loading, "load_model", no_loading)
+    monkeypatch.setattr(sft.predictors.causal_lm, "load_model", no_loading)  # where the label-scoring predictor loads
     config = few_shot_config(sentiment_data, tiny_qwen)
     run = Run("few-shot", SEED, tmp_path)
     with pytest.raises(ConfigError) as error:
@@ -320,8 +320,8 @@ def test_invalid_dataset_fails_before_loading_and_leaves_files_untouched(
     def no_loading(*args, **kwargs):
         pytest.fail("a model or tokenizer was loaded although the data is invalid")
 
-    monkeypatch.setattr(sft.model.loading, "load_model", no_loading)
-    monkeypatch.setattr(sft.model.loading, "load_tokenizer", no_loading)
+    monkeypatch.setattr(sft.predictors.causal_lm, "load_model", no_loading)  # where the label-scoring predictor loads
+    monkeypatch.setattr(sft.predictors.causal_lm, "load_tokenizer", no_loading)
 
     run = Run("broken", SEED, tmp_path)
     run.folder.mkdir(parents=True)

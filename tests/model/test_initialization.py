@@ -250,6 +250,7 @@ def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_da
     """The trainer's LoRA layers hold pissa's factors when training starts (recorded by a trainer subclass)."""
     import trl
 
+    import sft.training.causal_lm
     from sft.data.prepare import prepare_data
     from sft.model.loading import load_model, load_tokenizer
     from sft.tasks import task_for
@@ -270,7 +271,7 @@ def test_train_adapter_starts_from_the_named_initializer(tiny_qwen, sentiment_da
             starts.append([layer.get_base_layer().weight.detach().clone() for _, layer in lora_layers(self.model)])
             return super().train(*args, **kwargs)
 
-    monkeypatch.setattr(trl, "SFTTrainer", RecordingSFTTrainer)
+    monkeypatch.setattr(sft.training.causal_lm, "SFTTrainer", RecordingSFTTrainer)  # the name train_adapter calls
     model = load_model(config.model, trainable=True)
     train_adapter(config, task_for(config), data, model, load_tokenizer(config.model), 0, tmp_path / "run")
     updates, weights = starts

@@ -29,16 +29,16 @@ def from_pretrained_kwargs(monkeypatch):
 
 
 def test_parallelize_balances_with_accelerate_on_the_cpu(tiny_model, from_pretrained_kwargs, monkeypatch):
-    import accelerate
+    import sft.model.placement
 
     maps = []
-    original = accelerate.infer_auto_device_map
+    original = sft.model.placement.infer_auto_device_map
 
     def spy(model, **kwargs):
         maps.append(kwargs["no_split_module_classes"])
         return original(model, **kwargs)
 
-    monkeypatch.setattr(accelerate, "infer_auto_device_map", spy)
+    monkeypatch.setattr(sft.model.placement, "infer_auto_device_map", spy)  # where placement calls it
     reference = logits(load_model(ModelConfig(name=str(tiny_model))))
     model = load_model(ModelConfig(name=str(tiny_model), model_args={"parallelize": True}))
     kwargs = from_pretrained_kwargs[-1]

@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from peft.tuners.lora import LoraLayer
+
 from sft.config import ModelConfig
 from sft.model.initialization.cache import InitializationCache, default_folder, weight_digest
 from sft.model.initialization.registry import get_initializer
@@ -33,8 +36,6 @@ def checkpoint_key(config: ModelConfig) -> dict[str, Any]:
 
 def lora_layers(model: Any, adapter_name: str = "default") -> list[tuple[str, Any]]:
     """(name, layer) of every LoRA layer of `model` that carries `adapter_name`."""
-    from peft.tuners.lora import LoraLayer
-
     found = []
     for name, module in model.named_modules():
         if not isinstance(module, LoraLayer):
@@ -60,8 +61,6 @@ def apply_initializer(
 
     `model_key` identifies the checkpoint in the cache (name, revision, quantization); `cache_folder=True`
     uses the default folder (`$SFT_INIT_CACHE`), None or False turns caching off."""
-    import torch
-
     initializer = get_initializer(method)
     init_args = dict(init_args or {})
     folder = default_folder() if cache_folder is True else (cache_folder or None)

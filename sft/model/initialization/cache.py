@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
+
 ENV_VAR = "SFT_INIT_CACHE"
 DEFAULT_FOLDER = Path.home() / ".cache" / "sft" / "initializations"
 FORMAT = 1  # bump when the meaning of stored factors changes
@@ -33,8 +36,6 @@ def default_folder() -> Path | None:
 
 def weight_digest(layer: Any) -> str:
     """A digest of the bytes the layer stores its weight in (packed or not), read once per layer."""
-    import torch
-
     digest = hashlib.blake2b(digest_size=16)
     for name in ("weight", "qweight", "qzeros", "scales", "g_idx", "SCB"):
         tensor = getattr(layer, name, None)
@@ -66,8 +67,6 @@ class InitializationCache:
         return self.folder / f"{key.get('method', 'init')}-{name}.safetensors"
 
     def get_or_compute(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        from safetensors.torch import load_file, save_file
-
         if self.folder is None:
             self.misses += 1
             return compute()

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 # Nibble i of an AWQ-packed int32 holds output column AWQ_ORDER[i] of its block of eight.
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 
 
 def dequantize_weight(layer: Any) -> Any:
     """W of `layer` in float32, shape (out_features, in_features), on the layer's device."""
-    import torch
-
     if all(hasattr(layer, name) for name in ("qweight", "qzeros", "scales")):
         return _packed_weight(layer)
     weight = getattr(layer, "weight", None)
@@ -62,8 +62,6 @@ def _cpu_packed_4bit(packed: Any, state: Any, block_n: int = 32) -> Any:
     packed (N, K/2) uint8: the codes of each block of `block_n` output rows by 2 input columns, 2 * block_n of
     them, are stored low nibbles first then high nibbles; absmax is (K / blocksize, N), bf16, no longer nested.
     """
-    import torch
-
     n, k = state.shape
     bytes_ = packed.view(torch.uint8).reshape(-1, block_n)
     codes = torch.cat([bytes_ & 0xF, bytes_ >> 4], dim=-1)
@@ -89,16 +87,12 @@ def _packed_weight(layer: Any) -> Any:
 
 def _unpack_int32(packed: Any, bits: int) -> Any:
     """(..., n) int32 -> (..., n, 32 // bits) values, the value in the lowest bits first."""
-    import torch
-
     shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
     return (packed.to(torch.int32).unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
 
 
 def unpack_awq(qweight: Any, qzeros: Any, scales: Any, bits: int = 4) -> Any:
     """AWQ GEMM: qweight (in, out/8), qzeros (groups, out/8), scales (groups, out) -> W (out, in)."""
-    import torch
-
     if bits != 4:
         raise ValueError(f"AWQ packs 4-bit values; got bits={bits}")
     inverse = torch.tensor([AWQ_ORDER.index(k) for k in range(8)], device=qweight.device)
@@ -116,8 +110,6 @@ def unpack_awq(qweight: Any, qzeros: Any, scales: Any, bits: int = 4) -> Any:
 
 def unpack_gptq(qweight: Any, qzeros: Any, scales: Any, g_idx: Any = None, bits: int = 4, zero_offset: int = 0) -> Any:
     """GPTQ: qweight (in*bits/32, out), qzeros (groups, out*bits/32), scales (groups, out) -> W (out, in)."""
-    import torch
-
     if 32 % bits:
         raise ValueError(f"GPTQ unpacking supports bits dividing 32 (2, 4, 8); got bits={bits}")
     # (in/p, out, p) -> (in/p, p, out) -> (in, out): values of one int32 are consecutive input rows

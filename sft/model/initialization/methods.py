@@ -16,7 +16,10 @@ Singular vectors are sign-fixed (largest entry of each right vector positive) so
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+import torch
 
 from sft.model.initialization.dequantize import dequantize_weight
 
@@ -24,8 +27,6 @@ from sft.model.initialization.dequantize import dequantize_weight
 def top_singular(weight: Any, rank: int, niter: int | None = None) -> tuple[Any, Any, Any]:
     """(U_r, S_r, V_r) of W, float32, with deterministic signs. `niter` switches to a randomized SVD
     (torch.svd_lowrank with that many subspace iterations) for very large layers."""
-    import torch
-
     out_features, in_features = weight.shape
     if rank > min(out_features, in_features):
         raise ValueError(
@@ -50,8 +51,6 @@ def top_singular(weight: Any, rank: int, niter: int | None = None) -> tuple[Any,
 
 def pca(base_layer: Any, rank: int, dtype: Any = None, niter: int | None = None) -> dict[str, Any]:
     """A = top-r right singular vectors of W (rows of V_r^T), B = 0."""
-    import torch
-
     weight = dequantize_weight(base_layer)
     _, _, v = top_singular(weight, rank, niter)
     lora_a = v.t().contiguous()
@@ -61,8 +60,6 @@ def pca(base_layer: Any, rank: int, dtype: Any = None, niter: int | None = None)
 
 def pissa(base_layer: Any, rank: int, dtype: Any = None, niter: int | None = None) -> dict[str, Any]:
     """A = sqrt(S_r) V_r^T, B = U_r sqrt(S_r): B A = W_r; the base weight stays W."""
-    import torch
-
     weight = dequantize_weight(base_layer)
     u, s, v = top_singular(weight, rank, niter)
     root = s.sqrt()
@@ -83,9 +80,6 @@ def umap(
     """A = UMAP embedding of W's input dimensions (rows of W^T) into r components, transposed; B = 0.
 
     `random_state` makes UMAP deterministic (and single-threaded)."""
-    import warnings
-
-    import torch
     from umap import UMAP
 
     weight = dequantize_weight(base_layer)
