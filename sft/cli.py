@@ -12,27 +12,11 @@ import typer
 
 from sft.config import DEFAULT_SEED, ConfigError, seed_problem
 from sft.config.grid import parse_ext_vars
-from sft.experiment.checks import load_grid, load_one
-from sft.experiment.preflight import validate as validate_grid
-from sft.experiment.run import check_before_running
-from sft.experiment.run import evaluate as evaluate_experiment
-from sft.experiment.run import predict as predict_experiment
-from sft.experiment.run import run_experiment as run_one
-from sft.experiment.run import train as train_experiment
-from sft.report.aggregate import ReportOptions, parse_plots
-from sft.report.aggregate import aggregate as aggregate_results
-from sft.report.collect import expected_runs
 from sft.results.layout import Run, check_name, results_folder_problems
 from sft.results.logs import setup_logging
-from sft.runner.executors import EXECUTORS, ExecutorOptions, places_gpus
-from sft.runner.options import Options, executor_options, gpu_problems, option_problems
-from sft.runner.ray_executor import RayOptions
-from sft.runner.scheduler import run_experiments as run_grid
-from sft.runner.slurm_executor import SlurmOptions
-from sft.serving.api import load_export, load_run
-from sft.serving.export import export_run
-from sft.serving.files import predict_file
-from sft.serving.payload import limits_of
+
+# Each command imports the library function it calls inside its body: `--help`, and a command refused
+# for its arguments, never pay for the report, the runner, the experiment code or the serving stack.
 
 app = typer.Typer(
     add_completion=False,
@@ -79,6 +63,8 @@ def _single(
     path: Path, command: str, name: str | None, ext_vars: list[str] | None, results: Path, seed: int, share: bool
 ):
     """(config, run) for a single-experiment command; config errors exit with status 2."""
+    from sft.experiment.checks import load_one
+    from sft.experiment.run import check_before_running
 
     problems = [problem for problem in [seed_problem(seed, "--random-seed")] if problem]
     problems += results_folder_problems(results)
@@ -111,6 +97,7 @@ def train(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the few-shot training examples; save adapter, tokenizer and config."""
+    from sft.experiment.run import train as train_experiment
 
     experiment, run = _single(config, "train", name, ext_var, results_path, random_seed, share_training)
     typer.echo(f"Adapter saved to {_guard(train_experiment, experiment, run)}")
@@ -125,6 +112,10 @@ def predict(
 ) -> None:  # fmt: skip
     """Predict the test split into predictions.jsonl; or, with --input/--output, a file of new inputs (with an
     exported folder, or a config whose run has finished)."""
+    from sft.experiment.run import predict as predict_experiment
+    from sft.serving.api import load_export, load_run
+    from sft.serving.files import predict_file
+
     if (input is None) != (output is None):
         _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
     if input is not None:
@@ -148,6 +139,7 @@ def export(
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge the adapter into the base weights.")] = True,
 ) -> None:
     """Export a finished run as a self-contained predictor folder (model, tokenizer, sft_export.json)."""
+    from sft.serving.export import export_run
 
     typer.echo(f"Exported to {_guard(export_run, run_dir, out, merge)}")
 
@@ -162,6 +154,7 @@ def serve(
     max_bytes: Annotated[int | None, typer.Option(help="Bytes per request (default 1000000).")] = None,
 ) -> None:
     """Serve an exported model over HTTP: POST /predict, GET /health."""
+    from sft.serving.payload import limits_of
     from sft.serving.server import serve as serve_export  # FastAPI and uvicorn: for this command only
 
     _guard(serve_export, exported, host, port, max_batch, limits_of(max_inputs, max_bytes))
@@ -173,6 +166,7 @@ def evaluate(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Predict the test split and compute the metrics; write predictions.jsonl and results.json."""
+    from sft.experiment.run import evaluate as evaluate_experiment
 
     experiment, run = _single(config, "evaluate", name, ext_var, results_path, random_seed, share_training)
     _guard(evaluate_experiment, experiment, run)
@@ -185,6 +179,7 @@ def run_experiment(
     name: NameOpt = None, ext_var: ExtVarOpt = None, share_training: ShareOpt = True,
 ) -> None:  # fmt: skip
     """Train (when shots > 0) and evaluate one experiment in this process."""
+    from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
     _guard(run_one, experiment, run)
@@ -228,6 +223,13 @@ def run_experiments(
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
+    from sft.experiment.checks import load_grid
+    from sft.experiment.preflight import validate as validate_grid
+    from sft.runner.executors import EXECUTORS, ExecutorOptions, places_gpus
+    from sft.runner.options import Options, executor_options, gpu_problems, option_problems
+    from sft.runner.ray_executor import RayOptions
+    from sft.runner.scheduler import run_experiments as run_grid
+    from sft.runner.slurm_executor import SlurmOptions
 
     # each executor's own flags build its own options; those of an executor that does not run are refused
     given: list[ExecutorOptions] = [
@@ -284,6 +286,9 @@ def aggregate(
     interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
+    from sft.report.aggregate import ReportOptions, parse_plots
+    from sft.report.aggregate import aggregate as aggregate_results
+    from sft.report.collect import expected_runs
 
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
@@ -309,6 +314,7 @@ def validate(
     grid: GridArg, ext_var: ExtVarOpt = None, check_data: DataCheckOpt = True, check_models: ModelCheckOpt = True
 ) -> None:
     """Expand and validate a grid; print the experiment names, or every problem found."""
+    from sft.experiment.preflight import validate as validate_grid
 
     ext_vars = _guard(parse_ext_vars, ext_var)
     configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
