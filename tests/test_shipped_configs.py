@@ -32,9 +32,14 @@ EXT_VARS = {
     "tweet_emotion_early_stopping.jsonnet": {"data": TWEETEVAL_EMOTION},
     "goemotions_ekman.jsonnet": {"data": GOEMOTIONS_EKMAN},
     "goemotions_ekman_minilm_head.jsonnet": {"data": GOEMOTIONS_EKMAN},
+    "tweet_emotion_minilm_head.jsonnet": {"data": TWEETEVAL_EMOTION},
 }
 # The configs that read cardiffnlp/tweet_eval's `emotion` from the hub unless `data` names a folder.
-TWEETEVAL_EMOTION_CONFIGS = ("tweet_emotion.jsonnet", "tweet_emotion_early_stopping.jsonnet")
+TWEETEVAL_EMOTION_CONFIGS = (
+    "tweet_emotion.jsonnet",
+    "tweet_emotion_early_stopping.jsonnet",
+    "tweet_emotion_minilm_head.jsonnet",
+)
 PINNED = REPO / "tests" / "golden" / "shipped_configs.json"
 
 
