@@ -83,10 +83,10 @@ def _single(
     return config, run
 
 
-def _guard(function, *args):
+def _guard(function, *args, **kwargs):
     """Call a library function; a ConfigError (bad config or data) becomes a clear message and exit 2."""
     try:
-        return function(*args)
+        return function(*args, **kwargs)
     except ConfigError as error:
         _fail(error)
 
@@ -223,12 +223,10 @@ def run_experiments(
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
-    from sft.experiment.checks import load_grid
-    from sft.experiment.preflight import validate as validate_grid
-    from sft.runner.executors import EXECUTORS, ExecutorOptions, places_gpus
-    from sft.runner.options import Options, executor_options, gpu_problems, option_problems
+    from sft.runner.executors import ExecutorOptions
+    from sft.runner.launch import run_grid_file
+    from sft.runner.options import Options, executor_options
     from sft.runner.ray_executor import RayOptions
-    from sft.runner.scheduler import run_experiments as run_grid
     from sft.runner.slurm_executor import SlurmOptions
 
     # each executor's own flags build its own options; those of an executor that does not run are refused
@@ -243,21 +241,12 @@ def run_experiments(
         jobs=jobs, executor=executor, executor_options=chosen, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run, share_training=share_training,
     )  # fmt: skip
-    # The options are checked first, instantly; when they are wrong, the grid's schema problems (parsing
-    # only: no data, no models) are named with them, so one pass fixes both.
     ext_vars = _guard(parse_ext_vars, ext_var)
-    problems = option_problems(options) + problems
-    placed = executor in EXECUTORS and places_gpus(executor)  # the executor gives each experiment its GPUs
-    problems += [] if placed or problems else gpu_problems(options.gpus)
-    problems += [] if dry_run else results_folder_problems(results_path)
-    if problems:
-        try:
-            load_grid(grid, ext_vars, "run-experiment")
-        except ConfigError as error:
-            problems += error.messages
-        _fail(ConfigError(problems))
-    configs = _guard(validate_grid, grid, ext_vars, "run-experiment", check_data, check_models)
-    raise typer.Exit(_guard(run_grid, configs, results_path, options))
+    code = _guard(
+        run_grid_file, grid, ext_vars, results_path, options, given_problems=problems,
+        check_data=check_data, check_models=check_models,
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 def _keys(text: str | None) -> list[str] | None:

@@ -1,0 +1,46 @@
+"""From a grid file and the runner's options to a finished grid: what `run-experiments` does after parsing
+its arguments.
+
+The order is what a user wants from a grid that cannot run: the options are checked first, instantly (no
+data, no models), and when they are wrong the grid's schema problems are named with them, so one pass fixes
+both; only then are the data and the models checked, and the grid runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sft.config import ConfigError
+from sft.experiment.checks import load_grid
+from sft.experiment.preflight import validate
+from sft.results.layout import results_folder_problems
+from sft.runner.executors import EXECUTORS, places_gpus
+from sft.runner.options import Options, gpu_problems, option_problems
+from sft.runner.scheduler import run_experiments
+
+
+def run_grid_file(
+    grid: str | Path,
+    ext_vars: dict[str, str],
+    results_path: Path,
+    options: Options,
+    *,
+    given_problems: list[str] | None = None,
+    check_data: bool = True,
+    check_models: bool = True,
+) -> int:
+    """Validate the grid file and run it; the exit code of `run_experiments`. `given_problems` are those the
+    caller found in what it was given (flags of an executor that does not run the grid). Raises one
+    ConfigError with every problem found before anything runs."""
+    problems = option_problems(options) + list(given_problems or [])
+    placed = options.executor in EXECUTORS and places_gpus(options.executor)  # it gives each experiment its GPUs
+    problems += [] if placed or problems else gpu_problems(options.gpus)
+    problems += [] if options.dry_run else results_folder_problems(results_path)
+    if problems:
+        try:
+            load_grid(grid, ext_vars, "run-experiment")
+        except ConfigError as error:
+            problems += error.messages
+        raise ConfigError(problems)
+    configs = validate(grid, ext_vars, "run-experiment", check_data, check_models)
+    return run_experiments(configs, results_path, options)
