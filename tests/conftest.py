@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import REPO
+from helpers import REPO, classification_config, merge, training_sections
 
 # Nothing may be downloaded: fail fast instead of waiting on the network.
 for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -93,3 +94,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def raw() -> dict[str, Any]:
+    """A valid zero-shot config as a user writes it; the paths need not exist for the config checks."""
+    return classification_config(Path("data/sentiment"), Path("models/tiny"))
+
+
+@pytest.fixture
+def trained_raw(raw) -> dict[str, Any]:
+    """`raw` with shots, a LoRA section and training settings."""
+    return merge(raw, training_sections(shots=4))

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SOURCE, classification_config, merge, training_sections
+from helpers import SOURCE, merge
 
 from sft.config import PEFT_INITIALIZATIONS, ConfigError, parse_config
 from sft.experiment.checks import checked_config, config_problems, library_problems, load_grid
-
-
-@pytest.fixture
-def raw() -> dict[str, Any]:
-    """A valid zero-shot config; the paths need not exist for these checks."""
-    return classification_config(Path("data/sentiment"), Path("models/tiny"))
-
-
-@pytest.fixture
-def trained_raw(raw) -> dict[str, Any]:
-    return merge(raw, training_sections(shots=4))
 
 
 def only_problem(raw: Any) -> str:
