@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import classification_config, merge, training_sections
+from trl import SFTTrainer
 
+import sft.training.causal_lm
 from sft.config import parse_config
 from sft.data.prepare import prepare_data
 from sft.data.prompts import ICLSampler, PromptBuilder, inference_prompts
@@ -70,22 +72,20 @@ def test_lora_with_zero_b_matrices_leaves_the_scores_unchanged(setup, init_lora_
 @pytest.fixture(scope="module")
 def trained(setup, tmp_path_factory):
     """Train once with train_adapter, recording the SFTTrainer it builds (a subclass that only keeps a reference)."""
-    import trl
-
     config, data, tokenizer, prompts = setup
     model = load_model(config.model, trainable=True)
     base_scores = label_logprobs(model, tokenizer, prompts, data.labels)
     template, pad_token, padding_side = tokenizer.chat_template, tokenizer.pad_token, tokenizer.padding_side
     trainers = []
 
-    class RecordingSFTTrainer(trl.SFTTrainer):
+    class RecordingSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             trainers.append(self)
 
     run_folder = tmp_path_factory.mktemp("train-run")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trl, "SFTTrainer", RecordingSFTTrainer)
+        patch.setattr(sft.training.causal_lm, "SFTTrainer", RecordingSFTTrainer)  # the name train_adapter calls
         result = train_adapter(config, task_for(config), data, model, tokenizer, SEED, run_folder)
     peft_model, stats = result.model, result.stats
     assert len(trainers) == 1
