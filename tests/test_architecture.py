@@ -195,7 +195,8 @@ ALLOWED = {
     "sft.runner": {"sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results"},
     "sft.serving": {"sft.config", "sft.data", "sft.experiment", "sft.predictors", "sft.results", "sft.tasks"},
     "sft.cli": {"sft.config", "sft.experiment", "sft.report", "sft.results", "sft.runner", "sft.serving"},
-    "sft.reference": {"sft.config", "sft.results"},  # pages generated from the config schema and the records
+    # pages generated from the config schema and the record models, which live beside their owners
+    "sft.reference": {"sft.config", "sft.report", "sft.results", "sft.runner", "sft.serving"},
     "sft.__main__": {"sft.cli"},
 }  # fmt: skip
 

@@ -10,9 +10,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sft.config import ExperimentConfig
-from sft.reference import PAGES, config_page, main, render_models
+from sft.reference import PAGES, config_page, main, render_models, stale_pages
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_committed_page_is_what_its_models_generate():
+    assert stale_pages() == [], "run `python -m sft.reference` and commit the pages it writes"
 
 
 def test_the_committed_config_page_is_what_the_schema_generates():

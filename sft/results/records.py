@@ -18,7 +18,6 @@ so older sft versions and other tools still read them; `schema_version` comes fi
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,17 +29,6 @@ from sft.results.files import atomic_write_json, read_json
 
 R = TypeVar("R", bound="Record")
 VERSION_KEY = "schema_version"
-
-# Every record model, as "module:attribute" (imported on use: the models live beside the code that owns
-# them, in packages this one may not import), in the order a reader meets the files.
-RECORD_MODELS = (
-    "sft.results.run_record:ResultsRecord",
-    "sft.results.states:StatusRecord",
-    "sft.results.adapters:ReadyRecord",
-    "sft.runner.slurm_record:SlurmJobRecord",
-    "sft.serving.manifest:Manifest",
-    "sft.report.document:AggregatedResults",
-)
 
 
 class RecordError(ValueError):
@@ -135,12 +123,3 @@ class Record(BaseModel):
 def _location(problem: Any) -> str:
     where = ".".join(str(part) for part in problem.get("loc", ()))
     return f"{where}: " if where else ""
-
-
-def record_models() -> tuple[type[Record], ...]:
-    """Every record model (RECORD_MODELS, imported), e.g. to document the results format."""
-    found = []
-    for target in RECORD_MODELS:
-        module, _, attribute = target.partition(":")
-        found.append(getattr(importlib.import_module(module), attribute))
-    return tuple(found)

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from sft.reference import RECORD_MODELS
 from sft.report.document import AggregatedResults
 from sft.results.adapters import ReadyRecord
-from sft.results.records import VERSION_KEY, Record, RecordError, record_models
+from sft.results.records import VERSION_KEY, Record, RecordError
 from sft.results.run_record import ResultsRecord
 from sft.results.states import RunState, StatusRecord
 from sft.runner.slurm_record import SlurmJobRecord
@@ -247,7 +248,7 @@ def test_a_wrong_type_is_named_with_its_path(tmp_path):
 
 
 def test_record_models_lists_every_record_once_each_field_described():
-    models = record_models()
+    models = RECORD_MODELS
     assert set(models) == {*MODELS.values(), AggregatedResults}
     assert len({model.FILE for model in models}) == len(models)
     for model in models:
