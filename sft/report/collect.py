@@ -20,6 +20,7 @@ from typing import Any
 from sft.config.grid import evaluate_file, raw_experiments
 from sft.results.layout import Run, run_folders
 from sft.results.logs import tail
+from sft.results.records import RecordError
 from sft.results.run_record import ResultsRecord
 from sft.results.states import FAILED_STATES, RunState, StatusRecord
 
@@ -94,7 +95,7 @@ def result_row(results: ResultsRecord, folder: str) -> dict[str, Any]:
 def read_row(root: Path, folder: str) -> dict[str, Any]:
     """The row of the run in `root / folder` (`<experiment>/seed-<n>`); raises OSError or ValueError
     (RecordError among them) for a results.json that cannot be read."""
-    return result_row(ResultsRecord.read(root / folder / ResultsRecord.FILE), folder)
+    return result_row(ResultsRecord.read(root / folder / ResultsRecord.FILE, f"{folder}/{ResultsRecord.FILE}"), folder)
 
 
 def log_tail(folder: Path, status: StatusRecord) -> str:
@@ -113,10 +114,11 @@ def _unfinished(folder: Path, root: Path, collected: Collected) -> None:
     if not status_file.exists():
         collected.missing.append({**base, "state": "no result"})
         return
+    source = f"{run.relative}/{StatusRecord.FILE}"
     try:
-        status = StatusRecord.read(status_file)
+        status = StatusRecord.read(status_file, source)
     except (OSError, ValueError) as error:
-        collected.problems.append(f"{status_file.relative_to(root)}: unreadable status file ({_describe(error)})")
+        collected.problems.append(f"{source}: unreadable status file ({_describe(error, source)})")
         return
     state = status.state or "unknown"
     known = status.run_state
@@ -138,7 +140,10 @@ def _unfinished(folder: Path, root: Path, collected: Collected) -> None:
         collected.missing.append(record)
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: Exception, source: str) -> str:
+    """What went wrong with the file `source`, without naming it again (a RecordError names it per line)."""
+    if isinstance(error, RecordError):
+        return "; ".join(message.removeprefix(f"{source}: ") for message in error.messages)
     return f"{type(error).__name__}: {error}"
 
 
@@ -156,9 +161,8 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
             try:
                 collected.rows.append(read_row(root, relative))
             except (OSError, ValueError) as error:
-                collected.problems.append(
-                    f"{relative}/{ResultsRecord.FILE}: unreadable result file ({_describe(error)})"
-                )
+                source = f"{relative}/{ResultsRecord.FILE}"
+                collected.problems.append(f"{source}: unreadable result file ({_describe(error, source)})")
             continue
         _unfinished(folder, root, collected)
     seen = {(record["experiment"], record["seed"]) for record in _all_runs(collected)}

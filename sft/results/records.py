@@ -61,10 +61,11 @@ class Record(BaseModel):
         return int(cls.model_fields[VERSION_KEY].default)
 
     @classmethod
-    def read(cls: type[R], path: str | Path) -> R:
+    def read(cls: type[R], path: str | Path, source: str | None = None) -> R:
         """The record in `path`. OSError when it cannot be opened, ValueError (json's) when it is not
-        JSON, RecordError when its version or content cannot be read."""
-        return cls.parse(read_json(path), str(path))
+        JSON, RecordError when its version or content cannot be read; its messages name the file as
+        `source` (default: the path), so a report can name it relative to its results folder."""
+        return cls.parse(read_json(path), source or str(path))
 
     @classmethod
     def parse(cls: type[R], data: Any, source: str) -> R:

@@ -275,6 +275,10 @@ def test_corrupt_results_are_named_and_the_others_still_aggregate(results):
     unreadable = markdown.split("## Unreadable files", 1)[1]
     assert "broken/seed-1/results.json" in unreadable and "incomplete/seed-4/results.json" in unreadable
     assert f"## {CLASSIFICATION}" in markdown and f"## {GENERATION}" in markdown
+    # the incomplete file's missing fields are named once, relative to the results folder
+    (problem,) = [problem for problem in document["problems"] if problem.startswith("incomplete/")]
+    assert "config_hash: Field required" in problem and problem.count("results.json") == 1
+    assert str(results) not in markdown
 
 
 @pytest.mark.parametrize(
