@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from sft.results.records import Record
 
@@ -42,6 +42,10 @@ class StatusRecord(Record):
     alone, at each start and end. Keys the runner has nothing to say about are left out (a run found
     finished on resume records only its state and reason; `log_tail` comes with ended runs that have no
     results; each executor adds its own facts). The report reads it for the runs without results."""
+
+    # An executor's handle adds its own facts (`Handle.details()`); those of the built-in executors are
+    # declared below, and an executor registered from user code may add others, kept as they are.
+    model_config = ConfigDict(extra="allow")
 
     FILE: ClassVar[str] = "status.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: dict}  # the first versioned form is the unversioned one

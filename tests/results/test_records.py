@@ -227,8 +227,11 @@ def test_a_malformed_file_names_the_file_and_the_field(tmp_path, name):
     broken = {key: value for key, value in UNVERSIONED[name].items() if key != first_required}
     with pytest.raises(RecordError, match=rf"{name}: {first_required}: Field required"):
         model.read(write(tmp_path / name, broken))
-    with pytest.raises(RecordError, match=rf"{name}: .*unknown_key: Extra inputs are not permitted"):
-        model.read(write(tmp_path / name, {**UNVERSIONED[name], "unknown_key": 1}))
+    if model is StatusRecord:  # an executor's handle adds its own facts: kept, not refused
+        assert model.read(write(tmp_path / name, {**UNVERSIONED[name], "unknown_key": 1})).content()["unknown_key"] == 1
+    else:
+        with pytest.raises(RecordError, match=rf"{name}: .*unknown_key: Extra inputs are not permitted"):
+            model.read(write(tmp_path / name, {**UNVERSIONED[name], "unknown_key": 1}))
     with pytest.raises(RecordError, match=rf"{name}: not a JSON object"):
         model.read(write(tmp_path / name, [UNVERSIONED[name]]))
     with pytest.raises(RecordError, match=rf"{name}: schema_version '1' is not a version number"):
