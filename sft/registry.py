@@ -23,6 +23,13 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def resolve(target: str) -> Any:
+    """The object a "module:attribute" string names, importing the module (how lazy entries and lazy
+    metadata, such as an executor's options type, are loaded)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 @dataclass
 class Entry:
     """A name's target ("module:attribute" until first use, then the object) and its metadata."""
@@ -77,8 +84,7 @@ class Registry:
         self._check(name)
         entry = self._entries[name]
         if isinstance(entry.target, str):
-            module, _, attribute = entry.target.partition(":")
-            entry.target = getattr(importlib.import_module(module), attribute)
+            entry.target = resolve(entry.target)
         return entry.target
 
     def unknown(self, names: Iterable[str]) -> list[str]:

@@ -17,7 +17,6 @@ by each predictor's preflight (`sft.experiment.preflight`).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Iterable
 from functools import cache
@@ -32,7 +31,7 @@ from sft.evaluation.metrics import METRICS
 from sft.model.initialization.registry import INITIALIZERS
 from sft.model.quantization import quantization_problems
 from sft.predictors import predictor_name, traits_of
-from sft.registry import did_you_mean
+from sft.registry import did_you_mean, resolve
 from sft.scoring.registry import CALIBRATIONS
 from sft.tasks import task_for
 from sft.tasks.base import selection_problems
@@ -161,7 +160,7 @@ def _lora_fields() -> frozenset[str]:
 def _init_fields(dotted: str) -> frozenset[str]:
     """The constructor arguments of a dataclass named "module.Class" (a trainer's arguments class)."""
     module, _, name = dotted.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
+    cls = resolve(f"{module}:{name}")
     return frozenset(field.name for field in dataclasses.fields(cls) if field.init)
 
 

@@ -22,7 +22,6 @@ when their parent dies (Linux `PR_SET_PDEATHSIG`).
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sft.config import ExperimentConfig
-from sft.registry import Registry
+from sft.registry import Registry, resolve
 from sft.results.layout import Run
 from sft.results.logs import RUNNER_LOG_ENV
 from sft.runner.cpu_share import cores_env, thread_env
@@ -93,17 +92,18 @@ EXECUTORS.add(
 
 
 def places_gpus(name: str) -> bool:
-    """Whether executor `name` gives each experiment its GPUs itself (Ray, Slurm) rather than from `--gpus`."""
-    return bool(EXECUTORS.info(name).get("places_gpus"))
+    """Whether executor `name` gives each experiment its GPUs itself (Ray, Slurm) rather than from `--gpus`;
+    False for a name that is not registered (refused on its own by the option checks)."""
+    return name in EXECUTORS and bool(EXECUTORS.info(name).get("places_gpus"))
 
 
 def options_type(name: str) -> type[ExecutorOptions] | None:
-    """The options type of executor `name` (imported on first use), or None when it takes none."""
-    target = EXECUTORS.info(name).get("options")
+    """The options type of executor `name` (imported on first use), or None when it takes none or is not
+    registered."""
+    target = EXECUTORS.info(name).get("options") if name in EXECUTORS else None
     if target is None:
         return None
-    module, _, attribute = target.partition(":")
-    kind: type[ExecutorOptions] = getattr(importlib.import_module(module), attribute)
+    kind: type[ExecutorOptions] = resolve(target)
     return kind
 
 

@@ -14,7 +14,7 @@ from sft.config import ConfigError
 from sft.experiment.checks import load_grid
 from sft.experiment.preflight import validate
 from sft.results.layout import results_folder_problems
-from sft.runner.executors import EXECUTORS, places_gpus
+from sft.runner.executors import places_gpus
 from sft.runner.options import Options, gpu_problems, option_problems
 from sft.runner.scheduler import run_experiments
 
@@ -33,8 +33,7 @@ def run_grid_file(
     caller found in what it was given (flags of an executor that does not run the grid). Raises one
     ConfigError with every problem found before anything runs."""
     problems = option_problems(options) + list(given_problems or [])
-    placed = options.executor in EXECUTORS and places_gpus(options.executor)  # it gives each experiment its GPUs
-    problems += [] if placed or problems else gpu_problems(options.gpus)
+    problems += [] if places_gpus(options.executor) or problems else gpu_problems(options.gpus)
     problems += [] if options.dry_run else results_folder_problems(results_path)
     if problems:
         try:

@@ -37,7 +37,7 @@ def executor_options(executor: str, given: Sequence[ExecutorOptions]) -> tuple[E
     """The options of `executor` among those built from the command line (one per executor with flags), and
     the problems of the others: flags given for an executor that does not run the grid are refused rather
     than ignored."""
-    kind = options_type(executor) if executor in EXECUTORS else None
+    kind = options_type(executor)
     chosen = next((options for options in given if kind is not None and isinstance(options, kind)), None)
     return chosen, [problem for options in given if options is not chosen for problem in options.problems(False)]
 
@@ -49,10 +49,9 @@ def option_problems(options: Options) -> list[str]:
     problems += [problem for seed in options.seeds if (problem := seed_problem(seed, "--seeds"))]
     if options.timeout is not None and not options.timeout > 0:
         problems.append(f"--timeout must be a positive number of seconds (got {options.timeout:g}); omit it for none")
-    known = options.executor in EXECUTORS
-    if options.gpus is not None and known and places_gpus(options.executor):
+    if options.gpus is not None and places_gpus(options.executor):
         problems.append(f"--gpus: {options.executor} assigns GPUs itself (resources.gpus per experiment); drop --gpus")
-    if known:
+    if options.executor in EXECUTORS:
         problems += _executor_option_problems(options.executor, options.executor_options)
     if options.gpus is not None and not options.gpus:
         problems.append("--gpus: give at least one GPU id, e.g. --gpus 0,1")
@@ -97,7 +96,7 @@ def gpu_problems(gpus: list[str] | None) -> list[str]:
 def check_options(configs: dict[str, ExperimentConfig], options: Options) -> None:
     """Everything wrong with the options for this grid, at once, before anything runs."""
     problems = option_problems(options)
-    if options.gpus and not (options.executor in EXECUTORS and places_gpus(options.executor)):
+    if options.gpus and not places_gpus(options.executor):
         for name, config in configs.items():
             if config.resources.gpus > len(options.gpus):
                 problems.append(
