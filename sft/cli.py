@@ -112,12 +112,12 @@ def predict(
 ) -> None:  # fmt: skip
     """Predict the test split into predictions.jsonl; or, with --input/--output, a file of new inputs (with an
     exported folder, or a config whose run has finished)."""
+    if (input is None) != (output is None):
+        _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
     from sft.experiment.run import predict as predict_experiment
     from sft.serving.api import load_export, load_run
     from sft.serving.files import predict_file
 
-    if (input is None) != (output is None):
-        _fail(ConfigError(["predict: give --input and --output together (or neither, to predict the test split)"]))
     if input is not None:
         if config.is_dir():
             model = _guard(load_export, config)

@@ -40,11 +40,6 @@ from sft.training.common import is_main_process, save_adapter, seed_everything
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "REUSED", "TRAINED", "adapter_folder", "adapter_to_load", "check_before_running", "evaluate", "predict",
-    "run_experiment", "train",
-]  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Experiment:

@@ -224,7 +224,7 @@ class SubprocessExecutor:
     """`python -m sft.cli run-experiment` per experiment: simple, and pays the library imports each time."""
 
     def __init__(self, context: ExecutorContext):
-        self.context = context
+        """Takes the context every executor is built from; a fresh process per experiment needs none of it."""
 
     def start(self, job: Job) -> Handle:
         return ProcessHandle(child_command(job), job.log_path, job.env(), job.cores)

@@ -32,8 +32,7 @@ MANIFEST = "sft_export.json"
 
 
 class Strict(BaseModel):
-    # a label whose validation examples are all negative gets an infinite threshold: keep it, as results.json does
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    model_config = ConfigDict(extra="forbid")
 
 
 def _from_format_version(data: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +72,6 @@ class Manifest(Strict, Record):
     tokenizer, written by `export`, read (with the files it names) by `predict --input`, `serve`,
     `load_export` and the SageMaker handler."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
     FILE: ClassVar[str] = MANIFEST
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_format_version}
 

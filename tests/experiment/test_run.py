@@ -12,7 +12,8 @@ from helpers import classification_config, merge, training_sections
 
 import sft.predictors.causal_lm
 from sft.config import ConfigError, parse_config
-from sft.experiment.run import adapter_folder, evaluate, predict, run_experiment, train
+from sft.experiment.run import evaluate, predict, run_experiment, train
+from sft.experiment.shared_adapter import adapter_folder
 from sft.results.files import read_json, read_jsonl
 from sft.results.fingerprint import hash_test_inputs
 from sft.results.layout import Run

@@ -9,10 +9,12 @@ import pytest
 from helpers import classification_config, merge, training_sections
 
 from sft.config import parse_config
-from sft.experiment.run import REUSED, TRAINED, adapter_folder, evaluate, run_experiment, train
+from sft.experiment.run import evaluate, run_experiment, train
+from sft.experiment.shared_adapter import adapter_folder
 from sft.results.adapters import READY, STORE, SharedAdapter
 from sft.results.files import read_json, read_jsonl
 from sft.results.layout import Run
+from sft.results.run_record import REUSED, TRAINED
 
 pytestmark = pytest.mark.slow
 SEED = 0

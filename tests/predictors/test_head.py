@@ -17,7 +17,8 @@ from helpers import classification_config, merge, training_sections
 from sft.config import ConfigError, parse_config
 from sft.data.prepare import prepare_data
 from sft.experiment.checks import checked_config, library_problems
-from sft.experiment.run import adapter_folder, evaluate, run_experiment
+from sft.experiment.run import evaluate, run_experiment
+from sft.experiment.shared_adapter import adapter_folder
 from sft.predictors.head import PACKAGED_MODELS, head_probabilities, load_head_model, resolve_model_name
 from sft.results.files import read_jsonl
 from sft.results.layout import Run
