@@ -33,7 +33,6 @@ __all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "pa
 log = logging.getLogger(__name__)
 
 JSON_NAME, CSV_NAME, MARKDOWN_NAME = REPORT_FILES
-SCHEMA_VERSION = AggregatedResults.version()  # 1 was the unversioned foundation format (no csv, no summary)
 ROW_FIELDS = [
     "experiment", "seed", "status", "task_type", "dataset", "model", "config_hash", "training_key",
     "adapter_source", "finished_at",

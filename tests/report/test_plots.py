@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO
 from helpers.report import (
     CLASSIFICATION_RUNS,
     DETERMINISTIC_PREDICTIONS,
@@ -176,12 +175,18 @@ def test_csv_round_trips_through_pandas(results):
 
 
 def test_the_docs_document_the_json_schema():
-    from sft.report.aggregate import ROW_FIELDS, SCHEMA_VERSION
+    from sft.reference import results_page
+    from sft.report.aggregate import ROW_FIELDS
+    from sft.report.document import AggregatedResults
 
-    page = (REPO / "docs" / "report.md").read_text(encoding="utf-8")
-    assert f'"schema_version": {SCHEMA_VERSION}' in page
+    page = results_page()
+    assert (
+        f"| `aggregated_results.json` | `sft.report.document.AggregatedResults` | {AggregatedResults.version()} |"
+        in page
+    )
+    rows = page.split("### `AggregatedResults.rows`", 1)[1].split("<a id=", 1)[0]
     for name in ROW_FIELDS:
-        assert f"`{name}`" in page, name
+        assert f"| `{name}` |" in rows, name
 
 
 # -- CLI -----------------------------------------------------------------------------------------------
