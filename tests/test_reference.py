@@ -4,15 +4,13 @@ field's type, default, allowed values and description."""
 from __future__ import annotations
 
 import enum
-from pathlib import Path
 from typing import Literal
 
+from helpers import REPO
 from pydantic import BaseModel, ConfigDict, Field
 
 from sft.config import ExperimentConfig
 from sft.reference import PAGES, config_page, main, render_models, stale_pages
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_committed_page_is_what_its_models_generate():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from helpers import REPO, classification_config, merge
 from sft.config import parse_config
+from sft.results.layout import Run
 
 HOOKS = Path(__file__).resolve().parents[1] / "fault_hooks"
 
@@ -66,12 +67,12 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 
 def status(results: Path, name: str, seed: int = 42) -> dict:
-    return json.loads((results / name / f"seed-{seed}" / "status.json").read_text())
+    return json.loads((Run(name, seed, results).folder / "status.json").read_text())
 
 
 def finished_count(results: Path, name: str, seed: int = 42) -> int:
     """How many times the experiment reached its end (each run logs one 'Finished' line to run.log)."""
-    log = results / name / f"seed-{seed}" / "run.log"
+    log = Run(name, seed, results).folder / "run.log"
     return log.read_text().count(f"Finished {name} seed {seed}:") if log.exists() else 0
 
 

@@ -14,17 +14,11 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO
+from helpers.adapters import ready_marker
 
-from sft.results.adapters import READY, STORE, ReadyRecord, SharedAdapter
+from sft.results.adapters import READY, STORE, SharedAdapter
 
 KEY = "ab" * 32
-
-
-def marker(trained_by: str) -> ReadyRecord:
-    return ReadyRecord(
-        training_key=KEY, seed=0, trained_by=trained_by, training={}, train_seconds=1.0, training_settings={},
-        finished_at="2026-01-01T00:00:00+00:00",
-    )  # fmt: skip
 
 
 def save_files(folder: Path) -> None:
@@ -44,8 +38,8 @@ def test_publish_moves_the_adapter_into_place_then_writes_the_marker(tmp_path):
             save_files(folder)
             seen.append(shared.ready())  # while saving, nothing is ready
 
-        assert shared.publish(save, marker("a")) == shared.adapter_folder
-    assert seen == [False] and shared.info() == marker("a")
+        assert shared.publish(save, ready_marker(shared, "a")) == shared.adapter_folder
+    assert seen == [False] and shared.info() == ready_marker(shared, "a")
     assert sorted(path.name for path in shared.adapter_folder.iterdir()) == [
         "adapter_config.json", "adapter_model.safetensors"
     ]  # fmt: skip
@@ -60,7 +54,7 @@ def test_a_failed_publish_leaves_no_marker_and_its_leftovers_are_cleared(tmp_pat
         raise OSError("disk full")
 
     with shared.lock(), pytest.raises(OSError):
-        shared.publish(broken, marker("b"))
+        shared.publish(broken, ready_marker(shared, "b"))
     assert not shared.ready() and any(shared.folder.glob(".staging-*"))
     (shared.folder / "adapter").mkdir()  # e.g. an adapter whose marker never came
     with shared.lock():
@@ -111,5 +105,5 @@ def test_a_holder_killed_while_publishing_releases_the_lock_and_leaves_no_marker
         assert time.time() - began < 5
         assert not shared.ready()
         shared.clear_leftovers()
-        shared.publish(save_files, marker("rerun"))
-    assert shared.info() == marker("rerun")
+        shared.publish(save_files, ready_marker(shared, "rerun"))
+    assert shared.info() == ready_marker(shared, "rerun")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from helpers import classification_config, merge, training_sections
+from helpers.adapters import ready_marker
 from rich.console import Console
 
 from sft.config import parse_config
-from sft.results.adapters import READY, ReadyRecord, SharedAdapter, shared_adapter
+from sft.results.adapters import READY, SharedAdapter, shared_adapter
 from sft.results.layout import Run
 from sft.runner.executors import EXECUTORS, ProcessHandle
 from sft.runner.options import Options
@@ -24,14 +25,6 @@ from sft.runner.scheduler import plan, run_experiments
 from sft.runner.sharing import Trainings, training_plan
 
 FAILING = "fails"  # the experiment whose sh "training" fails
-
-
-def marker(shared: SharedAdapter, trained_by: str) -> ReadyRecord:
-    """The store's ready.json for `shared`, as a training run writes it."""
-    return ReadyRecord(
-        training_key=shared.key, seed=shared.seed, trained_by=trained_by, training={"train_loss": 1.0},
-        train_seconds=0.6, training_settings={}, finished_at="2026-01-01T00:00:00+00:00",
-    )  # fmt: skip
 
 
 @EXECUTORS.register("test-sh-train")
@@ -52,7 +45,7 @@ class TrainingShellExecutor:
         train = "true"
         if shared is not None:
             ready = shlex.quote(str(shared.folder / READY))
-            content = shlex.quote(marker(shared, run.name).to_json())
+            content = shlex.quote(ready_marker(shared, run.name).to_json())
             publish = f"mkdir -p {shlex.quote(str(shared.folder))} && printf '%s' {content} > {ready}"
             fail = "exit 3" if run.name == FAILING else publish
             train = f'if [ ! -f {ready} ]; then echo "TRAINS $(date +%s.%N)"; sleep 0.6; {fail}; fi'
@@ -107,7 +100,7 @@ def test_training_keys_group_the_grid(tmp_path):
     trainings.ended(a1, "exit code 3")
     assert "failed in a1 seed 42: exit code 3" in trainings.failure(a2) and trainings.failure(b1) is None
     shared = SharedAdapter(tmp_path, keys["a1"], 42)
-    marker(shared, "a1").write(shared.folder / READY)
+    ready_marker(shared, "a1").write(shared.folder / READY)
     assert not trainings.waits(a2, [a1]) and trainings.failure(a2) is None  # published: nothing waits, nothing fails
     independent = Trainings(configs, [Run(name, 42, tmp_path, share_training=False) for name in configs])
     assert not independent.waits(Run("a2", 42, tmp_path, False), [Run("a1", 42, tmp_path, False)])
@@ -117,7 +110,7 @@ def test_training_plan_separates_trainings_from_evaluations(tmp_path):
     configs = grid_configs(tmp_path)
     results = tmp_path / "results"
     stored = SharedAdapter(results, configs["b1"].training_key(), 42)
-    marker(stored, "b1").write(stored.folder / READY)
+    ready_marker(stored, "b1").write(stored.folder / READY)
     trainings, roles = training_plan(configs, plan(configs, results, Options()))
     assert [(t.action, t.by, t.users) for t in trainings] == [
         ("train", "a1", ["a1", "a2", "a3"]),
