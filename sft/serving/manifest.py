@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sft.config import ConfigError, ExperimentConfig, parse_config
 from sft.config.schema import TaskType
 from sft.results.records import Record, RecordError
+
+R = TypeVar("R", bound=Record)
 
 MANIFEST = "sft_export.json"
 
@@ -163,18 +165,23 @@ def _label_problems(model_config: Path, manifest: Manifest) -> list[str]:
     return []
 
 
+def read_record(model: type[R], path: Path) -> R:
+    """A record the serving commands need, its problems as a ConfigError (exit 2 with the file named)."""
+    try:
+        return model.read(path)
+    except RecordError as error:
+        raise ConfigError(error.messages) from None
+    except ValueError as error:
+        raise ConfigError([f"{path}: not JSON ({error})"]) from None
+
+
 def read_manifest(folder: str | Path) -> Manifest:
     """The validated manifest of an export folder; a ConfigError listing every problem otherwise."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise ConfigError([f"{folder}: not an sft export (no {MANIFEST}); create one with `sft.cli export RUN OUT`"])
-    try:
-        manifest = Manifest.read(path)
-    except RecordError as error:
-        raise ConfigError(error.messages) from None
-    except ValueError as error:
-        raise ConfigError([f"{path}: not JSON ({error})"]) from None
+    manifest = read_record(Manifest, path)
     problems = file_problems(folder, manifest)
     if problems:
         raise ConfigError(problems)

@@ -20,8 +20,8 @@ from sft.experiment.shared_adapter import adapter_to_load
 from sft.predictors.base import Fixed
 from sft.results.files import read_json
 from sft.results.layout import Run
-from sft.results.records import RecordError
 from sft.results.run_record import ResultsRecord
+from sft.serving.manifest import read_record
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,7 @@ def finished_run(config: ExperimentConfig, run: Run) -> FinishedRun:
                 "with the same --results-path and --random-seed first (its calibration and thresholds are needed)"
             ]
         )
-    try:
-        results = ResultsRecord.read(path)
-    except RecordError as error:
-        raise ConfigError(error.messages) from None
-    except ValueError as error:
-        raise ConfigError([f"{path}: not JSON ({error})"]) from None
+    results = read_record(ResultsRecord, path)
     if results.config_hash != config.config_hash():
         raise ConfigError([f"{path}: its config_hash is not the config's; the results come from another config"])
     return FinishedRun(config, results, run)
