@@ -273,6 +273,7 @@ def aggregate(
     resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples and permutations [1000].")] = None,
     confidence: Annotated[float | None, typer.Option(help="Confidence level of the intervals [0.95].")] = None,
     interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
+    mcnemar: Annotated[str | None, typer.Option(help="McNemar's test for one seed: exact or mid-p [exact].")] = None,
 ) -> None:
     """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
     from sft.report.aggregate import ReportOptions, parse_plots
@@ -283,7 +284,8 @@ def aggregate(
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
         expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
         given: dict[str, Any] = {"plots": parse_plots(plots) if plots is not None else None, "baseline": baseline,
-                 "resamples": resamples, "level": confidence, "method": interval_method}  # fmt: skip
+                 "resamples": resamples, "level": confidence, "method": interval_method,
+                 "mcnemar": mcnemar}  # fmt: skip
         # options not given keep ReportOptions' defaults (the one place they are set)
         options = ReportOptions(
             _keys(rows), _keys(cols), metric, expected=expected, statistics=statistics,

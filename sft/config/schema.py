@@ -490,6 +490,12 @@ class EvaluationConfig(Section):
     tokenizer_name: str | None = Field(None, description="A HF tokenizer that splits words for BLEU and ROUGE.")
     bleu_tokenize: str = Field("13a", description="sacrebleu tokenizer when tokenizer_name is not set.")
     ece_bins: int = Field(10, ge=1, description="Bins of the expected calibration error.")
+    cluster_column: str | None = Field(
+        None,
+        description="A test-split column whose equal values mark examples that are not independent (one source "
+        "document, one author): predictions.jsonl keeps it, and the report's intervals and tests resample and swap "
+        "whole clusters. Default: every example is independent.",
+    )
 
 
 class ResourcesConfig(Section):

@@ -146,6 +146,13 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
             problems.append(
                 f"prompting: column(s) {missing} not in split {split!r}; its columns are {splits[split].column_names}"
             )
+    cluster = config.evaluation.cluster_column
+    test = splits[dataset.test_split] if dataset.test_split in splits else None
+    if cluster and test is not None and cluster not in test.column_names:
+        problems.append(
+            f"evaluation.cluster_column: column {cluster!r} not in split {dataset.test_split!r}; its columns are "
+            f"{test.column_names}; name one of them or leave it unset"
+        )
     # Label checks run even when other problems were found, so one pass reports everything.
     if labelled:
         problems += task_for(config).label_problems(labelled, wanted, config, complete=len(labelled) == len(wanted))

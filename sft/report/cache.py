@@ -10,7 +10,8 @@ asked for and the resampling settings are. So the report keeps, per run, in
   its column sums in every bootstrap resample and in every permutation swap pattern
   (`sft.report.intervals.Resampler`), stored for the columns that hold anything;
 - per metric: which matrix, the finisher's name and parameters, the layout, which examples were right;
-- the run's test hash.
+- the run's test hash, and how many clusters its test examples form (`evaluation.cluster_column`; the
+  sums above are then of whole clusters resampled and swapped).
 
 The key is a sha256 over the predictions file's bytes and everything the entry depends on (labels,
 metric names and the ones asked for, evaluation settings, resamples, seed, this format's version), so
@@ -36,7 +37,7 @@ from sft.evaluation.batched import FINISHERS, Sufficient
 from sft.results.files import atomic_write_bytes
 
 CACHE_FOLDER = "_statistics"  # experiment names start with a letter or digit, so this never collides
-FORMAT = 1
+FORMAT = 2  # 2: the number of clusters; entries of format 1 get other keys and are recomputed
 _SUFFIX = ".safetensors"
 
 
@@ -56,6 +57,7 @@ class CachedRun:
     test_hash: str
     sufficient: dict[str, Sufficient]
     resampled: list[Resampled]  # every distinct features matrix of `sufficient`
+    clusters: int | None = None  # clusters of test examples resampled together; None: examples independent
 
 
 def cache_key(predictions: Path, parts: dict[str, Any]) -> str:
@@ -102,6 +104,7 @@ def save(root: Path, key: str, cached: CachedRun) -> Path:
             "right": statistic.right is not None,
         }
     header = {"format": FORMAT, "test_hash": cached.test_hash, "groups": groups, "metrics": metrics}
+    header["clusters"] = cached.clusters
     data = to_bytes({name: np.ascontiguousarray(value) for name, value in tensors.items()}, {"sft": json.dumps(header)})
     return atomic_write_bytes(_path(root, key), data, durable=False)
 
@@ -144,7 +147,7 @@ def _load(path: Path) -> CachedRun:
         right = tensors[f"right.{name}"].astype(np.float64) if entry["right"] else None
         features = resampled[entry["group"]].features
         sufficient[name] = Sufficient(features, entry["kind"], entry["params"], right, tuple(entry["layout"]))
-    return CachedRun(header["test_hash"], sufficient, resampled)
+    return CachedRun(header["test_hash"], sufficient, resampled, header["clusters"])
 
 
 def prune(root: Path, keep: set[str]) -> None:

@@ -101,6 +101,15 @@ class Comparison:
     p_holm: float = float("nan")
     significant: bool = False
     discordant: tuple[int, int] | None = None  # McNemar: (only the experiment right, only the reference right)
+    detectable: float = float("nan")  # the smallest difference this design detects at 80% power
+    seeds_needed: int | None = None  # seeds (same test examples) that would detect `difference` at 80% power
+    examples_needed: int | None = None  # test examples (same seeds) that would detect it
+    df: float | None = None  # degrees of freedom of the design's standard error
+
+    @property
+    def underpowered(self) -> bool:
+        """Not significant, and smaller than what the design could detect: a missing difference, not an absent one."""
+        return not self.significant and abs(self.difference) < self.detectable
 
     def as_dict(self) -> dict:
         found = {key: getattr(self, key) for key in self.__dataclass_fields__}

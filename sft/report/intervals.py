@@ -50,9 +50,12 @@ class Resampler:
     statistics is kept too (by object, for as long as the Resampler lives), so a reference run compared
     with 19 others and on five metrics that share one confusion matrix is resampled once."""
 
-    def __init__(self, resamples: int, seed: int):
+    def __init__(self, resamples: int, seed: int, clusters: np.ndarray | None = None):
         self.resamples = resamples
         self.seed = seed
+        # cluster of each example (codes 0..G-1): resample and swap whole clusters, as the examples of one
+        # source document or author are not independent; None: every example is its own
+        self.clusters = None if clusters is None else np.asarray(clusters, dtype=np.int64)
         self._counts: dict[int, np.ndarray] = {}
         self._swaps: dict[int, np.ndarray] = {}
         self._sums: dict[int, tuple[sparse.spmatrix, tuple[np.ndarray, np.ndarray]]] = {}
@@ -60,23 +63,37 @@ class Resampler:
         self._values: dict[tuple, tuple[list, np.ndarray]] = {}
 
     def counts(self, n: int) -> np.ndarray:
-        """(n, B): how often each example is in each resample."""
-        if n not in self._counts:
-            indices = np.random.default_rng(self.seed).integers(0, n, (self.resamples, n))
-            counts = np.empty((n, self.resamples), dtype=np.float64)
+        """(n, B): how often each example is in each resample (with clusters: its cluster's count)."""
+        units = self._units(n)
+        if units not in self._counts:
+            indices = np.random.default_rng(self.seed).integers(0, units, (self.resamples, units))
+            counts = np.empty((units, self.resamples), dtype=np.float64)
             for start in range(0, self.resamples, _ROWS_PER_CHUNK):
                 block = indices[start : start + _ROWS_PER_CHUNK]
                 rows = len(block)
                 flat = (block * rows + np.arange(rows)[:, None]).ravel()  # example-major: lands as (n, rows)
-                counts[:, start : start + rows] = np.bincount(flat, minlength=rows * n).reshape(n, rows)
-            self._counts[n] = counts
-        return self._counts[n]
+                counts[:, start : start + rows] = np.bincount(flat, minlength=rows * units).reshape(units, rows)
+            self._counts[units] = counts
+        return self._per_example(self._counts[units], n)
 
     def swaps(self, n: int) -> np.ndarray:
-        """(n, B): 1 where a permutation swaps the two systems' outputs on an example."""
-        if n not in self._swaps:
-            self._swaps[n] = np.random.default_rng([self.seed, 1]).integers(0, 2, (n, self.resamples)).astype(float)
-        return self._swaps[n]
+        """(n, B): 1 where a permutation swaps the two systems' outputs on an example (with clusters: on
+        every example of a cluster together)."""
+        units = self._units(n)
+        if units not in self._swaps:
+            rng = np.random.default_rng([self.seed, 1])
+            self._swaps[units] = rng.integers(0, 2, (units, self.resamples)).astype(float)
+        return self._per_example(self._swaps[units], n)
+
+    def _units(self, n: int) -> int:
+        """What is drawn for n examples: the clusters when they are this Resampler's examples, else the examples."""
+        return int(self.clusters.max()) + 1 if self._clustered(n) else n
+
+    def _clustered(self, n: int) -> bool:
+        return self.clusters is not None and len(self.clusters) == n
+
+    def _per_example(self, per_unit: np.ndarray, n: int) -> np.ndarray:
+        return np.ascontiguousarray(per_unit[self.clusters]) if self._clustered(n) else per_unit
 
     def sums(self, features: sparse.spmatrix) -> np.ndarray:
         """(B, s): the column sums of `features` (examples, s) in every resample."""

@@ -5,6 +5,7 @@ same Markdown."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tabulate import tabulate
@@ -16,6 +17,7 @@ from sft.report.plots import Drawn
 from sft.report.sections import Section
 from sft.report.statistics import SectionStatistics, Statistics
 from sft.report.tables import (
+    NONE_TEXT,
     SAME_AS_REFERENCE,
     constant_settings,
     experiment_table,
@@ -104,8 +106,9 @@ def _interval_text(statistics: Statistics | None, found: SectionStatistics | Non
     if statistics is None or found is None:
         return ""
     level = f"{statistics.level:.0%}"
-    text = (f" [{level} interval: bootstrap over test examples ({statistics.method}, {statistics.resamples} "
-            f"resamples) for one seed, t-interval of the mean for several]")  # fmt: skip
+    text = (f" [{level} interval: for one seed Wilson's for accuracy-like metrics, else a bootstrap over test "
+            f"examples ({statistics.method}, {statistics.resamples} resamples); for several seeds a t-interval "
+            "counting both seeds and test examples]")  # fmt: skip
     if found.comparisons:
         against = "the baseline" if any(role == "baseline" for _, role in found.references.values()) else "the best"
         text += (f"; {SAME_AS_REFERENCE}: not significantly different from {against} "
@@ -122,25 +125,80 @@ def _comparison_lines(statistics: Statistics, found: SectionStatistics) -> list[
         return []
     lines = ["", "### Paired comparisons", ""]
     if found.comparisons:
+        variant = "mid-p" if statistics.mcnemar == "mid-p" else "exact"
         lines += [
-            f"Each experiment against the reference on the same test examples: exact McNemar test (one seed, "
-            f"accuracy-like metrics) or paired permutation test ({statistics.resamples} swaps); difference = "
-            f"experiment − reference with its {statistics.level:.0%} paired bootstrap interval; p adjusted by Holm "
-            "over each metric's comparisons.",
+            f"Each experiment against the reference on the same test examples, paired by seed and example. One "
+            f"seed: McNemar's test ({variant}; accuracy-like metrics) or a paired permutation test "
+            f"({statistics.resamples} swaps), the difference with its {statistics.level:.0%} paired bootstrap "
+            "interval. Several seeds: the mean of the per-seed differences, its t-interval and t-test counting "
+            "seed-to-seed and test-example variance (seeds×examples t). p adjusted by Holm over each metric's "
+            "comparisons; detectable: the smallest difference this design finds at 80% power.",
             "",
         ]
         table = [
             [c.metric, c.experiment, f"{c.reference} ({c.role})", c.test, ",".join(str(s) for s in c.seeds),
              f"{format_number(c.difference, like=c.high)} [{format_number(c.low, like=c.high)}, "
              f"{format_number(c.high, like=c.high)}]",
-             _p_text(c.p_value), _p_text(c.p_holm), "yes" if c.significant else "no"]
+             _p_text(c.p_value), _p_text(c.p_holm), "yes" if c.significant else "no",
+             format_number(c.detectable, like=c.high) if math.isfinite(c.detectable) else NONE_TEXT]
             for c in found.comparisons
         ]  # fmt: skip
-        header = ["metric", "experiment", "reference", "test", "seeds", "difference", "p", "p (Holm)", "significant"]
+        header = ["metric", "experiment", "reference", "test", "seeds", "difference", "p", "p (Holm)", "significant",
+                  "detectable"]  # fmt: skip
         lines.append(_table(header, table))
+        lines += _power_lines(statistics, found)
     if found.notes:
         lines += ["", *(f"- {note}" for note in found.notes)]
     return lines
+
+
+def _power_lines(statistics: Statistics, found: SectionStatistics) -> list[str]:
+    """The comparisons whose difference is too small for their design to find: each with the seeds or
+    test examples that would find it."""
+    missed = [c for c in found.comparisons if c.underpowered]
+    if not missed:
+        return []
+    lines = ["", f"Power: {len(missed)} of {len(found.comparisons)} differences are not significant and smaller than "
+             "this design detects at 80% power; a larger design may find them:"]  # fmt: skip
+    for c in missed:
+        seeds = "; ".join(
+            [
+                *([f"{c.seeds_needed} seeds at these test examples"] if c.seeds_needed else []),
+                *([f"{c.examples_needed} test examples at {len(c.seeds)} seed(s)"] if c.examples_needed else []),
+            ]
+        )
+        text = f"- {c.metric}, {c.experiment} against {c.reference}: {format_number(abs(c.difference), like=c.high)} < "
+        lines.append(
+            text
+            + f"{format_number(c.detectable, like=c.high)} detectable"
+            + (f"; needs about {seeds}" if seeds else "")
+        )
+    return lines
+
+
+def _variance_lines(section: Section, found: SectionStatistics | None) -> list[str]:
+    """Per experiment of several seeds, on the pivot metric: how much of its mean's variance comes from
+    the seeds and how much from the test examples, so a reader knows which to add."""
+    metric = section.pivot.metric if section.pivot else (section.metrics[0] if section.metrics else None)
+    if found is None or metric is None:
+        return []
+    table = []
+    for name, metrics in found.variance.items():
+        components = metrics.get(metric)
+        shares = components.shares() if components else None
+        if components is None or shares is None:
+            continue
+        advice = "seeds" if shares[0] > shares[1] else "test examples"
+        table.append([name, str(components.seeds), str(components.examples),
+                      format_number(components.standard_error, like=components.mean), f"{shares[0]:.0%}",
+                      f"{shares[1]:.0%}", advice])  # fmt: skip
+    if not table:
+        return []
+    header = ["experiment", "seeds", "test examples", "standard error", "from seeds", "from test examples", "add"]
+    return ["", f"### Where the variance of {metric} comes from", "",
+            "Share of the variance of each mean over seeds due to seed-to-seed differences (shots drawn, training) "
+            "and to the test examples scored; more of the larger one narrows the interval most.", "",
+            _table(header, table)]  # fmt: skip
 
 
 def _section_lines(section: Section, drawn: Drawn, statistics: Statistics | None) -> list[str]:
@@ -154,6 +212,7 @@ def _section_lines(section: Section, drawn: Drawn, statistics: Statistics | None
     lines.append(_table(*experiment_table(section.rows, section.metrics, found)))
     if statistics is not None and found is not None:
         lines += _comparison_lines(statistics, found)
+        lines += _variance_lines(section, found)
     if key in drawn.forests:
         lines += ["", f"![{section.pivot.metric if section.pivot else ''} with intervals]({drawn.forests[key]})"]
     table = section.pivot
@@ -230,6 +289,12 @@ def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[st
 
 def markdown(collected: Collected, found: list[Section], drawn: Drawn, statistics: Statistics | None = None) -> str:
     lines = ["# Aggregated results", "", *_summary_lines(summary(collected), collected)]
+    missed = sum(c.underpowered for s in (statistics.sections.values() if statistics else []) for c in s.comparisons)
+    if missed:
+        lines.append(
+            f"- Power: {missed} difference(s) not significant but smaller than their design detects at "
+            "80% power (listed under each table, with the seeds or test examples that would detect them)"
+        )
     lines += _constant_lines(collected.rows)
     for section in found:
         lines += _section_lines(section, drawn, statistics)

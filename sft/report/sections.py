@@ -32,6 +32,7 @@ class ReportOptions:
     level: float = 0.95  # confidence level of the intervals; the tests' significance level is 1 - level
     method: str = "percentile"  # bootstrap interval: percentile or bca
     seed: int = 0  # of the resamples: the same result files always give the same report
+    mcnemar: str = "exact"  # one seed, accuracy-like metrics: McNemar's exact test or its mid-p variant
 
 
 def parse_plots(text: str) -> frozenset[str]:

@@ -3,19 +3,24 @@ within each table, from the runs' predictions.jsonl.
 
 Per run: the metrics of its table are recomputed from its predictions with the batched forms of the
 metric functions the run used (`sft.evaluation.batched`); a recomputed value that does not match
-results.json is named as a problem and gets no interval. A cell of one run shows the bootstrap
-interval over its test examples; a cell of several seeds (or a pivot cell pooling several runs) the
-t-interval of their mean.
+results.json is named as a problem and gets no interval. A cell of one run shows Wilson's interval for
+a proportion (accuracy, exact match) and the bootstrap interval over its test examples otherwise; a
+cell of several seeds (or a pivot cell pooling several runs) the interval of their mean with both
+seeds and test examples as sources of variance (`sft.report.design`), with the seeds' variance
+components kept per experiment.
 
 Per table and metric: every experiment against the reference (the best mean, or `--baseline`) on the
 seeds both ran and on the same test examples (equal `test_hash`, or for older results the same hash
-computed from the predictions), with Holm's correction over the table's comparisons of that metric.
+computed from the predictions), with Holm's correction over the table's comparisons of that metric:
+with one seed McNemar's test (exact or mid-p) or a paired permutation test, with several the
+t-test of the seeds x examples design; each with the smallest difference it could detect at 80% power.
 A run without predictions.jsonl has no bootstrap interval and no comparison; nothing else changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -31,6 +36,18 @@ from sft.registry import did_you_mean
 from sft.report.cache import CachedRun, Resampled, cache_key, load, prune, save
 from sft.report.collect import read_row
 from sft.report.comparisons import Comparison, holm, mcnemar_exact, paired_difference, permutation_p
+from sft.report.design import (
+    MCNEMAR,
+    Components,
+    components,
+    detectable,
+    effective_examples,
+    interval,
+    mcnemar_mid_p,
+    needed,
+    t_test,
+    wilson,
+)
 from sft.report.intervals import METHODS, Interval, Resampler, bootstrap_interval, leave_one_out, t_interval
 from sft.report.sections import ReportOptions, Section, sections
 from sft.report.tables import Stats
@@ -52,6 +69,17 @@ class RunStatistics:
     sufficient: dict[str, Sufficient]
     intervals: dict[str, Interval]
     cache_key: str = ""  # its entry in the report's cache (`sft.report.cache`)
+    clusters: int | None = None  # clusters its test examples form; None: independent examples
+    values: dict[str, float] = field(default_factory=dict)  # each usable metric as results.json has it
+
+    @property
+    def examples(self) -> int:
+        return next(iter(self.sufficient.values())).features.shape[0] if self.sufficient else 0
+
+    @property
+    def units(self) -> int:
+        """What the bootstrap resamples: the clusters, or the examples."""
+        return self.clusters or self.examples
 
 
 @dataclass(frozen=True)
@@ -66,11 +94,17 @@ class SectionStatistics:
     comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     experiments: dict[str, dict[str, Interval]] = field(default_factory=dict)  # what each table cell shows
+    cells: dict[tuple[tuple[str, ...], str], Interval] = field(default_factory=dict)  # (folders, metric)
+    variance: dict[str, dict[str, Components]] = field(default_factory=dict)  # experiment -> metric (>= 2 seeds)
 
     def cell_interval(self, folders: list[str], metric: str, stats: Stats | None) -> Interval | None:
-        """A table cell's interval: the run's bootstrap interval for one run, the t-interval for several."""
+        """A table cell's interval (`design_interval`); without the runs' statistics, the t-interval of
+        several runs' values."""
         if stats is None:
             return None
+        found = self.cells.get((tuple(sorted(folders)), metric))
+        if found is not None:
+            return found
         if stats.n == 1 and len(folders) == 1:
             run = self.runs.get(folders[0])
             return run.intervals.get(metric) if run else None
@@ -93,8 +127,22 @@ class SectionStatistics:
             },
             "references": {metric: {"experiment": e, "role": role} for metric, (e, role) in self.references.items()},
             "comparisons": [comparison.as_dict() for comparison in self.comparisons],
+            "variance_components": {
+                name: {metric: _components_dict(found) for metric, found in metrics.items()}
+                for name, metrics in self.variance.items()
+            },
             "notes": self.notes,
         }
+
+
+def _components_dict(found: Components) -> dict[str, Any]:
+    shares = found.shares()
+    return {
+        "seeds": found.seeds, "examples": found.examples, "units": found.units, "mean": found.mean,
+        "standard_error": found.standard_error, "df": found.df, "seed_variance": found.seed,
+        "shared_test_variance": found.shared, "within_variance": found.within,
+        "share_seeds": shares[0] if shares else None, "share_test_examples": shares[1] if shares else None,
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,6 +155,7 @@ class Statistics:
     seed: int
     baseline: str | None
     sections: dict[tuple[str, str], SectionStatistics] = field(default_factory=dict)
+    mcnemar: str = "exact"
 
     @property
     def alpha(self) -> float:
@@ -123,6 +172,7 @@ class Statistics:
             "seed": self.seed,
             "alpha": self.alpha,
             "baseline": self.baseline,
+            "mcnemar": self.mcnemar,
             "sections": [section.as_dict() for section in self.sections.values()],
         }
 
@@ -133,6 +183,8 @@ def check_options(options: ReportOptions, rows: list[dict[str, Any]]) -> None:
         raise ValueError(f"--resamples: {options.resamples}; give at least 1 (1000 or more for a report)")
     if not 0 < options.level < 1:
         raise ValueError(f"--confidence: {options.level}; give a level between 0 and 1, e.g. 0.95")
+    if options.mcnemar not in MCNEMAR:
+        raise ValueError(f"--mcnemar: unknown variant {options.mcnemar!r}; choose from {', '.join(MCNEMAR)}")
     if options.method not in METHODS:
         raise ValueError(f"--interval-method: unknown method {options.method!r}; choose from {', '.join(METHODS)}")
     experiments = {row["experiment"] for row in rows}
@@ -168,9 +220,72 @@ def compute_statistics(root: Path, found: list[Section], options: ReportOptions)
                          "interval or comparison for them.")  # fmt: skip
         notes = list(dict.fromkeys(notes))  # a note about two runs holds for every metric
         found_section = SectionStatistics(*key, options.level, runs, references, comparisons, notes)
+        cells, variance = _design_cells(section, runs, resampler, options.level)
+        found_section = dataclasses.replace(found_section, cells=cells, variance=variance)
         sections[key] = dataclasses.replace(found_section, experiments=_experiment_intervals(section, found_section))
     prune(root, {run.cache_key for section in sections.values() for run in section.runs.values()})
-    return Statistics(options.level, options.method, options.resamples, options.seed, options.baseline, sections)
+    return Statistics(
+        options.level, options.method, options.resamples, options.seed, options.baseline, sections, options.mcnemar
+    )
+
+
+def _groups(section: Section) -> list[tuple[str | None, list[str]]]:
+    """Every table cell's runs: each experiment's (with its name), then each pivot cell's."""
+    experiments: dict[str, list[str]] = {}
+    for row in section.rows:
+        experiments.setdefault(row["experiment"], []).append(row["folder"])
+    cells = list(section.pivot.folders.values()) if section.pivot is not None else []
+    return [*experiments.items(), *((None, folders) for folders in cells)]
+
+
+def _design_cells(
+    section: Section, runs: dict[str, RunStatistics], resampler: Resampler, level: float
+) -> tuple[dict[tuple[tuple[str, ...], str], Interval], dict[str, dict[str, Components]]]:
+    """The interval of every table cell whose runs all have statistics, and the variance components of
+    every experiment of several seeds."""
+    cells: dict[tuple[tuple[str, ...], str], Interval] = {}
+    variance: dict[str, dict[str, Components]] = {}
+    for name, folders in _groups(section):
+        members = [runs.get(folder) for folder in folders]
+        for metric in _section_metrics(section):
+            if any(run is None or metric not in run.sufficient for run in members):
+                continue
+            found = design_interval([run for run in members if run is not None], metric, resampler, level)
+            if found is None:
+                continue
+            cells[(tuple(sorted(folders)), metric)] = found[0]
+            if found[1] is not None and name is not None:
+                variance.setdefault(name, {})[metric] = found[1]
+    return cells, variance
+
+
+def design_interval(
+    runs: list[RunStatistics], metric: str, resampler: Resampler, level: float
+) -> tuple[Interval, Components | None] | None:
+    """A cell's interval: one run: Wilson's for a proportion (at the effective number of examples when
+    they are clustered), else its bootstrap interval; several: the interval of their mean over seeds and
+    test examples (`sft.report.design`), with its variance components."""
+    statistics = [run.sufficient[metric] for run in runs]
+    resampled = np.vstack([resampler.values([statistic]) for statistic in statistics])
+    values = np.array([run.values[metric] for run in runs])
+    if len(runs) == 1:
+        run = runs[0]
+        if not statistics[0].binary:
+            found = run.intervals.get(metric)
+            return (found, None) if found is not None else None
+        examples = float(run.examples)
+        if run.clusters:
+            spread = components(values, resampled, run.examples, run.units).variance
+            examples = effective_examples(float(values[0]), run.examples, spread)
+        low, high = wilson(float(values[0]) * examples, examples, level)
+        return Interval(low, high, "wilson"), None
+    hashes = [run.test_hash for run in runs]
+    same = np.array([[a == b for b in hashes] for a in hashes])
+    units = min(run.units for run in runs)
+    found = components(values, resampled, min(run.examples for run in runs), units, same)
+    bounds = (0.0, 1.0) if all(statistic.binary for statistic in statistics) else None
+    low, high = interval(found, level, bounds)
+    return Interval(low, high, "seeds+examples"), found
 
 
 def _section_metrics(section: Section) -> list[str]:
@@ -252,7 +367,7 @@ def _run(
         return None, [f"{path}: no intervals ({type(error).__name__}: {error})"]
     for item in cached.resampled:
         resampler.remember(item.features, item.sums, item.swapped)
-    sufficient, test_hash = cached.sufficient, cached.test_hash
+    sufficient, test_hash, clusters = cached.sufficient, cached.test_hash, cached.clusters
     notes = []
     usable: dict[str, Sufficient] = {}
     for metric, statistic in sufficient.items():
@@ -275,7 +390,8 @@ def _run(
         resampled = resampler.values([statistic])
         low, high = bootstrap_interval(row["metrics"][metric], resampled, options.level, options.method, jackknife)
         intervals[metric] = Interval(low, high, "bootstrap")
-    return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals, key), notes
+    values = {metric: float(row["metrics"][metric]) for metric in usable}
+    return RunStatistics(row["experiment"], row["seed"], test_hash, usable, intervals, key, clusters, values), notes
 
 
 def _remember(root: Path, key: str, cached: CachedRun) -> None:
@@ -298,10 +414,26 @@ def _statistics_of(
     )
     sufficient = sufficient_statistics(task.metric_inputs(predictions, labels), names, evaluation, set(metrics))
     distinct = list({id(statistic.features): statistic.features for statistic in sufficient.values()}.values())
+    codes = cluster_codes(predictions, evaluation.cluster_column) if evaluation.cluster_column else None
+    if codes is not None:  # whole clusters drawn and swapped: a resampler of this test set's own
+        resampler = Resampler(resampler.resamples, resampler.seed, codes)
     resampled = [Resampled(features, resampler.sums(features), resampler.swapped(features)) for features in distinct]
     input_columns = row["settings"].get("prompting.input_columns") or []
     test_hash = row.get("test_hash") or hash_test_inputs(predictions, input_columns)
-    return CachedRun(test_hash, sufficient, resampled)
+    return CachedRun(test_hash, sufficient, resampled, int(codes.max()) + 1 if codes is not None else None)
+
+
+def cluster_codes(predictions: list[dict[str, Any]], column: str) -> np.ndarray:
+    """Each example's cluster as 0..G-1 in order of first appearance; an example without the column is
+    a cluster of its own (raises ValueError when no example has it: predictions of an older run)."""
+    if not any(column in row for row in predictions):
+        raise ValueError(f"evaluation.cluster_column {column!r} is in no row of predictions.jsonl")
+    codes: dict[str, int] = {}
+    found = []
+    for index, row in enumerate(predictions):
+        value = json.dumps(row[column], sort_keys=True, default=str) if column in row else f"\0{index}"
+        found.append(codes.setdefault(value, len(codes)))
+    return np.asarray(found, dtype=np.int64)
 
 
 def _reference(section: Section, metric: str, options: ReportOptions) -> tuple[str | None, str]:
@@ -373,23 +505,46 @@ def _paired(
     resampler: Resampler,
     options: ReportOptions,
 ) -> Comparison:
-    """One experiment against the reference on the seeds both ran; an example's seeds are pooled."""
+    """One experiment against the reference on the seeds both ran, paired by seed and test example. One
+    seed: McNemar's test (exact or mid-p) for an accuracy-like metric on independent examples, else a
+    paired permutation test, and the paired bootstrap interval. Several: the mean of the per-seed
+    differences with the t-interval and t-test of the seeds x examples design (`sft.report.design`).
+    Either way the smallest difference the design detects at 80% power, and what would detect this one."""
     statistic = runs[seeds[0]].sufficient[metric]
     parts = [runs[seed].sufficient[metric] for seed in seeds]
     reference_parts = [references[seed].sufficient[metric] for seed in seeds]
-    difference, low, high = paired_difference(parts, reference_parts, resampler, options.level, options.method)
+    differences = np.array([runs[seed].values[metric] - references[seed].values[metric] for seed in seeds])
+    resampled = np.vstack([resampler.values([a]) - resampler.values([b]) for a, b in zip(parts, reference_parts)])
+    hashes = [runs[seed].test_hash for seed in seeds]
+    same = np.array([[a == b for b in hashes] for a in hashes])
+    units = min(min(runs[seed].units, references[seed].units) for seed in seeds)
+    examples = parts[0].features.shape[0]
+    design = components(differences, resampled, examples, units, same)
     discordant = None
-    if statistic.binary and len(seeds) == 1:
-        test = "mcnemar"
-        reference_correct = references[seeds[0]].sufficient[metric].correct()
-        p_value, only_experiment, only_reference = mcnemar_exact(statistic.correct(), reference_correct)
-        discordant = (only_experiment, only_reference)
+    clustered = any(runs[seed].clusters for seed in seeds)
+    if len(seeds) > 1:
+        test = "seeds×examples t"
+        difference = float(differences.mean())
+        low, high = interval(design, options.level)
+        p_value = t_test(design)
     else:
-        test = "permutation"
-        p_value = permutation_p(parts, reference_parts, resampler)
+        difference, low, high = paired_difference(parts, reference_parts, resampler, options.level, options.method)
+        if statistic.binary and not clustered:
+            reference_correct = reference_parts[0].correct()
+            p_value, only_experiment, only_reference = mcnemar_exact(statistic.correct(), reference_correct)
+            if options.mcnemar == "mid-p":
+                p_value = mcnemar_mid_p(only_experiment, only_reference)
+            test = "mcnemar" if options.mcnemar == "exact" else "mcnemar mid-p"
+            discordant = (only_experiment, only_reference)
+        else:
+            test = "permutation"
+            p_value = permutation_p(parts, reference_parts, resampler)
+    alpha = 1 - options.level
+    plan = needed(design, difference, alpha)
     return Comparison(
-        metric, name, reference, role, test, tuple(seeds), parts[0].features.shape[0], difference, low, high, p_value,
-        discordant=discordant,
+        metric, name, reference, role, test, tuple(seeds), examples, difference, low, high, p_value,
+        discordant=discordant, detectable=detectable(design, alpha), seeds_needed=plan.seeds,
+        examples_needed=plan.examples, df=design.df,
     )  # fmt: skip
 
 

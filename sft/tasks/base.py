@@ -111,11 +111,15 @@ class Task(Protocol):
         """What the metric functions read, from the prediction rows."""
 
 
-def example_rows(split: Dataset, prompting: PromptingConfig, reference: Callable[[Any], Any]) -> list[dict[str, Any]]:
-    """The start of every prediction row: the input columns and the reference answer."""
+def example_rows(
+    split: Dataset, prompting: PromptingConfig, reference: Callable[[Any], Any], cluster_column: str | None = None
+) -> list[dict[str, Any]]:
+    """The start of every prediction row: the input columns, the cluster column when one is set (the
+    report resamples whole clusters) and the reference answer."""
+    columns = [*prompting.input_columns, *([cluster_column] if cluster_column else [])]
     return [
         {
-            **{column: example[column] for column in prompting.input_columns},
+            **{column: example[column] for column in dict.fromkeys(columns)},
             "reference": reference(example[prompting.output_column]),
         }
         for example in split

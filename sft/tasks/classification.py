@@ -113,7 +113,7 @@ class Classification:
 
     def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
         scores = score(data.test)
-        rows = example_rows(data.test, config.prompting, lambda value: value)
+        rows = example_rows(data.test, config.prompting, lambda value: value, config.evaluation.cluster_column)
         for index, (row, answer) in enumerate(zip(rows, self.answers(scores, data.labels, None))):
             row.update(answer)
             if scores.row_extras is not None:

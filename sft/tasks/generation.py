@@ -49,7 +49,7 @@ class Generation:
 
     def predict(self, config: ExperimentConfig, data: ExperimentData, score: Scorer) -> Prediction:
         scores = score(data.test)
-        rows = example_rows(data.test, config.prompting, lambda value: value)
+        rows = example_rows(data.test, config.prompting, lambda value: value, config.evaluation.cluster_column)
         for row, answer in zip(rows, self.answers(scores, None, None)):
             row.update(answer)
         return Prediction(rows, dict(scores.details))

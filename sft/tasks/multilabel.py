@@ -133,7 +133,7 @@ class Multilabel:
         cuts, source = thresholds_for(config, data, score)
         thresholds = dict(zip(labels, cuts.tolist()))
         scores = score(data.test)
-        rows = example_rows(data.test, config.prompting, list)
+        rows = example_rows(data.test, config.prompting, list, config.evaluation.cluster_column)
         for row, answer in zip(rows, self.answers(scores, labels, thresholds)):
             row.update(answer)
         return Prediction(rows, {**scores.details, "thresholds": thresholds, "threshold_source": source})

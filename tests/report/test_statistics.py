@@ -196,14 +196,19 @@ def test_run_intervals_are_stored_and_shown(tmp_path):
     (section,) = document["statistics"]["sections"]
     interval = section["run_intervals"]["reference/seed-1"]["accuracy"]
     assert interval["kind"] == "bootstrap" and interval["low"] < 0.75 < interval["high"]
-    assert f"| 0.7500 [{interval['low']:.4f}, {interval['high']:.4f}]" in markdown_path.read_text(encoding="utf-8")
-    assert section["experiment_intervals"]["reference"]["accuracy"] == interval  # one seed: the bootstrap
+    # one seed of a proportion: the table shows Wilson's interval, the bootstrap stays in run_intervals
+    shown = section["experiment_intervals"]["reference"]["accuracy"]
+    wilson = stats.binomtest(225, 300).proportion_ci(0.9, method="wilson")
+    assert shown["kind"] == "wilson" and (shown["low"], shown["high"]) == pytest.approx((wilson.low, wilson.high))
+    assert f"| 0.7500 [{shown['low']:.4f}, {shown['high']:.4f}]" in markdown_path.read_text(encoding="utf-8")
+    f1 = section["run_intervals"]["reference/seed-1"]["f1_macro"]
+    assert section["experiment_intervals"]["reference"]["f1_macro"] == f1  # not a proportion: the bootstrap
     # no baseline: the reference of each metric is the best of the table
     assert section["references"]["accuracy"] == {"experiment": "far", "role": "best"}
     assert section["references"]["ece"] == {"experiment": "reference", "role": "best"}  # lower is better
 
 
-def test_several_seeds_pool_an_examples_seeds_and_use_the_permutation_test(tmp_path):
+def test_several_seeds_count_seed_and_test_variance_in_intervals_and_tests(tmp_path):
     n = 120
     for seed, step in ((1, 3), (2, 4)):  # a: 40 wrong with seed 1, 30 with seed 2
         write_scored_run(tmp_path, "a", seed, planted_config(0), planted_predictions(n, set(range(0, n, step))))
@@ -212,19 +217,23 @@ def test_several_seeds_pool_an_examples_seeds_and_use_the_permutation_test(tmp_p
     document = json.loads(aggregate(tmp_path, ReportOptions(plots=frozenset()))[0].read_text(encoding="utf-8"))
     accuracy = comparisons(document, "accuracy")
     assert accuracy["a"]["reference"] == "b" and accuracy["a"]["seeds"] == [1, 2]
-    assert accuracy["a"]["test"] == "permutation" and accuracy["a"]["examples"] == n
-    assert accuracy["a"]["difference"] == pytest.approx((2 * n - 70) / (2 * n) - (n - 24) / n)  # pooled seeds
+    assert accuracy["a"]["test"] == "seeds×examples t" and accuracy["a"]["examples"] == n
+    per_seed = [(n - 40) / n - (n - 24) / n, (n - 30) / n - (n - 24) / n]
+    assert accuracy["a"]["difference"] == pytest.approx(np.mean(per_seed))  # the mean of the seeds' differences
+    assert accuracy["a"]["low"] < accuracy["a"]["difference"] < accuracy["a"]["high"]
+    assert accuracy["a"]["detectable"] > 0 and accuracy["a"]["df"] >= 1
     assert accuracy["c"]["seeds"] == [2] and accuracy["c"]["test"] == "mcnemar"  # only the seed both ran
-    # two seeds: the table shows the t-interval of the mean over seeds, one seed the bootstrap
     (section,) = document["statistics"]["sections"]
     values = [row["metrics"]["accuracy"] for row in document["rows"] if row["experiment"] == "a"]
-    low, high = stats.t.interval(0.95, 1, loc=np.mean(values), scale=np.std(values, ddof=1) / np.sqrt(2))
-    assert section["experiment_intervals"]["a"]["accuracy"]["kind"] == "t"
-    assert (
-        section["experiment_intervals"]["a"]["accuracy"]["low"],
-        section["experiment_intervals"]["a"]["accuracy"]["high"],
-    ) == pytest.approx((low, high))
-    assert section["experiment_intervals"]["c"]["accuracy"]["kind"] == "bootstrap"
+    t_low, t_high = stats.t.interval(0.95, 1, loc=np.mean(values), scale=np.std(values, ddof=1) / np.sqrt(2))
+    shown = section["experiment_intervals"]["a"]["accuracy"]
+    assert shown["kind"] == "seeds+examples" and shown["low"] < np.mean(values) < shown["high"]
+    # the seeds share their test examples: the interval counts them, with fewer than t's 12.7 on one df
+    assert t_low < shown["low"] and shown["high"] < t_high
+    components = section["variance_components"]["a"]["accuracy"]
+    assert components["seeds"] == 2 and components["examples"] == n
+    assert components["share_seeds"] + components["share_test_examples"] == pytest.approx(1)
+    assert section["experiment_intervals"]["c"]["accuracy"]["kind"] == "wilson"
 
 
 def test_runs_without_predictions_change_nothing_else(tmp_path):
