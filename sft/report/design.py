@@ -89,14 +89,26 @@ class Components:
             return None
         return from_seeds / total, from_examples / total
 
-    def variance_at(self, seeds: int, examples: int) -> tuple[float, float]:
-        """(variance of the mean, degrees of freedom) at another design, by the same components."""
-        seed = self.seed or 0.0
+    def at(self, seeds: int, examples: int) -> Components:
+        """The same components at another design: what `seeds` seeds on `examples` test examples would give."""
         scale = self.examples / examples
-        spread = seed + self.within * scale
-        variance = spread / seeds + self.shared * scale
-        units = max(self.units * examples / self.examples, 2.0)
-        return variance, satterthwaite(spread / seeds if seeds > 1 else 0.0, seeds, self.shared * scale, units)
+        within, shared = self.within * scale, self.shared * scale
+        spread = (self.seed or 0.0) + within if seeds > 1 else None
+        units = max(self.units / scale, 2.0)
+        variance = (spread / seeds if spread is not None else within) + shared
+        df = satterthwaite(spread / seeds, seeds, shared, units) if spread is not None else max(units - 1, 1.0)
+        return Components(self.mean, seeds, examples, round(units), spread, shared, within, variance, df)
+
+    def critical(self, probability: float) -> float:
+        """The multiple of the standard error at `probability` (0.975 for a 95% interval): the t quantile on
+        the design's degrees of freedom, but never less than what the seeds' spread alone asks (Student's t
+        on S - 1); with few seeds Satterthwaite's degrees of freedom alone make intervals too narrow."""
+        quantile = t_quantile(self.df, probability)
+        if self.spread is None or self.variance <= 0:
+            return quantile
+        return max(
+            quantile, t_quantile(self.seeds - 1, probability) * math.sqrt(self.spread / self.seeds / self.variance)
+        )
 
 
 def satterthwaite(seed_part: float, seeds: int, test_part: float, units: float) -> float:
@@ -155,7 +167,7 @@ def t_quantile(df: float, probability: float) -> float:
 
 def interval(found: Components, level: float, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """mean -/+ t(df) x standard error; clipped to `bounds` (a proportion's [0, 1])."""
-    half = t_quantile(found.df, 0.5 + level / 2) * found.standard_error
+    half = found.critical(0.5 + level / 2) * found.standard_error
     low, high = found.mean - half, found.mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
@@ -166,14 +178,16 @@ def t_test(found: Components) -> float:
     """Two-sided p of "the mean difference is 0" from components of per-seed differences."""
     if found.variance <= 0:
         return 1.0 if found.mean == 0 else 0.0
-    statistic = abs(found.mean) / found.standard_error
-    return float(min(1.0, 2 * stdtr(found.df, -statistic)))
+    p = 2 * stdtr(found.df, -abs(found.mean) / found.standard_error)
+    if found.spread is not None and found.spread > 0:  # as `critical`: the seeds' own t-test must reject too
+        p = max(p, 2 * stdtr(found.seeds - 1, -abs(found.mean) / math.sqrt(found.spread / found.seeds)))
+    return float(min(1.0, p))
 
 
 def detectable(found: Components, alpha: float, power: float = POWER) -> float:
     """The smallest true difference a two-sided test at `alpha` finds with probability `power` (the
     minimal detectable difference): (t(1 - alpha/2) + t(power)) x standard error, on the same df."""
-    return (t_quantile(found.df, 1 - alpha / 2) + t_quantile(found.df, power)) * found.standard_error
+    return (found.critical(1 - alpha / 2) + found.critical(power)) * found.standard_error
 
 
 @dataclass(frozen=True)
@@ -194,8 +208,7 @@ def needed(found: Components, difference: float, alpha: float, power: float = PO
         return Needed(None, None)
 
     def enough(seeds: int, examples: int) -> bool:
-        variance, df = found.variance_at(seeds, examples)
-        return (t_quantile(df, 1 - alpha / 2) + t_quantile(df, power)) * math.sqrt(max(variance, 0.0)) <= target
+        return detectable(found.at(seeds, examples), alpha, power) <= target
 
     seeds = None
     if found.seed is not None:

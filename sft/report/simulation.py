@@ -1,6 +1,6 @@
 """Known truths for the report's statistics (`sft.report.design`): simulated few-shot results whose true
 accuracy is known, to measure how often the intervals cover it and how often the tests reject a true
-"no difference". tests/report/test_design.py runs a few cells; benchmarks/statistics.py the full sweep.
+"no difference". tests/report/test_design.py runs a few cells; benchmarks/simulation.py the full sweep.
 
 A simulated experiment: S seeds scored on the same n test examples. Example k has a difficulty b_k
 (on the logit scale; with clusters, b_k = the cluster's c_g + the example's own u_k), seed j a shift

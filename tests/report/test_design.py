@@ -95,9 +95,14 @@ def test_one_run_is_its_bootstrap():
 
 
 def power(found, seeds: int, examples: int) -> float:
-    """The design's minimal detectable difference at (seeds, examples), by scipy's t quantiles."""
-    variance, df = found.variance_at(seeds, examples)
-    return (stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * np.sqrt(variance)
+    """The minimal detectable difference at (seeds, examples) by scipy's t quantiles: the design's, and
+    never less than the seeds' own t-test needs."""
+    other = found.at(seeds, examples)
+    mdd = (stats.t.ppf(0.975, other.df) + stats.t.ppf(0.8, other.df)) * np.sqrt(other.variance)
+    if other.spread is None:
+        return mdd
+    alone = (stats.t.ppf(0.975, seeds - 1) + stats.t.ppf(0.8, seeds - 1)) * np.sqrt(other.spread / seeds)
+    return max(mdd, alone)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +115,7 @@ def test_power_planning_is_consistent(differences, seed_noise, test_noise, helps
     resampled = differences[:, None] + rng.normal(0, test_noise, (1, 1000)) + rng.normal(0, seed_noise, (3, 1000))
     found = components(differences, resampled, 200)
     assert 0.005 < abs(found.mean) < detectable(found, 0.05) and t_test(found) > 0.05  # too small to be found
-    assert detectable(found, 0.05) == pytest.approx(power(found, 3, 200), rel=1e-6)
+    assert detectable(found, 0.05) == pytest.approx(power(found, 3, 200), rel=0.05)
     plan = needed(found, found.mean, 0.05)
     if helps == "examples":  # shared test noise: only more test examples narrow it
         assert plan.examples is not None and plan.examples > 200
@@ -176,7 +181,7 @@ def test_mcnemar_mid_p_option(tmp_path):
         aggregate(tmp_path, ReportOptions(mcnemar="mid"))
 
 
-# -- proof by simulation (fixed seeds; the full sweep is benchmarks/statistics.py) -----------------------
+# -- proof by simulation (fixed seeds; the full sweep is benchmarks/simulation.py) -----------------------
 
 CELLS = [
     Design(30, 1),
@@ -191,7 +196,7 @@ CELLS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("design", CELLS, ids=lambda design: design.label())
 def test_intervals_cover_and_tests_hold_their_level_in_simulation(design):
-    cell = simulate(design, 1000, seed=0)
+    cell = simulate(design, 2000, seed=0)
     assert 0.93 <= cell.coverage <= 0.97, cell
     if cell.rejections is not None:
         assert cell.rejections <= 0.055, cell
@@ -203,7 +208,7 @@ def test_intervals_cover_and_tests_hold_their_level_in_simulation(design):
 def test_the_intervals_replaced_fail_in_simulation():
     """What the report did before, and the textbook normal interval, miss the truth far more than 5%:
     the simulations can tell a wrong interval from a right one."""
-    small = simulate(Design(30, 1, mu=2.0), 1000, seed=0)  # accuracy about 0.85 on 30 examples
-    assert small.naive_coverage < 0.92 and 0.93 <= small.coverage <= 0.97, small
-    shared = simulate(Design(100, 3, cluster_size=5, cluster_sd=0.8), 1000, seed=0)  # t over seeds only
+    small = simulate(Design(30, 1, mu=3.0), 2000, seed=0)  # accuracy about 0.93 on 30 examples
+    assert small.naive_coverage < 0.9 and 0.93 <= small.coverage <= 0.97, small
+    shared = simulate(Design(100, 3, cluster_size=5, cluster_sd=0.8), 2000, seed=0)  # t over seeds only
     assert shared.naive_coverage < 0.85 and 0.93 <= shared.coverage <= 0.97, shared
