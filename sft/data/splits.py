@@ -147,7 +147,7 @@ def data_problems(config: ExperimentConfig, splits: DatasetDict) -> list[str]:
                 f"prompting: column(s) {missing} not in split {split!r}; its columns are {splits[split].column_names}"
             )
     cluster = config.evaluation.cluster_column
-    test = splits[dataset.test_split] if dataset.test_split in splits else None
+    test = splits.get(dataset.test_split)
     if cluster and test is not None and cluster not in test.column_names:
         problems.append(
             f"evaluation.cluster_column: column {cluster!r} not in split {dataset.test_split!r}; its columns are "

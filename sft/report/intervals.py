@@ -87,7 +87,7 @@ class Resampler:
 
     def _units(self, n: int) -> int:
         """What is drawn for n examples: the clusters when they are this Resampler's examples, else the examples."""
-        return int(self.clusters.max()) + 1 if self._clustered(n) else n
+        return int(self.clusters.max()) + 1 if self.clusters is not None and len(self.clusters) == n else n
 
     def _clustered(self, n: int) -> bool:
         return self.clusters is not None and len(self.clusters) == n

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, ndtri, stdtrit
-from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # scikit-learn's dependency
 
 from sft.report.comparisons import mcnemar_exact
 from sft.report.design import (

@@ -271,8 +271,8 @@ def design_interval(
     if len(runs) == 1:
         run = runs[0]
         if not statistics[0].binary:
-            found = run.intervals.get(metric)
-            return (found, None) if found is not None else None
+            bootstrap = run.intervals.get(metric)
+            return (bootstrap, None) if bootstrap is not None else None
         examples = float(run.examples)
         if run.clusters:
             spread = components(values, resampled, run.examples, run.units).variance

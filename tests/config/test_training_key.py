@@ -90,6 +90,7 @@ OUTSIDE = {
     "evaluation.tokenizer_name": {"evaluation": {"tokenizer_name": "gpt2"}},
     "evaluation.bleu_tokenize": {"evaluation": {"bleu_tokenize": "intl"}},
     "evaluation.ece_bins": {"evaluation": {"ece_bins": 15}},
+    "evaluation.cluster_column": {"evaluation": {"cluster_column": "document"}},
     "resources.gpus": {"resources": {"gpus": 2}},  # one python process trains whatever it is given
     "resources.num_processes": {"resources": {"num_processes": 4}},  # read by the accelerate launcher only
 }

@@ -151,7 +151,7 @@ def test_clustered_runs_through_aggregate(tmp_path):
         for index, row in enumerate(rows):
             row["document"] = f"doc{index // 10}"
         write_scored_run(tmp_path, name, 1, raw, rows)
-    json_path, markdown_path = aggregate(tmp_path, ReportOptions(plots=frozenset(), mcnemar="mid-p"))
+    json_path, _ = aggregate(tmp_path, ReportOptions(plots=frozenset(), mcnemar="mid-p"))
     document = json.loads(json_path.read_text(encoding="utf-8"))
     (section,) = document["statistics"]["sections"]
     (accuracy,) = [c for c in section["comparisons"] if c["metric"] == "accuracy"]
@@ -168,8 +168,8 @@ def test_mcnemar_mid_p_option(tmp_path):
     n = 60
     write_scored_run(tmp_path, "a", 1, planted_config(0), planted_predictions(n, {1, 2, 3, 4, 5}))
     write_scored_run(tmp_path, "b", 1, planted_config(1), planted_predictions(n, {1}))
-    for variant, expected in (("exact", 2 * stats.binom.cdf(0, 4, 0.5)), ("mid-p", 2 * stats.binom.cdf(0, 4, 0.5)
-                                                                             - stats.binom.pmf(0, 4, 0.5))):  # fmt: skip
+    exact = 2 * stats.binom.cdf(0, 4, 0.5)
+    for variant, expected in (("exact", exact), ("mid-p", exact - stats.binom.pmf(0, 4, 0.5))):
         document = json.loads(
             aggregate(tmp_path, ReportOptions(plots=frozenset(), mcnemar=variant))[0].read_text(encoding="utf-8")
         )
@@ -177,7 +177,7 @@ def test_mcnemar_mid_p_option(tmp_path):
         (accuracy,) = [c for c in section["comparisons"] if c["metric"] == "accuracy"]
         assert accuracy["p_value"] == pytest.approx(expected) and accuracy["discordant"] == [0, 4]
         assert document["statistics"]["mcnemar"] == variant
-    with pytest.raises(ValueError, match="^--mcnemar: unknown variant 'mid'"):
+    with pytest.raises(ValueError, match=r"^--mcnemar: unknown variant 'mid'"):
         aggregate(tmp_path, ReportOptions(mcnemar="mid"))
 
 
