@@ -155,3 +155,11 @@ def test_data_problems_reports_structural_and_label_problems_together():
 def test_data_problems_none_for_good_data(sentiment_data):
     experiment = config(sentiment_data, dataset={"shots": 2, "validation_split": "validation", "labels": LABELS})
     assert data_problems(experiment, load_splits(experiment.dataset)) == []
+
+
+def test_a_cluster_column_not_in_the_test_split_is_a_problem():
+    splits = DatasetDict({"train": split(rows(9)), "test": split(rows(6))})
+    experiment = config(dataset={"shots": 1}, evaluation={"cluster_column": "author"})
+    problems = data_problems(experiment, splits)
+    assert [p for p in problems if p.startswith("evaluation.cluster_column: column 'author' not in split 'test'")]
+    assert not data_problems(config(dataset={"shots": 1}, evaluation={"cluster_column": "id"}), splits)
