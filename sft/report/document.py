@@ -120,5 +120,6 @@ class AggregatedResults(Record):
     plots: list[str] = Field(description="The plots drawn, relative to the results folder.")
     statistics: dict[str, Any] | None = Field(
         description="Intervals and paired comparisons per section (confidence level, method, resamples, seed, "
-        "baseline, sections); null with --no-statistics."
+        "baseline, McNemar variant, sections with their intervals, comparisons with the difference each could "
+        "detect, and variance components; docs/report.md describes each); null with --no-statistics."
     )
