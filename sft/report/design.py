@@ -42,6 +42,7 @@ most of a report's start-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,17 +213,23 @@ def needed(found: Components, difference: float, alpha: float, power: float = PO
 
     seeds = None
     if found.seed is not None:
-        seeds = next((s for s in range(found.seeds, _MAX_SEEDS + 1) if enough(s, found.examples)), None)
-    examples = None
-    if enough(found.seeds, _MAX_EXAMPLES):
-        low, high = found.examples, found.examples
-        while not enough(found.seeds, high):
-            low, high = high, high * 2
-        while high - low > max(1, low // 100):  # to within 1%: a plan, not a measurement
-            middle = (low + high) // 2
-            low, high = (low, middle) if enough(found.seeds, middle) else (middle, high)
-        examples = high
+        seeds = _smallest(lambda count: enough(count, found.examples), found.seeds, _MAX_SEEDS, exact=True)
+    examples = _smallest(lambda count: enough(found.seeds, count), found.examples, _MAX_EXAMPLES, exact=False)
     return Needed(seeds, examples)
+
+
+def _smallest(enough: Callable[[int], bool], start: int, limit: int, exact: bool) -> int | None:
+    """The smallest count from `start` up to `limit` for which `enough` holds (it only grows with the count),
+    by doubling then halving: exactly for seeds, to within 1% for test examples (a plan, not a measurement)."""
+    if not enough(limit):
+        return None
+    low, high = start - 1, max(start, 1)
+    while not enough(high):
+        low, high = high, min(high * 2, limit)
+    while high - low > (1 if exact else max(1, low // 100)):
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def wilson(successes: float, n: float, level: float, df: float | None = None) -> tuple[float, float]:
