@@ -51,7 +51,7 @@ def test_a_killed_search_resumes_exactly_once_and_tests_only_the_chosen_configur
 
     runner = start_runner(grid, results, "--jobs", "2", faults=faults, marker=marker)
     wait_until(
-        lambda: states().get(0) == "FAIL" and states().get(1) == "RUNNING" or runner.poll() is not None,
+        lambda: (states().get(0) == "FAIL" and states().get(1) == "RUNNING") or runner.poll() is not None,
         240,
         "a failed trial beside a running one",
     )
