@@ -43,7 +43,7 @@ from sft.search.study import (
     study_name,
 )
 
-TRIAL_PREFIX = "trial-"
+TRIAL_MARK = ".trial-"
 LOCK_NAME = ".lock"  # the run lock's file name (sft.runner.resume)
 # The runner polls every few milliseconds; the study database is read at most this often between trial ends.
 CHECK_SECONDS = 1.0
@@ -58,9 +58,11 @@ class Planned:
     failure: str | None = None
 
 
-def trial_run(folder: Path, number: int, seed: int) -> Run:
-    """The run folder of trial `number` (never sharing its adapter: a pruned trial's training is partial)."""
-    return Run(f"{TRIAL_PREFIX}{number:04d}", seed, folder, share_training=False)
+def trial_run(folder: Path, experiment: str, number: int, seed: int) -> Run:
+    """The run of trial `number` of `experiment`'s search, `<experiment>.trial-<number>` in the search folder (its
+    name says whose trial it is in the runner's progress and status files); it never shares its adapter, as a
+    pruned trial's training is partial."""
+    return Run(f"{experiment[:180]}{TRIAL_MARK}{number:04d}", seed, folder, share_training=False)
 
 
 class Search:
@@ -107,7 +109,7 @@ class Search:
         from optuna.trial import TrialState
 
         for trial in self._trials(TrialState.RUNNING):
-            folder = trial_run(self.folder, trial.number, self.seeds[0]).folder
+            folder = trial_run(self.folder, self.name, trial.number, self.seeds[0]).folder
             if lock_held_elsewhere(folder / LOCK_NAME):
                 continue  # another runner runs it
             self._interrupted(trial._trial_id, trial.number, trial.params)
@@ -148,7 +150,7 @@ class Search:
                 trial.set_user_attr("failure", "; ".join(describe_errors(error)))
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
-            run = trial_run(self.folder, trial.number, self.seeds[0])
+            run = trial_run(self.folder, self.name, trial.number, self.seeds[0])
             run.folder.mkdir(parents=True, exist_ok=True)
             TrialRecord(
                 experiment=self.name, study=self.study.study_name, storage=self.search.storage,

@@ -3,7 +3,7 @@ the two records the search leaves beside it.
 
 `RESULTS/_search/<experiment>/` holds the study database, `search.json` (`SearchRecord`: which study
 belongs to the experiment's current config, its state and chosen values) and one run folder per trial,
-`trial-<number>/seed-<n>/`, with the trial's marker `trial.json` (`TrialRecord`), config, log and status.
+`<experiment>.trial-<number>/seed-<n>/`, with the trial's marker `trial.json` (`TrialRecord`), config, log and status.
 The report does not list these folders as runs (names under `_` hold none).
 
 Storage: Optuna's RDB storage on SQLite (`study.db`) by default: a real transactional database that every
@@ -111,7 +111,7 @@ def open_study(
 
 
 class TrialRecord(Record):
-    """`RESULTS/_search/<experiment>/trial-<n>/seed-<s>/trial.json`: written by the runner before a trial starts;
+    """`RESULTS/_search/<experiment>/<experiment>.trial-<n>/seed-<s>/trial.json`: written by the runner before a trial starts;
     its presence makes `run-experiment` in that folder a trial (validation only, reported to the pruner)."""
 
     schema_version: Literal[1] = 1

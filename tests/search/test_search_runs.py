@@ -37,7 +37,7 @@ def test_a_killed_search_resumes_exactly_once_and_tests_only_the_chosen_configur
     results, marker = tmp_path / "results", uuid.uuid4().hex
     config = parse_config(raw)
     folder = search_folder(results, "searched")
-    faults = {"trial-0000": "raise", "trial-0001": "sleep:60"}
+    faults = {"searched.trial-0000": "raise", "searched.trial-0001": "sleep:60"}
 
     def study():
         from sft.search.study import study_name
@@ -75,7 +75,7 @@ def test_a_killed_search_resumes_exactly_once_and_tests_only_the_chosen_configur
     failed = next(trial for trial in trials if trial.number == 0)  # failed on its own: recorded, counted
     assert failed.state.name == "FAIL" and failed.user_attrs["failure"] and failed in counted
     for trial in counted:  # each trial's process ran it once; none predicted the test split
-        trial_folder = trial_run(folder, trial.number, 42).folder
+        trial_folder = trial_run(folder, "searched", trial.number, 42).folder
         log = (trial_folder / "run.log").read_text()
         assert log.count(f"Trial {trial.number} of the search") == (trial.number != 0), log[-2000:]
         assert not (trial_folder / "predictions.jsonl").exists()
