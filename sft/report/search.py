@@ -144,8 +144,9 @@ def _one_search(
     root: Path, folder: Path, record: SearchRecord, study: Any, rows: list[dict[str, Any]], statistics: Any
 ) -> list[str]:
     trials = trial_rows(study)
-    counted = [row for row in trials if "interrupted" not in row["note"] and row["state"] != "running"]
-    states = {state: sum(row["state"] == state for row in counted) for state in ("complete", "pruned", "fail")}
+    finished = ("complete", "pruned", "fail")
+    counted = [row for row in trials if row["state"] in finished and not row["note"].startswith("interrupted")]
+    states = {state: sum(row["state"] == state for row in counted) for state in finished}
     lines = ["", f"## Search: {record.experiment}", ""]
     lines.append(
         f"{len(counted)} of {record.trials} trials finished ({states['complete']} complete, {states['pruned']} "
