@@ -111,8 +111,9 @@ def open_study(
 
 
 class TrialRecord(Record):
-    """`RESULTS/_search/<experiment>/<experiment>.trial-<n>/seed-<s>/trial.json`: written by the runner before a trial starts;
-    its presence makes `run-experiment` in that folder a trial (validation only, reported to the pruner)."""
+    """`RESULTS/_search/<experiment>/<experiment>.trial-<n>/seed-<s>/trial.json`: written by the runner before a
+    trial starts; its presence makes `run-experiment` in that folder a trial (validation only, reported to the
+    pruner)."""
 
     schema_version: Literal[1] = 1
     FILE: ClassVar[str] = "trial.json"
