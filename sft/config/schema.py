@@ -605,8 +605,8 @@ class SearchConfig(Section):
     startup_trials: int | None = Field(
         None,
         ge=0,
-        description="Trials sampled at random before TPE models the results (default: Optuna's 10, at most a "
-        "third of `trials`); median pruning also waits for this many finished trials.",
+        description="Trials sampled at random before TPE models the results (default: 10, at most a third of "
+        "`trials`); median pruning prunes nothing before this many trials finished (default: 5, at most a third).",
     )
     min_resource: int | None = Field(
         None,

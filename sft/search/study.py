@@ -89,7 +89,7 @@ def pruner(search: SearchConfig) -> Any:
         minimum: Any = search.min_resource if search.min_resource is not None else "auto"
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=minimum, reduction_factor=search.reduction_factor)
     if search.pruner == "median":
-        startup = search.startup_trials if search.startup_trials is not None else 5
+        startup = search.startup_trials if search.startup_trials is not None else min(5, max(1, search.trials // 3))
         return optuna.pruners.MedianPruner(n_startup_trials=startup)
     return optuna.pruners.NopPruner()
 
