@@ -117,7 +117,7 @@ def main() -> None:
     document = json.loads(json_path.read_text())
     intervals: dict[str, dict] = {}
     for section in (document.get("statistics") or {}).get("sections", []):
-        for name, metrics in section.get("experiments", {}).items():
+        for name, metrics in (section.get("experiment_intervals") or {}).items():
             intervals[name] = metrics.get("f1_macro") or {}
     scores = {row["experiment"]: row["metrics"].get("f1_macro") for row in document["rows"]}
     grid_seconds, grid = trial_seconds(args.results_path, "grid")

@@ -147,8 +147,8 @@ class Search:
             try:
                 config = with_values(self.config, trial.params)
             except ValidationError as error:  # a sampled value the config refuses: a failed trial, recorded
-                trial.set_user_attr("failure", "; ".join(describe_errors(error)))
-                self.study.tell(trial, state=TrialState.FAIL)
+                self.storage.set_trial_user_attr(trial._trial_id, "failure", "; ".join(describe_errors(error)))
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                 continue
             run = trial_run(self.folder, self.name, trial.number, self.seeds[0])
             run.folder.mkdir(parents=True, exist_ok=True)

@@ -95,19 +95,26 @@ def pruner(search: SearchConfig) -> Any:
 
 
 def open_study(
-    folder: Path, search: SearchConfig, name: str, goal: Literal["maximize", "minimize"] | None = None
+    folder: Path,
+    search: SearchConfig,
+    name: str,
+    goal: Literal["maximize", "minimize"] | None = None,
+    samples: bool = True,
 ) -> Any:
-    """The study `name` of a search folder; created when `goal` ('maximize'/'minimize') is given."""
+    """The study `name` of a search folder; created when `goal` ('maximize'/'minimize') is given. A trial's
+    process (`samples=False`) only reports and tells: it gets a sampler that keeps no state, as the grid
+    sampler's bookkeeping after a trial (it stops the study once the grid is covered) belongs to the runner."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = storage(folder, search.storage)
+    chosen = sampler(search) if samples else optuna.samplers.RandomSampler()
     if goal is not None:
         return optuna.create_study(
-            storage=where, study_name=name, direction=goal, sampler=sampler(search), pruner=pruner(search),
+            storage=where, study_name=name, direction=goal, sampler=chosen, pruner=pruner(search),
             load_if_exists=True,
         )  # fmt: skip
-    return optuna.load_study(storage=where, study_name=name, sampler=sampler(search), pruner=pruner(search))
+    return optuna.load_study(storage=where, study_name=name, sampler=chosen, pruner=pruner(search))
 
 
 class TrialRecord(Record):

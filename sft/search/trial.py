@@ -32,7 +32,7 @@ class Reporter:
         import optuna
 
         assert config.search is not None
-        self.study = open_study(search_path, config.search, marker.study)
+        self.study = open_study(search_path, config.search, marker.study, samples=False)
         self.trial = optuna.trial.Trial(self.study, marker.trial_id)
         self.pruned_at: int | None = None
         self.reported: list[tuple[int, float]] = []

@@ -12,17 +12,17 @@ from helpers import classification_config, merge, training_sections
 from sft.config import parse_config
 from sft.results.states import StatusRecord
 from sft.search.driver import Search
-from sft.search.study import INTERRUPTED_ATTR, SearchRecord, TrialRecord
+from sft.search.study import INTERRUPTED_ATTR, SearchRecord, TrialRecord, open_study
 
 SPACE = {"lora.r": {"type": "categorical", "choices": [2, 4, 8]},
          "training.trainer_args.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}  # fmt: skip
 
 
-def config(trials: int = 3):
+def config(trials: int = 3, sampler: str = "random", space: dict | None = None):
     raw = merge(classification_config(Path("data"), Path("model")), training_sections(shots=2))
     raw["dataset"]["validation_split"] = "validation"
     raw["training"]["eval_every"] = 1
-    raw["search"] = {"space": SPACE, "trials": trials, "sampler": "random", "pruner": "none"}
+    raw["search"] = {"space": space or SPACE, "trials": trials, "sampler": sampler, "pruner": "none"}
     return parse_config(raw)
 
 
@@ -63,3 +63,21 @@ def retry_number(item) -> int:
 
 def retry_params(search: Search, item) -> dict:
     return search.study.get_trials(deepcopy=False)[retry_number(item)].params
+
+
+def test_a_trial_tells_the_last_point_of_a_grid_without_stopping_anything(tmp_path):
+    """Optuna's grid sampler stops the study once the grid is covered, which only an optimize loop allows: a
+    trial's process tells its outcome through a study opened without the search's sampler."""
+    searched = config(trials=3, sampler="grid", space={"lora.r": SPACE["lora.r"]})
+    assert searched.search is not None
+    driver = Search("exp", searched, tmp_path, [7], share=True)
+    planned = []
+    for _ in range(3):
+        driver.next_check = 0.0  # the runner's next poll, a second later
+        planned += driver.more(lambda _: 1)
+    assert sorted(item.config.lora.r for item in planned if item.config.lora) == [2, 4, 8]
+    for item in planned:
+        marker = TrialRecord.read(item.run.folder / TrialRecord.FILE)
+        open_study(driver.folder, searched.search, marker.study, samples=False).tell(marker.number, 0.5)
+    driver.next_check = 0.0
+    assert [item.run.name for item in driver.more(lambda _: 1)] == ["exp"]
