@@ -32,6 +32,7 @@ from sft.results.records import Record
 from sft.results.run_record import ResultsRecord
 from sft.results.states import StatusRecord
 from sft.runner.slurm_record import SlurmJobRecord
+from sft.search.study import SearchRecord, TrialRecord
 from sft.serving.manifest import Manifest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -224,6 +225,8 @@ RECORD_MODELS: tuple[type[Record], ...] = (
     SlurmJobRecord,
     Manifest,
     AggregatedResults,
+    SearchRecord,
+    TrialRecord,
 )
 
 RESULTS_INTRO = f"""

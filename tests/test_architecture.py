@@ -95,6 +95,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 LIGHT_PACKAGES = (
     "sft.config", "sft.report", "sft.runner", "sft.results", "sft.tasks", "sft.registry", "sft.cli", "sft.reference",
+    "sft.search",
     # what an export's manifest and the request shapes need: checked before a model loads
     "sft.serving.manifest", "sft.serving.payload", "sft.serving.sagemaker",
 )  # fmt: skip
@@ -165,8 +166,9 @@ def test_the_branch_finder_sees_a_branch(tmp_path, source, expected):
 
 # The stack docs/ARCHITECTURE.md draws, bottom first: a package may import only packages below it.
 STACK = (
-    "sft.registry", "sft.results", "sft.synthetic", "sft.config", "sft.evaluation", "sft.tasks", "sft.data",
-    "sft.model", "sft.scoring", "sft.training", "sft.predictors", "sft.experiment", "sft.report", "sft.runner",
+    "sft.registry", "sft.results", "sft.synthetic", "sft.config", "sft.evaluation", "sft.tasks", "sft.search",
+    "sft.data", "sft.model", "sft.scoring", "sft.training", "sft.predictors", "sft.experiment", "sft.report",
+    "sft.runner",
     "sft.serving", "sft.reference", "sft.cli", "sft.__main__",
 )  # fmt: skip
 
@@ -180,6 +182,8 @@ ALLOWED = {
     "sft.config": {"sft.registry", "sft.results"},
     "sft.evaluation": {"sft.config", "sft.registry"},
     "sft.tasks": {"sft.config", "sft.evaluation"},
+    # the search space, the study, a trial's reporting, the driver: below the training that reports to it
+    "sft.search": {"sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.tasks"},
     "sft.data": {"sft.config", "sft.tasks"},
     "sft.model": {"sft.config", "sft.registry"},
     "sft.scoring": {"sft.registry", "sft.data", "sft.tasks"},
@@ -189,14 +193,14 @@ ALLOWED = {
     },
     "sft.experiment": {
         "sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.predictors", "sft.registry", "sft.results",
-        "sft.scoring", "sft.tasks", "sft.training",
+        "sft.scoring", "sft.search", "sft.tasks", "sft.training",
     },
-    "sft.report": {"sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.tasks"},
-    "sft.runner": {"sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results"},
+    "sft.report": {"sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.search", "sft.tasks"},
+    "sft.runner": {"sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results", "sft.search"},
     "sft.serving": {"sft.config", "sft.data", "sft.experiment", "sft.predictors", "sft.results", "sft.tasks"},
     "sft.cli": {"sft.config", "sft.experiment", "sft.report", "sft.results", "sft.runner", "sft.serving"},
     # pages generated from the config schema and the record models, which live beside their owners
-    "sft.reference": {"sft.config", "sft.report", "sft.results", "sft.runner", "sft.serving"},
+    "sft.reference": {"sft.config", "sft.report", "sft.results", "sft.runner", "sft.search", "sft.serving"},
     "sft.__main__": {"sft.cli"},
 }  # fmt: skip
 

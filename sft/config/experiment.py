@@ -22,11 +22,12 @@ from sft.config.schema import (
     ModelConfig,
     PromptingConfig,
     ResourcesConfig,
+    SearchConfig,
     Section,
     TrainingConfig,
 )
 
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
+SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources", "search")
 
 
 class ExperimentConfig(Section):
@@ -41,6 +42,11 @@ class ExperimentConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="The metrics and their options.")
     resources: ResourcesConfig = Field(
         default_factory=ResourcesConfig, description="How the grid runner runs the experiment."
+    )
+    search: SearchConfig | None = Field(
+        None,
+        description="Choose hyperparameters on the validation split before the test runs (docs/search.md); "
+        "null: no search.",
     )
 
     @model_validator(mode="after")

@@ -528,3 +528,100 @@ class ResourcesConfig(Section):
         if self.launcher != "accelerate":
             return 1
         return self.num_processes or gpus or DEFAULT_CPU_PROCESSES
+
+
+# -- search: hyperparameters chosen on the validation split (sft.search) -------------------------------------------
+
+
+class SearchParameter(Section):
+    """One dimension of a search space (`search.space.<dotted key>`), an Optuna distribution."""
+
+    type: Literal["float", "int", "categorical"] = Field(
+        description="float (a real range), int (a whole-number range) or categorical (one of `choices`)."
+    )
+    low: int | float | None = Field(None, description="float/int: the smallest value.")
+    high: int | float | None = Field(None, description="float/int: the largest value (included).")
+    log: bool = Field(False, description="float/int: sample on a log scale (low must be > 0), e.g. learning rates.")
+    step: int | float | None = Field(
+        None, description="float/int: only values low, low + step, ...; the grid sampler needs it for a float range."
+    )
+    choices: list[Any] | None = Field(
+        None, description="categorical: the values (numbers, strings, booleans or null), at least one."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchParameter:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices, e.g. [4, 8, 16]")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("a categorical parameter takes only choices; remove low, high, log and step")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} range takes low and high, not choices (or use type categorical)")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} range needs low and high")
+        if self.type == "int" and not all(
+            isinstance(value, int) for value in (self.low, self.high, self.step) if value is not None
+        ):
+            raise ValueError("an int range needs whole-number low, high and step; use type float for a real range")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be positive (got {self.step})")
+        return self
+
+    def points(self) -> list[Any] | None:
+        """Every value the parameter can take, when finitely many (choices, an int range, a stepped range)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        assert self.low is not None and self.high is not None
+        if self.type == "float" and self.step is None:
+            return None
+        step = self.step or 1
+        count = round((self.high - self.low) / step + 1e-9) + 1
+        values = [self.low + index * step for index in range(count)]
+        return [int(value) for value in values] if self.type == "int" else [round(value, 12) for value in values]
+
+
+class SearchConfig(Section):
+    """A hyperparameter search (sft.search, docs/search.md): trials train on the training split and are compared
+    on the validation split only; the best trial's values are then trained and tested for every seed."""
+
+    space: dict[str, SearchParameter] = Field(
+        min_length=1,
+        description="Dotted config key -> its distribution, e.g. {'training.trainer_args.learning_rate': "
+        "{'type': 'float', 'low': 1e-5, 'high': 1e-3, 'log': true}, 'lora.r': {'type': 'categorical', "
+        "'choices': [4, 8, 16]}}. Keys that change the test split or the labels are refused.",
+    )
+    trials: int = Field(ge=1, description="Trials that must finish (completed, pruned, or failed on their own).")
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="Optuna's TPESampler, RandomSampler or GridSampler (every point of a finite space)."
+    )
+    pruner: Literal["asha", "median", "none"] = Field(
+        "asha",
+        description="Stops unpromising trials at their validation evaluations: asha (Optuna's "
+        "SuccessiveHalvingPruner), median (MedianPruner) or none.",
+    )
+    seed: int = Field(0, ge=0, description="Seeds the sampler, so a search draws the same trials again.")
+    startup_trials: int | None = Field(
+        None,
+        ge=0,
+        description="Trials sampled at random before TPE models the results (default: 10, at most a third of "
+        "`trials`); median pruning prunes nothing before this many trials finished (default: 5, at most a third).",
+    )
+    min_resource: int | None = Field(
+        None,
+        ge=1,
+        description="asha: training steps every trial runs before it can be pruned; default: Optuna's 'auto'.",
+    )
+    reduction_factor: int = Field(3, ge=2, description="asha: keep about 1/reduction_factor of trials per rung.")
+    storage: Literal["sqlite", "journal"] = Field(
+        "sqlite",
+        description="The study database in RESULTS/_search/<experiment>/: sqlite (Optuna's RDB storage) or "
+        "journal (Optuna's JournalStorage on a file, for cluster file systems where SQLite's locks fail).",
+    )

@@ -26,6 +26,7 @@ from typing import Any
 from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, parse_config
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
+from sft.config.schema import LoraSection
 from sft.data.splits import data_problems, load_splits
 from sft.evaluation.metrics import METRICS
 from sft.model.initialization.registry import INITIALIZERS
@@ -33,6 +34,7 @@ from sft.model.quantization import quantization_problems
 from sft.predictors import predictor_name, traits_of
 from sft.registry import did_you_mean, resolve
 from sft.scoring.registry import CALIBRATIONS
+from sft.search.space import space_problems
 from sft.tasks import task_for
 from sft.tasks.base import selection_problems
 
@@ -111,7 +113,7 @@ def mode_problems(config: ExperimentConfig) -> list[str]:
 def config_problems(config: ExperimentConfig) -> list[str]:
     """Everything wrong with one parsed config that needs other packages' knowledge but no library, data or
     model: each message starts with the key it is about."""
-    return name_problems(config) + mode_problems(config)
+    return name_problems(config) + mode_problems(config) + space_problems(config)
 
 
 def checked_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -165,6 +167,26 @@ def _init_fields(dotted: str) -> frozenset[str]:
 
 
 @cache
+def _integer_fields(dotted: str) -> frozenset[str]:
+    """The arguments of a dataclass named "module.Class" that take whole numbers only."""
+    module, _, name = dotted.rpartition(".")
+    cls = resolve(f"{module}:{name}")
+    return frozenset(field.name for field in dataclasses.fields(cls) if field.init and field.type in (int, "int"))
+
+
+def _integer_argument_problems(config: ExperimentConfig, trainer_arguments: str) -> list[str]:
+    """A searched trainer argument that takes whole numbers given a float range."""
+    assert config.search is not None
+    integers = _integer_fields(trainer_arguments)
+    return [
+        f"search.space.{key}: {trainer_arguments} takes a whole number; use type int (or categorical)"
+        for key, parameter in config.search.space.items()
+        if key.startswith("training.trainer_args.") and key.rpartition(".")[2] in integers
+        if parameter.type == "float" or any(isinstance(choice, float) for choice in parameter.choices or [])
+    ]
+
+
+@cache
 def _generation_fields() -> frozenset[str]:
     from transformers import GenerationConfig
 
@@ -197,6 +219,17 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
             found += _unknown_keys(
                 config.training.trainer_args, fields, "training.trainer_args", traits.trainer_arguments
             )
+        if config.search is not None:  # the trainer arguments a search varies
+            prefix = "training.trainer_args."
+            searched = [key.removeprefix(prefix) for key in config.search.space if key.startswith(prefix)]
+            found += _unknown_keys(
+                searched, _init_fields(traits.trainer_arguments), "search.space.training.trainer_args",
+                traits.trainer_arguments,
+            )  # fmt: skip
+            found += _integer_argument_problems(config, traits.trainer_arguments)
+            lora_keys = [key.removeprefix("lora.") for key in config.search.space if key.startswith("lora.")]
+            extra = [key for key in lora_keys if key not in LoraSection.model_fields]
+            found += _unknown_keys(extra, _lora_fields(), "search.space.lora", "peft.LoraConfig")
         if traits.generates:
             found += _unknown_keys(
                 config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"

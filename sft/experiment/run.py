@@ -34,9 +34,11 @@ from sft.results.fingerprint import hash_test_inputs
 from sft.results.layout import Run, write_config
 from sft.results.logs import run_log
 from sft.results.run_record import REUSED, TRAINED, ResultsRecord, Timings
+from sft.search.trial import Reporter, trial_marker
 from sft.tasks import task_for
 from sft.tasks.base import Prediction, Task, task_metrics
 from sft.training.common import is_main_process, save_adapter, seed_everything
+from sft.training.selection import observed
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,9 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Train when shots > 0 (or reuse the shared adapter of the training key), then evaluate, in one
     process; results.json's content. Under data-parallel training only the main process evaluates; the
-    others return the training statistics."""
+    others return the training statistics. In a search's trial folder (`sft.search`) it runs the trial."""
+    if trial_marker(run.folder) is not None:
+        return run_trial(config, run)
     with _run_log(run):
         experiment = _setup(config, run)
         if not config.trains:
@@ -173,6 +177,27 @@ def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
             return training.stats
         loaded = training.loaded or _load(experiment, str(training.folder))
         return _evaluate(experiment, loaded, UsedAdapter.of(training)).content()
+
+
+def run_trial(config: ExperimentConfig, run: Run) -> dict[str, Any]:
+    """A search's trial: train with model selection on the validation split, each evaluation reported to the
+    study's pruner (which may stop it), then tell the study the outcome. Nothing is predicted on the test
+    split (it is loaded only for the label set, as in every run) and no adapter is kept: only the chosen
+    configuration's runs are tested."""
+    marker = trial_marker(run.folder)
+    assert marker is not None
+    with _run_log(run):
+        experiment = _setup(config, run)
+        seed_everything(run.seed)
+        loaded = _load(experiment, None, trainable=True)
+        reporter = Reporter(config, marker, run.results_path)
+        with observed(reporter):
+            trained = experiment.predictor.fit(config, experiment.task, experiment.data, loaded, run.seed, run.folder)
+        if not is_main_process():
+            return trained.stats
+        told = reporter.finish(trained.stats.get("selection"), time.time() - experiment.started)
+        log.info("Trial %d of the search of %s: %s", marker.number, marker.experiment, told)
+        return told
 
 
 def _evaluate(experiment: Experiment, loaded: Loaded, used: UsedAdapter) -> ResultsRecord:

@@ -22,6 +22,7 @@ from sft.report.collect import Collected, collect, flatten
 from sft.report.document import AggregatedResults
 from sft.report.markdown import markdown, summary
 from sft.report.plots import draw_plots
+from sft.report.search import search_lines
 from sft.report.sections import PLOT_KINDS, ReportOptions, parse_plots, sections
 from sft.report.statistics import Statistics, check_options, compute_statistics
 from sft.report.tables import constant_settings, varying_settings
@@ -102,5 +103,7 @@ def aggregate(results_path: str | Path, options: ReportOptions | None = None) ->
         log.warning(problem)
     json_path = document(collected, drawn.paths(), statistics).write(results_path / JSON_NAME)
     atomic_write_text(results_path / CSV_NAME, csv_frame(collected.rows).to_csv(index=False))
-    markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, markdown(collected, found, drawn, statistics))
+    searches = search_lines(results_path, collected.rows, statistics)  # sft.search's studies, when any
+    text = markdown(collected, found, drawn, statistics) + ("\n".join(searches) + "\n" if searches else "")
+    markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, text)
     return json_path, markdown_path

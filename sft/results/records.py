@@ -7,6 +7,8 @@ read only through its model, so a reader never guesses at keys.
     slurm_job.json             `sft.runner.slurm_record.SlurmJobRecord`    the Slurm job that runs a run
     sft_export.json            `sft.serving.manifest.Manifest`             an export's manifest
     aggregated_results.json    `sft.report.document.AggregatedResults`     the report for pandas
+    trial.json                 `sft.search.study.TrialRecord`              a search's trial (its run folder)
+    search.json                `sft.search.study.SearchRecord`             a search's study and chosen values
 
 `Record.read` takes a file of any version this sft knows: an older one is upgraded explicitly, one
 step at a time, through the record's `UPGRADES` (version n's content -> version n + 1's); a version with

@@ -78,7 +78,8 @@ def run_child(request: dict[str, Any]) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    print(f"Results written to {run.folder / 'results.json'}")
+    if (run.folder / "results.json").exists():  # a search's trial writes none (sft.search)
+        print(f"Results written to {run.folder / 'results.json'}")
     return 0
 
 

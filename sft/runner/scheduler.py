@@ -8,7 +8,9 @@ run's `status.json` (state, exit code or signal, duration, log tail). A failure 
 `--timeout` stops an experiment's whole process group, `--retries` runs a failed one again. The
 first Ctrl-C (or SIGTERM) stops scheduling and terminates the running experiments; a rerun resumes.
 Experiments with one training key and seed train once and share the adapter (`sft.runner.sharing`:
-what waits for which training, and what a failed training fails). The options and their checks are
+what waits for which training, and what a failed training fails). A `Feeder` (a grid's searches,
+`sft.search.driver`) hands over runs while the grid runs: its trials, then the chosen configuration's
+runs. The options and their checks are
 `sft.runner.options`; each finished run's report statistics are prepared off this loop by
 `sft.runner.statistics`.
 """
@@ -18,11 +20,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -39,6 +41,7 @@ from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
 from sft.runner.sharing import Trainings, training_plan
 from sft.runner.statistics import StatisticsWorker
+from sft.search.driver import Searches, searched
 
 POLL_SECONDS = 0.05
 INTERRUPTED = 130
@@ -68,13 +71,57 @@ def slots_needed(config: ExperimentConfig, options: Options) -> int:
     return min(options.jobs, config.resources.processes())
 
 
+class Fed(Protocol):
+    """A run a feeder hands over: its config, or why it fails without starting."""
+
+    @property
+    def run(self) -> Run: ...
+
+    @property
+    def config(self) -> ExperimentConfig: ...
+
+    @property
+    def failure(self) -> str | None: ...
+
+
+class Feeder(Protocol):
+    """Runs decided while the grid runs (`sft.search.driver.Searches`: a search's trials, then the chosen
+    configuration's runs). The runner owns none of their logic: it asks for more whenever it polls (`fits`
+    says how many runs of a config the free slots take), asks the feeder whether a run of its ended finished,
+    and tells it how each ended for good."""
+
+    experiments: set[str]  # the grid's experiments whose runs only the feeder hands over
+
+    def more(self, fits: Callable[[ExperimentConfig], int]) -> Sequence[Fed]: ...
+
+    def pending(self) -> bool: ...
+
+    def finished(self, run: Run) -> bool | None:
+        """Whether a run of the feeder's finished; None for a run it did not hand over."""
+
+    def ended(self, run: Run, status: StatusRecord) -> None: ...
+
+
 class GridRunner:
     """Schedules the runs of one grid over the slots, and records what happened to each."""
 
-    def __init__(self, configs: dict[str, ExperimentConfig], results_path: Path, options: Options, console: Any):
+    def __init__(
+        self,
+        configs: dict[str, ExperimentConfig],
+        results_path: Path,
+        options: Options,
+        console: Any,
+        feeder: Feeder | None = None,
+    ):
         self.configs, self.results_path, self.options, self.console = configs, results_path, options, console
+        self.feeder = feeder
+        self.fed: dict[Run, ExperimentConfig] = {}  # runs the feeder handed over, with their configs
+        deferred = feeder.experiments if feeder is not None else set()
         self.waiting: deque[tuple[Run, int]] = deque(
-            (Run(name, seed, results_path, options.share_training), 1) for name in configs for seed in options.seeds
+            (Run(name, seed, results_path, options.share_training), 1)
+            for name in configs
+            if name not in deferred
+            for seed in options.seeds
         )
         self.trainings = Trainings(configs, [run for run, _ in self.waiting])
         self.total = len(self.waiting)
@@ -102,8 +149,9 @@ class GridRunner:
         try:
             self.progress = Progress(self.console, self.total, slots)
             with self.progress:
-                while self.waiting or self.active:
+                while self.waiting or self.active or self._feeding():
                     if not self.stopping:
+                        self._feed()
                         self._start_what_fits()
                     self._poll()
                     if self.stopping and not self.active:
@@ -132,10 +180,38 @@ class GridRunner:
             active.reason = "interrupted"
             self._terminate(active)
 
+    # --- runs handed over while the grid runs (sft.search) ----------------------------------------------------------
+
+    def _feeding(self) -> bool:
+        return self.feeder is not None and not self.stopping and self.feeder.pending()
+
+    def _config(self, run: Run) -> ExperimentConfig:
+        return self.fed.get(run) or self.configs[run.name]
+
+    def _fits(self, config: ExperimentConfig) -> int:
+        """How many runs of `config` the slots left free by the waiting runs take now."""
+        free = len(self.free_gpus) if self.options.gpus is not None else len(self.free_cpus)
+        free -= sum(slots_needed(self._config(run), self.options) for run, _ in self.waiting)
+        return max(0, free // max(1, slots_needed(config, self.options)))
+
+    def _feed(self) -> None:
+        if self.feeder is None:
+            return
+        for item in self.feeder.more(self._fits):
+            self.fed[item.run] = item.config
+            self.total += 1
+            self.progress.total += 1
+            if item.failure is not None:
+                self._fail_unstarted(item.run, item.config, item.failure)
+            else:
+                self.waiting.append((item.run, 1))
+
+    # --- starting ----------------------------------------------------------------------------------------------------
+
     def _start_what_fits(self) -> None:
         for item in list(self.waiting):
             run, attempt = item
-            config = self.configs[run.name]
+            config = self._config(run)
             failure = self.trainings.failure(run)
             if failure is not None:
                 self.waiting.remove(item)
@@ -225,7 +301,8 @@ class GridRunner:
         self.free_gpus += active.gpus
         self.free_cpus = sorted(self.free_cpus + active.cpu_slots)
         run = active.run
-        finished = decide(run, active.config.config_hash()).run is False
+        owned = self.feeder.finished(run) if self.feeder is not None else None  # a search's trial: no test
+        finished = decide(run, active.config.config_hash()).run is False if owned is None else owned
         if code == 0 and finished:
             state, reason = RunState.DONE, ""
         elif active.reason == "interrupted":
@@ -241,9 +318,11 @@ class GridRunner:
             self.waiting.appendleft((run, active.attempt + 1))
             self.progress.retrying(run, reason)
             return
+        if self.feeder is not None:
+            self.feeder.ended(run, status)
         if state == RunState.FAILED:
             self.trainings.ended(run, reason)
-        if state == RunState.DONE:
+        if state == RunState.DONE and owned is None:
             self.statistics.submit(run)  # prepared by the worker while the loop goes on
         self.progress.finished(run, state.value, time.time() - active.started, reason)
 
@@ -400,4 +479,7 @@ def run_experiments(
         f"with {slots}, executor {options.executor}"
         + ("" if options.share_training else ", every run training its own adapter")
     )
-    return GridRunner(configs, results_path, options, console).run()
+    feeder = Searches(configs, results_path, list(options.seeds), options.share_training) if searched(configs) else None
+    if feeder is not None:
+        console.print(f"Searching hyperparameters on validation first for {', '.join(sorted(feeder.experiments))}")
+    return GridRunner(configs, results_path, options, console, feeder).run()

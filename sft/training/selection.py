@@ -14,11 +14,13 @@ restored afterwards, so the kept adapter equals the adapter of the same training
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,21 @@ log = logging.getLogger(__name__)
 
 # the predictor's scorer over a model being trained
 ScorerOf = Callable[[Any], "Scorer"]
+
+# Watches every evaluation of the trainings started inside `observed` (a search's trial reports to its
+# pruner, sft.search.trial): called with (step, value of the selection metric); True stops the training.
+Observer = Callable[[int, float], bool]
+_OBSERVER: ContextVar[Observer | None] = ContextVar("evaluation_observer", default=None)
+
+
+@contextlib.contextmanager
+def observed(observer: Observer) -> Iterator[None]:
+    """Trainings started inside report each evaluation to `observer`, which may stop them."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 def eval_split(config: ExperimentConfig, data: ExperimentData) -> Dataset | None:
@@ -138,6 +155,7 @@ def selection_callback(selector: Selector) -> Any:
     assert training is not None and training.eval_every is not None
     every, unit, patience = training.eval_every, training.eval_unit, training.early_stopping_patience
     with_loss = training.eval_loss
+    observer = _OBSERVER.get()
 
     class ModelSelection(TrainerCallback):
         def __init__(self) -> None:
@@ -207,6 +225,10 @@ def selection_callback(selector: Selector) -> Any:
             )  # fmt: skip
             if patience is not None and self.since_best >= patience and state.global_step < state.max_steps:
                 log.info("No improvement of %s in %d evaluations: stopping early", selector.metric, patience)
+                control.should_training_stop = True
+                self.stopped = True
+            if observer is not None and observer(point["step"], value) and state.global_step < state.max_steps:
+                log.info("Stopped by the search's pruner at step %d", point["step"])
                 control.should_training_stop = True
                 self.stopped = True
             _restore_rng(pending)
