@@ -36,7 +36,7 @@ import numpy
 import sft.experiment.run  # run_experiment looked up at call time: a test's fault hooks may wrap it
 from sft.config import ConfigError
 from sft.config.grid import load_single
-from sft.results.layout import Run
+from sft.results.layout import FORKSERVER_LOG, Run
 from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
 from sft.runner.executors import ExecutorContext, Job, ProcessHandle, child_command, note
@@ -197,7 +197,7 @@ class ForkServerExecutor:
     """Starts experiments as children of a fork server that has imported the heavy libraries once."""
 
     def __init__(self, context: ExecutorContext):
-        log_path = Path(context.results_path) / "forkserver.log"
+        log_path = Path(context.results_path) / FORKSERVER_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "sft.runner.forkserver", str(os.getpid())]
         with open(log_path, "a", encoding="utf-8") as log:
