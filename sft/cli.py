@@ -5,6 +5,8 @@ instant; the web server's framework is imported by `serve` alone."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -13,7 +15,8 @@ import typer
 from sft.config import DEFAULT_SEED, ConfigError, seed_problem
 from sft.config.grid import parse_ext_vars
 from sft.results.layout import Run, check_name, results_folder_problems
-from sft.results.logs import setup_logging
+from sft.results.logs import RUNNER_LOG_ENV, setup_logging
+from sft.runner.interrupts import exit_130_on_interrupt
 
 # Each command imports the library function it calls inside its body: `--help`, and a command refused
 # for its arguments, never pay for the report, the runner, the experiment code or the serving stack.
@@ -319,7 +322,11 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug 
 
 
 def main() -> None:
-    app()
+    if sys.argv[1:2] == ["run-experiment"] and os.environ.get(RUNNER_LOG_ENV):
+        app()  # an experiment the grid runner started: it stops it by signal and reads how it ended
+        return
+    with exit_130_on_interrupt():  # SIGINT or SIGTERM at any moment: cleanups run, exit 130
+        app()
 
 
 if __name__ == "__main__":

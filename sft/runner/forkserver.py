@@ -160,7 +160,6 @@ def serve(runner: int) -> None:
 class ServerHandle:
     def __init__(self, executor: ForkServerExecutor, request_id: int):
         self.executor, self.id = executor, request_id
-        self.signals: list[int] = []
 
     @property
     def pid(self) -> int | None:
@@ -169,20 +168,17 @@ class ServerHandle:
 
     def poll(self) -> int | None:
         self.executor.pump()
-        pid = self.executor.pids.get(self.id)
-        if pid is not None and self.signals:  # signals asked for before the fork happened
-            for signum in self.signals:
-                signal_group(pid, signum)
-            self.signals.clear()
         return self.executor.codes.get(self.id)
 
     def started(self) -> bool:
         return self.pid is not None
 
     def signal(self, signum: int) -> None:
+        """Signal the experiment's process group; one not forked yet (the server may still be importing)
+        is abandoned instead: it ends now as killed by `signum`, and is killed if the fork comes later."""
         pid = self.pid
         if pid is None:
-            self.signals.append(signum)
+            self.executor.abandon(self.id, signum)
         else:
             signal_group(pid, signum)
 
@@ -215,6 +211,7 @@ class ForkServerExecutor:
         self.next_id = 0
         self.pids: dict[int, int] = {}
         self.codes: dict[int, int] = {}
+        self.abandoned: set[int] = set()  # stopped before their fork: killed as soon as their pid is known
         self.buffer = b""
 
     def start(self, job: Job) -> Any:
@@ -244,17 +241,28 @@ class ForkServerExecutor:
             message = json.loads(line)
             if "pid" in message:
                 self.pids[message["id"]] = message["pid"]
+                if message["id"] in self.abandoned:
+                    signal_group(message["pid"], signal.SIGKILL)
             else:
                 self.codes[message["id"]] = message["code"]
         if self.server.poll() is not None:
             for request_id in range(self.next_id):
                 self.codes.setdefault(request_id, 255)
 
+    def abandon(self, request_id: int, signum: int) -> None:
+        """End a request whose fork has not happened (an interrupt while the server imports)."""
+        self.abandoned.add(request_id)
+        self.codes.setdefault(request_id, -signum)
+
     def close(self) -> None:
+        """Close the server's input (it stops what still runs and leaves); a server that does not read it
+        (still importing) is killed, at once when every request has ended."""
         with contextlib.suppress(OSError):
             self.requests.close()
+        self.pump()
+        ended = all(request_id in self.codes for request_id in range(self.next_id))
         try:
-            self.server.wait(timeout=10)
+            self.server.wait(timeout=1 if ended else 10)
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()

@@ -33,6 +33,7 @@ from sft.results.logs import tail
 from sft.results.states import RunState, StatusRecord
 from sft.runner.cpu_share import available_cores, core_shares, user_set_threads
 from sft.runner.executors import ExecutorContext, Handle, Job, get_executor
+from sft.runner.interrupts import INTERRUPTED
 from sft.runner.options import Options, check_options
 from sft.runner.processes import describe_exit
 from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
@@ -41,7 +42,6 @@ from sft.runner.sharing import Trainings, training_plan
 from sft.runner.statistics import StatisticsWorker
 
 POLL_SECONDS = 0.05
-INTERRUPTED = 130
 
 
 @dataclass
@@ -134,6 +134,8 @@ class GridRunner:
 
     def _start_what_fits(self) -> None:
         for item in list(self.waiting):
+            if self.stopping:  # an interrupt during this pass: start nothing more
+                return
             run, attempt = item
             config = self.configs[run.name]
             failure = self.trainings.failure(run)
@@ -182,6 +184,9 @@ class GridRunner:
         handle = self.executor.start(job)
         active = Active(run, config, handle, lock, gpus, cpu_slots, attempt)
         self.active.append(active)
+        if self.stopping:  # --- faults: interrupted while this one was being started, after the stop reached the others
+            active.reason = "interrupted"
+            self._terminate(active)
         self._write_status(active, RunState.RUNNING, None)
         detail = f" on GPU {','.join(gpus)}" if gpus else ""
         self.progress.started(run, detail + (f" (attempt {attempt})" if attempt > 1 else ""))
