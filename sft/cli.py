@@ -14,6 +14,7 @@ import typer
 
 from sft.config import DEFAULT_SEED, ConfigError, seed_problem
 from sft.config.grid import parse_ext_vars
+from sft.results.files import DISK_FULL_EXIT, disk_full, disk_full_reason
 from sft.results.layout import Run, check_name, results_folder_problems
 from sft.results.logs import RUNNER_LOG_ENV, setup_logging
 from sft.runner.interrupts import exit_130_on_interrupt
@@ -185,7 +186,13 @@ def run_experiment(
     from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
-    _guard(run_one, experiment, run)
+    try:
+        _guard(run_one, experiment, run)
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        typer.echo(f"{type(error).__name__}: {error}\n{disk_full_reason(run.folder)}", err=True)
+        raise typer.Exit(DISK_FULL_EXIT) from None
     typer.echo(f"Results written to {run.folder / 'results.json'}")
 
 
@@ -298,6 +305,11 @@ def aggregate(
     except (FileNotFoundError, ValueError) as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        if not disk_full(error):
+            raise
+        typer.echo(f"The report was not written: {disk_full_reason(results)}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"Wrote {json_path}, aggregated_results.csv and {markdown_path}")
 
 

@@ -36,6 +36,7 @@ import numpy
 import sft.experiment.run  # run_experiment looked up at call time: a test's fault hooks may wrap it
 from sft.config import ConfigError
 from sft.config.grid import load_single
+from sft.results.files import DISK_FULL_EXIT, disk_full, disk_full_reason
 from sft.results.layout import FORKSERVER_LOG, Run
 from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
@@ -78,6 +79,13 @@ def run_child(request: dict[str, Any]) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        with contextlib.suppress(OSError):  # the log is on the full disk too
+            traceback.print_exc()
+            print(f"sft: {disk_full_reason(run.folder)}", file=sys.stderr, flush=True)
+        return DISK_FULL_EXIT
     print(f"Results written to {run.folder / 'results.json'}")
     return 0
 

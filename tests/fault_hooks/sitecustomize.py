@@ -8,7 +8,8 @@ written. Each call also prints CUDA_VISIBLE_DEVICES, torch's intra-op threads an
 to its log.
 
 With SFT_TEST_PAUSE='{"at": POINT, "marker": FILE, "seconds": N}', the first process to reach POINT touches
-FILE and sleeps N seconds there (a signal that raises ends the sleep), so a test can signal the runner at
+FILE and sleeps N seconds there (or until the file "until" names exists; a signal that raises ends the
+sleep), so a test can signal the runner, or fill its disk, at
 that exact moment: `expansion` (the grid file evaluated), `validation` (the grid's checks), `scheduling` (an
 experiment being claimed and started), `training` (in the experiment, as its adapter training begins),
 `report` (the final report, after every experiment ended), `export` (an export's files written, not yet
@@ -93,7 +94,10 @@ if _PAUSE:
             marker = Path(_PAUSE["marker"])
             if not marker.exists():
                 marker.touch()
-                time.sleep(float(_PAUSE.get("seconds", 60)))
+                deadline = time.time() + float(_PAUSE.get("seconds", 60))
+                until = Path(_PAUSE["until"]) if _PAUSE.get("until") else None
+                while time.time() < deadline and not (until and until.exists()):
+                    time.sleep(0.05)
             return function(*args, **kwargs)
 
         return wrapper

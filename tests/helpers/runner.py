@@ -89,3 +89,13 @@ def configs(tmp_path: Path, **changes) -> dict:
     """Two valid experiments (never loaded by the sh executor); `changes[name]` merges into one."""
     base = classification_config(tmp_path / "data", tmp_path / "model")
     return {name: parse_config(merge(base, changes.get(name, {}))) for name in ("a", "b")}
+
+
+def wait_for_pause(process: subprocess.Popen, marker: Path, what: str) -> None:
+    """Wait until `process` (or one it started) stopped at its pause point (`marker` exists); it must still run."""
+    wait_until(lambda: marker.exists() or process.poll() is not None, 240, what)
+    assert process.poll() is None, process.communicate()[1][-3000:]
+
+
+def wait_for_no_process(marker: str, what: str) -> None:
+    wait_until(lambda: not tagged(marker), 20, what)
