@@ -59,6 +59,7 @@ def test_slurm_options_are_checked(tmp_path, monkeypatch):
     ]
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_limits(
@@ -111,6 +112,7 @@ def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_
     assert slurm_cluster.jobs() == []
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, sentiment_data, slurm_cluster):
