@@ -5,6 +5,8 @@ instant; the web server's framework is imported by `serve` alone."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -12,8 +14,10 @@ import typer
 
 from sft.config import DEFAULT_SEED, ConfigError, seed_problem
 from sft.config.grid import parse_ext_vars
+from sft.results.files import DISK_FULL_EXIT, disk_full, disk_full_reason
 from sft.results.layout import Run, check_name, results_folder_problems
-from sft.results.logs import setup_logging
+from sft.results.logs import RUNNER_LOG_ENV, setup_logging
+from sft.runner.interrupts import exit_130_on_interrupt
 
 # Each command imports the library function it calls inside its body: `--help`, and a command refused
 # for its arguments, never pay for the report, the runner, the experiment code or the serving stack.
@@ -182,7 +186,13 @@ def run_experiment(
     from sft.experiment.run import run_experiment as run_one
 
     experiment, run = _single(config, "run-experiment", name, ext_var, results_path, random_seed, share_training)
-    _guard(run_one, experiment, run)
+    try:
+        _guard(run_one, experiment, run)
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        typer.echo(f"{type(error).__name__}: {error}\n{disk_full_reason(run.folder)}", err=True)
+        raise typer.Exit(DISK_FULL_EXIT) from None
     typer.echo(f"Results written to {run.folder / 'results.json'}")
 
 
@@ -297,6 +307,11 @@ def aggregate(
     except (FileNotFoundError, ValueError) as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        if not disk_full(error):
+            raise
+        typer.echo(f"The report was not written: {disk_full_reason(results)}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"Wrote {json_path}, aggregated_results.csv and {markdown_path}")
 
 
@@ -321,7 +336,11 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug 
 
 
 def main() -> None:
-    app()
+    if sys.argv[1:2] == ["run-experiment"] and os.environ.get(RUNNER_LOG_ENV):
+        app()  # an experiment the grid runner started: it stops it by signal and reads how it ended
+        return
+    with exit_130_on_interrupt():  # SIGINT or SIGTERM at any moment: cleanups run, exit 130
+        app()
 
 
 if __name__ == "__main__":

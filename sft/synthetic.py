@@ -136,7 +136,8 @@ def build_tokenizer(style: TemplateStyle = "chatml", vocab_size: int = 700) -> A
 
 
 def build_model(tokenizer: Any, architecture: Architecture = "llama", seed: int = 0, hidden_size: int = 64,
-                layers: int = 2, initializer_range: float = 0.02) -> Any:  # fmt: skip
+                layers: int = 2, initializer_range: float = 0.02,
+                intermediate_size: int | None = None) -> Any:  # fmt: skip
     """A random-weight causal LM of the given architecture sized to the tokenizer.
 
     With the usual initializer range (0.02) a tiny random model's logits are nearly flat and a LoRA
@@ -148,7 +149,7 @@ def build_model(tokenizer: Any, architecture: Architecture = "llama", seed: int 
     common = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
-        "intermediate_size": hidden_size * 3,
+        "intermediate_size": intermediate_size or hidden_size * 3,  # the MLP width
         "num_hidden_layers": layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,

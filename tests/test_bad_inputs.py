@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from helpers import classification_config, merge, training_sections
 from typer.testing import CliRunner
 
 from sft.cli import app
+from sft.results.layout import FORKSERVER_LOG, REPORT_FILES
 from sft.synthetic import sentiment_examples, write_splits
 
 
@@ -178,6 +180,69 @@ def test_results_path_under_a_file(tmp_path, results, base):
 def test_an_experiment_named_like_the_report(tmp_path, results, base):
     run_grid(tmp_path, results, {"configs": {"aggregated_results.md": base}}, names=("'aggregated_results.md'",
                                                                                     "reserved"))  # fmt: skip
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("name", [FORKSERVER_LOG, "Forkserver.LOG", *REPORT_FILES])
+def test_every_file_the_results_folder_keeps_is_a_reserved_experiment_name(tmp_path, results, base, name):
+    (results / FORKSERVER_LOG).write_text("the fork server's log\n")
+    run_grid(tmp_path, results, {"configs": {name: base}}, names=(repr(name), "reserved", "rename the experiment"))
+    assert (results / FORKSERVER_LOG).read_text() == "the fork server's log\n"
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("where", ["/sys/sft-results", "/proc/sft-results", "under-a-file", "long-name"])
+def test_a_results_path_nothing_can_be_written_to_is_one_error_before_any_run(tmp_path, results, base, where):
+    """Also as root, whom every permission check lets through: the check creates something there."""
+    blocker = write(tmp_path / "a-file", "x")
+    path = {"under-a-file": blocker / "deeper" / "out", "long-name": tmp_path / ("r" * 300)}.get(where, Path(where))
+    grid = write(tmp_path / "grid.json", base)
+    for command in (("run-experiments", grid), ("evaluate", grid)):
+        refused(results, *command, "--results-path", path, names=("--results-path",))
+    assert not Path(where).exists() and blocker.read_text() == "x"
+
+
+@pytest.mark.faults
+def test_a_results_path_on_a_read_only_filesystem(tmp_path, results, base):
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True,
+                       capture_output=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {error}")
+    try:
+        grid = write(tmp_path / "grid.json", base)
+        output = refused(results, "run-experiments", grid, "--results-path", mount / "out", names=("--results-path",))
+        assert "read-only filesystem" in output and not list(mount.iterdir())
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.faults
+def test_a_4bit_model_the_cpu_kernel_cannot_run_is_refused_with_layer_shape_and_fix(tmp_path, results, sentiment_data):
+    """bitsandbytes repacks 4-bit weights for its CPU kernel at the first evaluation, which asserts that each
+    layer's width is a multiple of its block: an MLP 688 wide trained, then crashed. Refused up front now."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes.functional
+
+    from sft.synthetic import save_tiny_model
+
+    if not bitsandbytes.functional.has_avx512bf16():
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes takes its plain path, which runs any shape")
+    model = save_tiny_model(tmp_path / "odd-mlp", architecture="qwen2", seed=4, intermediate_size=688)
+    quantization = {"config_class": "BitsAndBytesConfig", "args": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}}
+    raw = merge(classification_config(sentiment_data, model), training_sections())
+    raw = merge(raw, {"model": {"device": "cpu", "quantization": quantization}})
+    grid = write(tmp_path / "grid.json", raw)
+    names = ("model.quantization", "layer model.layers.0.mlp.gate_proj", "688 x 64", "multiple of 32", "remove")
+    refused(results, "validate", grid, names=names)
+    refused(results, "run-experiments", grid, "--results-path", results, names=names)
+    # a width the kernel takes passes
+    fine = save_tiny_model(tmp_path / "fine-mlp", architecture="qwen2", seed=4, intermediate_size=704)
+    good = write(tmp_path / "ok.json", merge(raw, {"model": {"name": str(fine)}}))
+    result = CliRunner().invoke(app, ["validate", str(good)])
+    assert result.exit_code == 0, result.output
 
 
 # -- data files --------------------------------------------------------------------------------------------------------

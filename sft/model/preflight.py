@@ -21,9 +21,10 @@ from huggingface_hub import constants, try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
+from transformers.quantizers.base import get_keys_to_not_convert
 
 from sft.config import ConfigError, LoraSection, ModelConfig
-from sft.model.loading import load_tokenizer
+from sft.model.loading import load_tokenizer, resolve_device
 
 T = TypeVar("T")
 _DONE: dict[str, Any] = {}
@@ -182,6 +183,59 @@ def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = No
             ]
         return [f"lora: peft cannot apply this LoRA config to the model: {text}"]
     return []
+
+
+# bitsandbytes' CPU kernel for 4-bit weights (0.50: `functional._convert_weight_packed_for_cpu`) repacks every
+# 4-bit Linear on its first forward without gradients (the first evaluation, after a whole training) when the
+# CPU has AVX512-BF16; the repack asserts `out_features % 32 == 0` (its block_n) and reshapes the per-block
+# scales to (out_features, in_features // 64), which needs in_features to be a multiple of the 4-bit
+# quantization block (64).
+CPU_4BIT_BLOCK_N = 32
+CPU_4BIT_BLOCKSIZE = 64
+
+
+def quantized_kernel_problems(model: ModelConfig, model_class: Any, **settings: Any) -> list[str]:
+    """A 4-bit bitsandbytes model on a CPU whose repacking kernel cannot take some of its Linear layers'
+    shapes: found from a meta skeleton, named with the layer, its shape and the fix, before a training that
+    would end in bitsandbytes' assertion at its first evaluation."""
+    quantization = model.quantization
+    if quantization is None or quantization.config_class != "BitsAndBytesConfig":
+        return []
+    if not quantization.args.get("load_in_4bit") or not resolve_device(model).startswith("cpu"):
+        return []
+
+    def check() -> list[str]:
+        try:
+            import bitsandbytes.functional as bnb_functional
+        except ImportError:  # a missing backend is named by the quantization checks
+            return []
+        repacks = getattr(bnb_functional, "_convert_weight_packed_for_cpu", None)
+        if repacks is None or not bnb_functional.has_avx512bf16():
+            return []  # this bitsandbytes or this CPU takes the plain dequantizing path, which takes any shape
+        try:
+            meta_model = skeleton(model, model_class, **settings)
+        except Exception:  # a model that cannot be built is named by the structure checks
+            return []
+        kept = {*get_keys_to_not_convert(meta_model), *(quantization.args.get("llm_int8_skip_modules") or [])}
+        bad = [
+            (name, module.out_features, module.in_features)
+            for name, module in meta_model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and not any(name == key or name.endswith(f".{key}") or f".{key}." in f".{name}." for key in kept)
+            and (module.out_features % CPU_4BIT_BLOCK_N or module.in_features % CPU_4BIT_BLOCKSIZE)
+        ]
+        if not bad:
+            return []
+        name, out_features, in_features = bad[0]
+        return [
+            f"model.quantization: bitsandbytes' 4-bit CPU kernel cannot run layer {name} (weight {out_features} x "
+            f"{in_features}): it needs out_features a multiple of {CPU_4BIT_BLOCK_N} and in_features a multiple of "
+            f"{CPU_4BIT_BLOCKSIZE}, and would fail at the first evaluation ({len(bad)} layer(s) affected). Fix: "
+            "load the model unquantized on the CPU (remove model.quantization), or run it on a GPU (model.device: cuda)"
+        ]
+
+    key = ["4bit-cpu", model.name, model.revision, model_class.__name__, settings, quantization.args]
+    return list(once(key, check))
 
 
 def linear_names(meta_model: Any) -> list[str]:

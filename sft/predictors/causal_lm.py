@@ -59,6 +59,7 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     except ConfigError as error:
         return problems + error.messages
     problems += chat_format_problems(config, task, tokenizer)
+    problems += model_preflight.quantized_kernel_problems(config.model, AutoModelForCausalLM)
     if config.trains and config.lora is not None:
         failure = f"model.name: transformers cannot build {config.model.name!r} as a causal LM"
         problems += model_preflight.structure_problems(config.model, AutoModelForCausalLM, failure, config.lora)

@@ -179,6 +179,7 @@ def preflight(config: ExperimentConfig, task: Task) -> list[str]:
     problems += model_preflight.structure_problems(
         model, AutoModelForSequenceClassification, failure, lora, task_type="SEQ_CLS", num_labels=2
     )
+    problems += model_preflight.quantized_kernel_problems(model, AutoModelForSequenceClassification, num_labels=2)
     if config.trains and config.training is not None:
 
         def check_arguments() -> list[str]:

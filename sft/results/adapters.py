@@ -121,12 +121,18 @@ class SharedAdapter:
         staging = self.folder / f".staging-{os.getpid()}"
         if staging.exists():
             shutil.rmtree(staging)
-        save(staging)
-        _sync_tree(staging)
-        if self.adapter_folder.exists():
-            shutil.rmtree(self.adapter_folder)
-        os.replace(staging, self.adapter_folder)
-        info.write(self.folder / READY)
+        try:  # a full disk or an error while saving: nothing half-written stays behind
+            save(staging)
+            _sync_tree(staging)
+            if self.adapter_folder.exists():
+                shutil.rmtree(self.adapter_folder)
+            os.replace(staging, self.adapter_folder)
+            info.write(self.folder / READY)
+        except Exception:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (self.folder / READY).exists():
+                shutil.rmtree(self.adapter_folder, ignore_errors=True)
+            raise
         return self.adapter_folder
 
 

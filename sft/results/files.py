@@ -6,9 +6,11 @@ killed process leaves either the old file or the new one, never a partial one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -81,3 +83,41 @@ def lock_held_elsewhere(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+DISK_FULL_EXIT = 28  # how an experiment that ran out of space exits (ENOSPC's number), so the runner can say so
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# how the libraries that write weights word it when they wrap the OSError (safetensors: Rust's StorageFull)
+_DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "storagefull")
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is a write refused for lack of space (or quota)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(words in str(current).lower() for words in _DISK_FULL_WORDS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def disk_full_reason(path: str | Path) -> str:
+    """Why a write under `path` failed, naming where: the filesystem (its mount point) and its free space now."""
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    mount = existing
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        free = f"{shutil.disk_usage(existing).free / 2**20:.1f} MiB free now"
+    except OSError:
+        free = "free space unknown"
+    return f"disk full: no space left on the filesystem at {mount} (writing under {path}; {free}); free space and rerun"

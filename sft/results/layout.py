@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,19 @@ from sft.results.files import atomic_write_text
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+@-]{0,199}$")
 
 
-# The report the runner keeps in the results root (sft.report.aggregate writes them): no experiment may be
-# called so, or its run folder would collide with a report file.
-REPORT_FILES = ("aggregated_results.json", "aggregated_results.csv", "aggregated_results.md")
+# Every name the runner and the report keep directly in the results folder is named here, and their writers
+# import it from here: no experiment may be called so, or its run folder would collide with that file, and a
+# new file added here is reserved with it. (Names starting with `_` or `.`, such as the shared adapter store,
+# the report's caches and plots or submitit's folder, cannot be experiment names at all.)
+REPORT_FILES = ("aggregated_results.json", "aggregated_results.csv", "aggregated_results.md")  # sft.report.aggregate
+FORKSERVER_LOG = "forkserver.log"  # the fork server's own output (sft.runner.forkserver)
+RESERVED_NAMES = frozenset(name.lower() for name in (*REPORT_FILES, FORKSERVER_LOG))
+
+
+def reserved(name: str) -> bool:
+    """Whether `name` (any case: case-insensitive filesystems) is a file the results folder keeps for itself,
+    or a name no experiment can take (starting with `_` or `.`)."""
+    return name.lower() in RESERVED_NAMES or name.startswith(("_", "."))
 
 
 def check_name(name: str) -> str | None:
@@ -37,24 +48,53 @@ def check_name(name: str) -> str | None:
             f"experiment name {name!r} is not a safe folder name: use letters, digits and . _ - = , + @ "
             "(no slashes, no '..', at most 200 characters, starting with a letter or digit)"
         )
-    if name.lower() in REPORT_FILES:
-        return f"experiment name {name!r} is reserved: the results folder keeps its report under that name; rename it"
+    if reserved(name):
+        return (
+            f"experiment name {name!r} is reserved: the results folder keeps a file of its own under that name "
+            f"(reserved: {', '.join(sorted(RESERVED_NAMES))}); rename the experiment"
+        )
     return None
 
 
 def results_folder_problems(results_path: str | Path) -> list[str]:
     """Why results cannot be written under `results_path` (checked before anything runs), or nothing.
-    The folder need not exist: its nearest existing ancestor must then be a writable folder."""
+    The folder need not exist: its nearest existing ancestor must then be a folder where one can be made.
+    Permission bits do not say it (root passes every `access` check, yet cannot write to a read-only
+    filesystem or create folders under /sys or /proc), so the check makes and removes a hidden folder there:
+    what a run does first."""
     path = Path(results_path)
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not _exists(existing) and existing != existing.parent:
         existing = existing.parent
-    if existing.exists() and not existing.is_dir():
+    if _exists(existing) and not existing.is_dir():
         where = "is a file" if existing == path else f"is under the file {existing}"
         return [f"--results-path {path}: {where}; give a folder"]
+    fix = "give a folder you can write to"
     if not os.access(existing, os.W_OK | os.X_OK):
-        return [f"--results-path {path}: the folder {existing} is not writable; give a folder you can write to"]
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+        why = "is on a read-only filesystem" if read_only else "is not writable"
+        return [f"--results-path {path}: the folder {existing} {why}; {fix}"]
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    too_long = [part for part in path.relative_to(existing).parts if len(os.fsencode(part)) > limit]
+    if too_long:
+        return [f"--results-path {path}: the name {too_long[0][:40]!r}... is longer than {limit} bytes; {fix}"]
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sft-write-check-", dir=existing))
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        return [f"--results-path {path}: cannot create anything in {existing} ({why}); {fix}"]
     return []
+
+
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False too where the path cannot even be looked up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 SEED_PREFIX = "seed-"

@@ -82,6 +82,11 @@ class StatusRecord(Record):
     slurm_state: str | None = Field(default=None, description="Slurm: the job's last state Slurm reported.")
     slurm_node: str | None = Field(default=None, description="Slurm: the node the job ran on.")
     slurm_restarts: int | None = Field(default=None, description="Slurm: how often Slurm restarted the job.")
+    slurm_reason: str | None = Field(
+        default=None,
+        description="Slurm: its own Reason field for the job's last state (e.g. TimeLimit, NodeDown; BeginTime while "
+        "a requeued job waits to start again).",
+    )
     adopted: bool | None = Field(
         default=None, description="Slurm: the job was submitted by an earlier runner that was killed, and waited for."
     )

@@ -36,7 +36,8 @@ import numpy
 import sft.experiment.run  # run_experiment looked up at call time: a test's fault hooks may wrap it
 from sft.config import ConfigError
 from sft.config.grid import load_single
-from sft.results.layout import Run
+from sft.results.files import DISK_FULL_EXIT, disk_full, disk_full_reason
+from sft.results.layout import FORKSERVER_LOG, Run
 from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
 from sft.runner.executors import ExecutorContext, Job, ProcessHandle, child_command, note
@@ -78,6 +79,13 @@ def run_child(request: dict[str, Any]) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        with contextlib.suppress(OSError):  # the log is on the full disk too
+            traceback.print_exc()
+            print(f"sft: {disk_full_reason(run.folder)}", file=sys.stderr, flush=True)
+        return DISK_FULL_EXIT
     if (run.folder / "results.json").exists():  # a search's trial writes none (sft.search)
         print(f"Results written to {run.folder / 'results.json'}")
     return 0
@@ -161,7 +169,6 @@ def serve(runner: int) -> None:
 class ServerHandle:
     def __init__(self, executor: ForkServerExecutor, request_id: int):
         self.executor, self.id = executor, request_id
-        self.signals: list[int] = []
 
     @property
     def pid(self) -> int | None:
@@ -170,20 +177,17 @@ class ServerHandle:
 
     def poll(self) -> int | None:
         self.executor.pump()
-        pid = self.executor.pids.get(self.id)
-        if pid is not None and self.signals:  # signals asked for before the fork happened
-            for signum in self.signals:
-                signal_group(pid, signum)
-            self.signals.clear()
         return self.executor.codes.get(self.id)
 
     def started(self) -> bool:
         return self.pid is not None
 
     def signal(self, signum: int) -> None:
+        """Signal the experiment's process group; one not forked yet (the server may still be importing)
+        is abandoned instead: it ends now as killed by `signum`, and is killed if the fork comes later."""
         pid = self.pid
         if pid is None:
-            self.signals.append(signum)
+            self.executor.abandon(self.id, signum)
         else:
             signal_group(pid, signum)
 
@@ -198,7 +202,7 @@ class ForkServerExecutor:
     """Starts experiments as children of a fork server that has imported the heavy libraries once."""
 
     def __init__(self, context: ExecutorContext):
-        log_path = Path(context.results_path) / "forkserver.log"
+        log_path = Path(context.results_path) / FORKSERVER_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "sft.runner.forkserver", str(os.getpid())]
         with open(log_path, "a", encoding="utf-8") as log:
@@ -216,6 +220,7 @@ class ForkServerExecutor:
         self.next_id = 0
         self.pids: dict[int, int] = {}
         self.codes: dict[int, int] = {}
+        self.abandoned: set[int] = set()  # stopped before their fork: killed as soon as their pid is known
         self.buffer = b""
 
     def start(self, job: Job) -> Any:
@@ -245,17 +250,28 @@ class ForkServerExecutor:
             message = json.loads(line)
             if "pid" in message:
                 self.pids[message["id"]] = message["pid"]
+                if message["id"] in self.abandoned:
+                    signal_group(message["pid"], signal.SIGKILL)
             else:
                 self.codes[message["id"]] = message["code"]
         if self.server.poll() is not None:
             for request_id in range(self.next_id):
                 self.codes.setdefault(request_id, 255)
 
+    def abandon(self, request_id: int, signum: int) -> None:
+        """End a request whose fork has not happened (an interrupt while the server imports)."""
+        self.abandoned.add(request_id)
+        self.codes.setdefault(request_id, -signum)
+
     def close(self) -> None:
+        """Close the server's input (it stops what still runs and leaves); a server that does not read it
+        (still importing) is killed, at once when every request has ended."""
         with contextlib.suppress(OSError):
             self.requests.close()
+        self.pump()
+        ended = all(request_id in self.codes for request_id in range(self.next_id))
         try:
-            self.server.wait(timeout=10)
+            self.server.wait(timeout=1 if ended else 10)
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()

@@ -30,11 +30,13 @@ from rich.console import Console
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.report.aggregate import ReportOptions, aggregate
+from sft.results.files import DISK_FULL_EXIT, disk_full, disk_full_reason
 from sft.results.layout import Run, results_folder_problems, write_config
 from sft.results.logs import tail
 from sft.results.states import RunState, StatusRecord
 from sft.runner.cpu_share import available_cores, core_shares, user_set_threads
 from sft.runner.executors import ExecutorContext, Handle, Job, get_executor
+from sft.runner.interrupts import INTERRUPTED
 from sft.runner.options import Options, check_options
 from sft.runner.processes import describe_exit
 from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
@@ -44,7 +46,6 @@ from sft.runner.statistics import StatisticsWorker
 from sft.search.driver import Searches, searched
 
 POLL_SECONDS = 0.05
-INTERRUPTED = 130
 
 
 @dataclass
@@ -210,6 +211,8 @@ class GridRunner:
 
     def _start_what_fits(self) -> None:
         for item in list(self.waiting):
+            if self.stopping:  # an interrupt during this pass: start nothing more
+                return
             run, attempt = item
             config = self._config(run)
             failure = self.trainings.failure(run)
@@ -244,20 +247,31 @@ class GridRunner:
             self.progress.set_aside(run, decision.reason, set_aside(run.folder))
         for partial in run.folder.glob(".*.tmp"):  # left by a killed writer; we hold the lock, nobody writes
             partial.unlink(missing_ok=True)
+        try:
+            config_file = write_config(config, run)
+            with open(run.folder / "run.log", "a", encoding="utf-8") as log:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                log.write(f"\n=== {stamp} run-experiment {run.name} seed {run.seed} (attempt {attempt})\n")
+        except OSError as error:  # --- faults: a full disk fails this run, recorded where it can be, not the grid
+            lock.release()
+            if not disk_full(error):
+                raise
+            self._record_unstarted(run, config, disk_full_reason(run.folder))
+            return
         gpus: list[str] = []
         if self.options.gpus is not None:
             gpus, self.free_gpus = self.free_gpus[:need], self.free_gpus[need:]
         cpu_slots: list[int] = []
         if self.options.gpus is None:
             cpu_slots, self.free_cpus = self.free_cpus[:need], self.free_cpus[need:]
-        job = Job(run, config, write_config(config, run), run.folder / "run.log", gpus if self.options.gpus else None)
+        job = Job(run, config, config_file, run.folder / "run.log", gpus if self.options.gpus else None)
         job = self._with_cores(job, cpu_slots or [(self.options.gpus or []).index(gpu) for gpu in gpus])
-        with open(job.log_path, "a", encoding="utf-8") as log:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log.write(f"\n=== {stamp} run-experiment {run.name} seed {run.seed} (attempt {attempt})\n")
         handle = self.executor.start(job)
         active = Active(run, config, handle, lock, gpus, cpu_slots, attempt)
         self.active.append(active)
+        if self.stopping:  # --- faults: interrupted while this one was being started, after the stop reached the others
+            active.reason = "interrupted"
+            self._terminate(active)
         self._write_status(active, RunState.RUNNING, None)
         detail = f" on GPU {','.join(gpus)}" if gpus else ""
         self.progress.started(run, detail + (f" (attempt {attempt})" if attempt > 1 else ""))
@@ -310,6 +324,8 @@ class GridRunner:
         else:
             state = RunState.FAILED
             reason = active.reason or active.handle.end_reason()
+            if not reason and code == DISK_FULL_EXIT:  # --- faults: the experiment ran out of space
+                reason = disk_full_reason(run.folder)
             reason = reason or (describe_exit(code) if code != 0 else "exit code 0 but no results.json")
         status = self._write_status(active, state, code, reason)
         active.lock.release()
@@ -342,21 +358,45 @@ class GridRunner:
                 return
             if decision.set_aside:
                 set_aside(run.folder)
-            log = run.folder / "run.log"
-            with open(log, "a", encoding="utf-8") as handle:
-                handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} not run: {reason}\n")
-            now = time.time()
-            status = StatusRecord(
-                experiment=run.name, seed=run.seed, state=RunState.FAILED.value, reason=reason,
-                exit_code=None, signal=None, duration_seconds=0.0, attempt=0, pid=None,
-                executor=self.options.executor, gpus=None, started_at=None, launched_at=None,
-                finished_at=_iso(now), config_hash=config.config_hash(), log=str(log), log_tail=tail(log),
-            )  # fmt: skip
-            status.write(run.folder / StatusRecord.FILE)
-            self.outcomes[run] = status
-            self.progress.finished(run, RunState.FAILED.value, 0.0, reason)
+            self._record_unstarted(run, config, reason)
         finally:
             lock.release()
+
+    def _record_unstarted(self, run: Run, config: ExperimentConfig, reason: str) -> None:
+        """A run failed without starting: its log line and status.json (where the disk lets them be
+        written), its outcome and its line in the summary."""
+        log = run.folder / "run.log"
+        now = time.time()
+        try:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} not run: {reason}\n")
+        except OSError as error:
+            self._unrecorded(run, log, error)
+        status = StatusRecord(
+            experiment=run.name, seed=run.seed, state=RunState.FAILED.value, reason=reason,
+            exit_code=None, signal=None, duration_seconds=0.0, attempt=0, pid=None,
+            executor=self.options.executor, gpus=None, started_at=None, launched_at=None,
+            finished_at=_iso(now), config_hash=config.config_hash(), log=str(log), log_tail=tail(log),
+        )  # fmt: skip
+        self._write_record(run, status)
+        self.outcomes[run] = status
+        self.progress.finished(run, RunState.FAILED.value, 0.0, reason)
+
+    def _write_record(self, run: Run, status: StatusRecord) -> None:
+        """Write status.json atomically; a full disk leaves the previous one whole and is reported (the
+        outcome is kept in the summary), anything else is raised."""
+        try:
+            status.write(run.folder / StatusRecord.FILE)
+        except OSError as error:
+            self._unrecorded(run, run.folder / StatusRecord.FILE, error)
+
+    def _unrecorded(self, run: Run, path: Path, error: OSError) -> None:
+        if not disk_full(error):
+            raise error
+        self.console.print(
+            f"[yellow]{run.name} seed {run.seed}: {path.name} not written: {disk_full_reason(path)}[/yellow]",
+            highlight=False,
+        )
 
     # --- records ---------------------------------------------------------------------------------------------------
 
@@ -386,7 +426,7 @@ class GridRunner:
             log=str(log),
             **extra,
         )
-        status.write(run.folder / StatusRecord.FILE)
+        self._write_record(run, status)
         return status
 
     def _mark_done_if_unrecorded(self, run: Run, config: ExperimentConfig) -> None:
@@ -397,20 +437,28 @@ class GridRunner:
                 return
         except (OSError, ValueError):
             pass
-        StatusRecord(
+        found = StatusRecord(
             experiment=run.name,
             seed=run.seed,
             state=RunState.DONE.value,
             reason="found finished on resume",
             config_hash=config.config_hash(),
             log=str(run.folder / "run.log"),
-        ).write(status_file)
+        )
+        self._write_record(run, found)
 
     def _summary(self) -> int:
         self.statistics.close()  # every finished run's statistics prepared before the report reads them
         # The grid's runs, so that the report lists the ones an interruption left without a folder.
         expected: list[tuple[str, int | None]] = [(name, seed) for name in self.configs for seed in self.options.seeds]
-        _, markdown = aggregate(self.results_path, ReportOptions(expected=expected))
+        report_failed = False
+        try:
+            _, report = aggregate(self.results_path, ReportOptions(expected=expected))
+            markdown = str(report)
+        except OSError as error:  # --- faults: the report on a full disk: its earlier files stay whole
+            if not disk_full(error):
+                raise
+            report_failed, markdown = True, f"not written, {disk_full_reason(self.results_path)}"
         states = [status.state for status in self.outcomes.values()]
         failed = [status for status in self.outcomes.values() if status.run_state == RunState.FAILED]
         done = states.count(RunState.DONE.value)
@@ -428,7 +476,7 @@ class GridRunner:
             self.console.print(f"  not run here: {run.name} seed {run.seed} is being run by another runner")
         if self.stopping:
             return INTERRUPTED
-        return 1 if failed else 0
+        return 1 if failed or report_failed else 0
 
 
 _SIGNALS = {member.value for member in signal.Signals}

@@ -182,6 +182,7 @@ class SlurmHandle:
             "slurm_state": state.state if state else None,
             "slurm_node": (state.node or None) if state else None,
             "slurm_restarts": state.restarts if state else 0,
+            "slurm_reason": (state.reason if state.reason not in ("", "None") else None) if state else None,
             "adopted": self.adopted,  # submitted by an earlier runner that was killed
         }
 

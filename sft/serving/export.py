@@ -56,40 +56,44 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
     loaded = predictor.load(load_config, task, fixed.labels, adapter, False)
     partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    if merge:
-        model = loaded.model.merge_and_unload() if adapter is not None else loaded.model
-        model.save_pretrained(str(partial / "model"))
-        loaded.tokenizer.save_pretrained(str(partial / "model"))
-        weights = Weights(merged=True, dequantized=quantized)
-    else:
-        assert adapter is not None  # refused above
-        shutil.copytree(adapter, partial / "adapter")
-        loaded.tokenizer.save_pretrained(str(partial / "adapter"))
-        weights = Weights(merged=False, base=_base_reference(config.model.name))
-    template = getattr(loaded.tokenizer, "chat_template", None)
-    manifest = Manifest(
-        task_type=config.dataset.task_type,
-        predictor=predictor_name(config, task),
-        labels=fixed.labels,
-        config=config.resolved(),
-        weights=weights,
-        chat_template=template if isinstance(template, str) else None,
-        icl_examples=fixed.icl_examples,
-        icl_drawn_per_input=drawn_per_input(config),
-        calibration=fixed.calibration,
-        thresholds=finished.results.thresholds,
-        source=Source(
-            run=str(finished.run.folder),
-            experiment=finished.run.name,
-            seed=finished.run.seed,
-            config_hash=finished.results.config_hash,
-            metrics=finished.results.metrics,
-        ),
-    )
-    write_manifest(partial, manifest)
-    read_manifest(partial)  # what `serve` and `load_export` will check
-    if out.exists():
-        out.rmdir()
-    os.replace(partial, out)
+    try:  # interrupted or out of space: no half-written export is left behind
+        if merge:
+            model = loaded.model.merge_and_unload() if adapter is not None else loaded.model
+            model.save_pretrained(str(partial / "model"))
+            loaded.tokenizer.save_pretrained(str(partial / "model"))
+            weights = Weights(merged=True, dequantized=quantized)
+        else:
+            assert adapter is not None  # refused above
+            shutil.copytree(adapter, partial / "adapter")
+            loaded.tokenizer.save_pretrained(str(partial / "adapter"))
+            weights = Weights(merged=False, base=_base_reference(config.model.name))
+        template = getattr(loaded.tokenizer, "chat_template", None)
+        manifest = Manifest(
+            task_type=config.dataset.task_type,
+            predictor=predictor_name(config, task),
+            labels=fixed.labels,
+            config=config.resolved(),
+            weights=weights,
+            chat_template=template if isinstance(template, str) else None,
+            icl_examples=fixed.icl_examples,
+            icl_drawn_per_input=drawn_per_input(config),
+            calibration=fixed.calibration,
+            thresholds=finished.results.thresholds,
+            source=Source(
+                run=str(finished.run.folder),
+                experiment=finished.run.name,
+                seed=finished.run.seed,
+                config_hash=finished.results.config_hash,
+                metrics=finished.results.metrics,
+            ),
+        )
+        write_manifest(partial, manifest)
+        read_manifest(partial)  # what `serve` and `load_export` will check
+        if out.exists():
+            out.rmdir()
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     log.info("Exported %s to %s (%s)", finished.run.folder, out, "merged" if merge else "adapter kept")
     return out

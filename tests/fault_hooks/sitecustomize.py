@@ -6,6 +6,14 @@ first, or fail on their first attempt only; `publish-sleep:N` trains, saves the 
 store's staging folder, touches `<run>/publishing` and sleeps N seconds before the store's marker is
 written. Each call also prints CUDA_VISIBLE_DEVICES, torch's intra-op threads and the process's cores
 to its log.
+
+With SFT_TEST_PAUSE='{"at": POINT, "marker": FILE, "seconds": N}', the first process to reach POINT touches
+FILE and sleeps N seconds there (or until the file "until" names exists; a signal that raises ends the
+sleep), so a test can signal the runner, or fill its disk, at
+that exact moment: `expansion` (the grid file evaluated), `validation` (the grid's checks), `scheduling` (an
+experiment being claimed and started), `training` (in the experiment, as its adapter training begins),
+`report` (the final report, after every experiment ended), `export` (an export's files written, not yet
+moved into place) and `forkserver-start` (the fork server importing its libraries).
 """
 
 import json
@@ -70,3 +78,61 @@ if _FAULTS:
         return _original(config, run)
 
     sft.experiment.run.run_experiment = run_experiment
+
+
+_PAUSE = json.loads(os.environ.get("SFT_TEST_PAUSE", "{}"))
+if _PAUSE:
+    import functools
+    import importlib
+    import sys
+    import time
+    from pathlib import Path
+
+    def pausing(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            marker = Path(_PAUSE["marker"])
+            if not marker.exists():
+                marker.touch()
+                deadline = time.time() + float(_PAUSE.get("seconds", 60))
+                until = Path(_PAUSE["until"]) if _PAUSE.get("until") else None
+                while time.time() < deadline and not (until and until.exists()):
+                    time.sleep(0.05)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    _at = _PAUSE["at"]
+    if _at == "forkserver-start" and "sft.runner.forkserver" in sys.orig_argv:
+        importlib.import_module = pausing(importlib.import_module)  # its first preload
+    elif _at == "expansion":
+        import sft.config.grid
+
+        sft.config.grid.evaluate_file = pausing(sft.config.grid.evaluate_file)
+    elif _at == "validation":
+        import sft.runner.launch
+
+        sft.runner.launch.validate = pausing(sft.runner.launch.validate)
+    elif _at in ("scheduling", "report"):
+        import sft.runner.scheduler
+
+        if _at == "scheduling":
+            sft.runner.scheduler.GridRunner._claim = pausing(sft.runner.scheduler.GridRunner._claim)
+        else:
+            sft.runner.scheduler.aggregate = pausing(sft.runner.scheduler.aggregate)
+    elif _at == "export":
+        import sft.serving.export
+
+        sft.serving.export.write_manifest = pausing(sft.serving.export.write_manifest)
+    elif _at == "training":
+        import sft.experiment.run
+
+        _run = sft.experiment.run.run_experiment
+
+        def run_pausing_in_training(config, run):
+            import sft.predictors.causal_lm
+
+            sft.predictors.causal_lm.train_adapter = pausing(sft.predictors.causal_lm.train_adapter)
+            return _run(config, run)
+
+        sft.experiment.run.run_experiment = run_pausing_in_training

@@ -28,13 +28,22 @@ def write_grid(folder: Path, configs: dict) -> Path:
     return grid
 
 
-def start_runner(grid: Path, results: Path, *args: str, faults: dict | None = None, marker: str = ""):
-    """The runner in its own process; `marker` tags it and every process it starts (see `tagged`)."""
+def start_runner(
+    grid: Path, results: Path, *args: str, faults: dict | None = None, marker: str = "", pause: dict | None = None
+):
+    """The runner in its own process; `marker` tags it and every process it starts (see `tagged`); `pause`
+    stops the first process that reaches a point (see fault_hooks/sitecustomize.py)."""
+    command = ["run-experiments", str(grid), "--results-path", str(results), "--no-check-data", *args]
+    return start_cli(*command, faults=faults, marker=marker, pause=pause)
+
+
+def start_cli(*args: str, faults: dict | None = None, marker: str = "", pause: dict | None = None):
+    """`python -m sft.cli ARGS` in its own process, with the fault hooks on its path."""
     env = {**os.environ, "PYTHONPATH": f"{HOOKS}{os.pathsep}{REPO}", "SFT_TEST_MARK": marker}
     env["SFT_TEST_FAULTS"] = json.dumps(faults or {})
-    command = [sys.executable, "-m", "sft.cli", "run-experiments", str(grid), "--results-path", str(results)]
+    env["SFT_TEST_PAUSE"] = json.dumps(pause or {})
     return subprocess.Popen(
-        [*command, "--no-check-data", *args],
+        [sys.executable, "-m", "sft.cli", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -80,3 +89,13 @@ def configs(tmp_path: Path, **changes) -> dict:
     """Two valid experiments (never loaded by the sh executor); `changes[name]` merges into one."""
     base = classification_config(tmp_path / "data", tmp_path / "model")
     return {name: parse_config(merge(base, changes.get(name, {}))) for name in ("a", "b")}
+
+
+def wait_for_pause(process: subprocess.Popen, marker: Path, what: str) -> None:
+    """Wait until `process` (or one it started) stopped at its pause point (`marker` exists); it must still run."""
+    wait_until(lambda: marker.exists() or process.poll() is not None, 240, what)
+    assert process.poll() is None, process.communicate()[1][-3000:]
+
+
+def wait_for_no_process(marker: str, what: str) -> None:
+    wait_until(lambda: not tagged(marker), 20, what)

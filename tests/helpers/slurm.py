@@ -3,7 +3,9 @@
 Everything lives in one temporary folder (munge key and socket, slurm.conf, state and spool folders,
 logs) and the daemons listen on free ports, so nothing of the machine's own Slurm or munge setup is
 touched or needed. The node is this host with its cores and memory; `ReturnToService=2` and low
-scheduler intervals make it usable within seconds. There is no slurmdbd: finished jobs stay visible
+scheduler intervals make it usable within seconds (a node set DOWN is back as soon as its slurmd answers), and
+a job requeued waits `cred_expire` + 1 = 11 s (not Slurm's default 121 s) before it may start again. There is
+no slurmdbd: finished jobs stay visible
 to `scontrol show job` for `MinJobAge` seconds, which is where the runner reads their states.
 Debian: `apt-get install slurm-wlm munge`.
 """
@@ -86,7 +88,7 @@ SlurmdPort={free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=10
 CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
@@ -169,3 +171,16 @@ def _tail(root: Path) -> str:
         if path.exists():
             text += f"\n--- {name}\n" + path.read_text()[-1500:]
     return text
+
+
+def job_field(cluster: SlurmCluster, job_id: str, key: str) -> str:
+    """One field of `scontrol show job -o JOB_ID` ('' when Slurm does not know the job)."""
+    for part in cluster.command("scontrol", "show", "job", "-o", job_id).split():
+        name, _, value = part.partition("=")
+        if name == key:
+            return value
+    return ""
+
+
+def node_name(cluster: SlurmCluster) -> str:
+    return cluster.command("sinfo", "--noheader", "--format=%n").strip()

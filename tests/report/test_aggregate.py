@@ -257,6 +257,7 @@ def test_golden_fixture_sorts_every_run(tmp_path):
 # -- problems and failures -----------------------------------------------------------------------------
 
 
+@pytest.mark.faults
 def test_corrupt_results_are_named_and_the_others_still_aggregate(results):
     truncated = results / "broken" / "seed-1" / "results.json"
     truncated.parent.mkdir(parents=True)

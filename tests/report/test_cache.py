@@ -72,6 +72,7 @@ def test_changed_predictions_are_never_answered_from_the_cache(tmp_path):
     assert report_statistics(tmp_path) == after  # what the cache gave equals a computation from scratch
 
 
+@pytest.mark.faults
 def test_a_damaged_entry_is_recomputed(tmp_path):
     build_planted(tmp_path)
     first = report_statistics(tmp_path)

@@ -55,8 +55,9 @@ def test_a_failed_publish_leaves_no_marker_and_its_leftovers_are_cleared(tmp_pat
 
     with shared.lock(), pytest.raises(OSError):
         shared.publish(broken, ready_marker(shared, "b"))
-    assert not shared.ready() and any(shared.folder.glob(".staging-*"))
+    assert not shared.ready() and not any(shared.folder.glob(".staging-*"))  # a failed save removes its files
     (shared.folder / "adapter").mkdir()  # e.g. an adapter whose marker never came
+    (shared.folder / ".staging-1").mkdir()  # e.g. a publisher killed with SIGKILL while saving
     with shared.lock():
         shared.clear_leftovers()
     assert sorted(path.name for path in shared.folder.iterdir()) == [".lock"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from sft.results.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from sft.results.files import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    disk_full,
+    disk_full_reason,
+    read_jsonl,
+)
 
 
 def test_atomic_write_json_writes_and_leaves_no_temporary_file(tmp_path):
@@ -74,3 +82,21 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["log.txt"]
+
+
+@pytest.mark.faults
+def test_a_full_disk_is_told_from_other_errors_however_a_library_wraps_it(tmp_path):
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            raise RuntimeError("saving the adapter failed") from error
+    except RuntimeError as wrapped:
+        assert disk_full(wrapped)
+    # safetensors words it after Rust's error kind
+    assert disk_full(Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "x" })'))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied")) and not disk_full(ValueError("bad"))
+    reason = disk_full_reason(tmp_path / "not" / "yet")
+    assert reason.startswith("disk full: no space left on the filesystem at /") and "MiB free now" in reason

@@ -18,7 +18,7 @@ import pytest
 from helpers import merge, training_sections
 from helpers.runner import fast_config, finished_count, start_runner, status, tagged, wait_until, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 
 def test_killed_runner_leaves_no_orphan_and_the_rerun_does_each_experiment_exactly_once(

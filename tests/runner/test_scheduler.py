@@ -134,6 +134,7 @@ def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_pat
     assert executions(tmp_path, "a", 2) == 1 and len(list(Run("a", 2, tmp_path / "results").folder.glob("previous/*")))
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 def test_a_corrupt_results_json_is_set_aside_and_the_console_says_where(tmp_path):
     folder = Run("a", 42, tmp_path / "results").folder

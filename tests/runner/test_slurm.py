@@ -11,6 +11,7 @@ import signal
 
 import pytest
 from helpers.runner import fast_config, finished_count, start_runner, status, wait_until, write_grid
+from helpers.slurm import job_field, node_name
 
 from sft.runner.slurm_executor import SlurmOptions
 from sft.runner.slurm_states import SLURM_STATES, JobState, from_sacct, from_scontrol, parse_exit_code, parse_scontrol
@@ -58,6 +59,7 @@ def test_slurm_options_are_checked(tmp_path, monkeypatch):
     ]
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_limits(
@@ -104,11 +106,13 @@ def test_slurm_grid_survives_a_killed_runner_and_records_crashes_kills_and_time_
         assert f"failed: {name} seed 42 ({reason})" in stderr
     assert "injected failure" in status(results, "raises")["log_tail"]
     assert status(results, "oom-killed")["signal"] == "SIGKILL"
+    assert status(results, "hangs")["slurm_reason"] == "TimeLimit"  # Slurm's own reason
     failures = json.loads((results / "aggregated_results.json").read_text())["failures"]
     assert sorted(failure["experiment"] for failure in failures) == sorted(expected)
     assert slurm_cluster.jobs() == []
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, sentiment_data, slurm_cluster):
@@ -130,4 +134,53 @@ def test_slurm_interrupt_cancels_every_job_and_exits_130(tmp_path, tiny_qwen, se
     assert runner.returncode == 130, stderr[-3000:]
     assert [status(results, name)["state"] for name in names] == ["interrupted"] * 3
     assert {status(results, name)["slurm_state"] for name in names} == {"CANCELLED"}
+    assert slurm_cluster.jobs() == []
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.faults
+def test_a_requeued_job_and_a_node_set_down_finish_each_experiment_exactly_once(
+    tmp_path, tiny_qwen, sentiment_data, slurm_cluster
+):
+    """What preemption and node loss do, produced for real: `scontrol requeue` on a running job (as preemption
+    does) makes Slurm run it again, and the runner waits for that second run; the node set DOWN while a job
+    that may not be requeued runs ends it NODE_FAIL, which the runner records with Slurm's reason, and a
+    rerun once the node is back submits it again. Each experiment finishes exactly once."""
+    names = ["requeued", "lost"]
+    grid = write_grid(tmp_path, {name: fast_config(sentiment_data, tiny_qwen) for name in names})
+    results = tmp_path / "results"
+    arguments = ("--executor", "slurm", "--jobs", "2", "--slurm-partition", "debug")
+    faults = dict.fromkeys(names, "sleep:8")
+    runner = start_runner(grid, results, *arguments, faults=faults, marker="")
+
+    def running(name: str) -> bool:
+        log = results / name / "seed-42" / "run.log"
+        return log.exists() and "sft runner: Slurm job" in log.read_text()
+
+    wait_until(lambda: all(running(name) for name in names) or runner.poll() is not None, 120, "both jobs running")
+    assert runner.poll() is None, runner.communicate()[1][-3000:]
+    job = {name: json.loads((results / name / "seed-42" / "slurm_job.json").read_text())["job_id"] for name in names}
+    slurm_cluster.command("scontrol", "requeue", job["requeued"])  # what preemption with requeue does
+    slurm_cluster.command("scontrol", "update", f"JobId={job['lost']}", "Requeue=0")  # a job Slurm may not requeue
+    wait_until(lambda: job_field(slurm_cluster, job["requeued"], "JobState") == "PENDING", 30, "the requeue")
+    node = node_name(slurm_cluster)
+    slurm_cluster.command("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=sft-test-node-lost")
+    _, stderr = runner.communicate(timeout=300)
+    assert runner.returncode == 1, stderr[-3000:]
+    lost = status(results, "lost")
+    assert (lost["state"], lost["reason"], lost["slurm_state"]) == ("failed", "node failure (NODE_FAIL)", "NODE_FAIL")
+    assert lost["slurm_reason"] == "NodeDown" and "failed: lost seed 42 (node failure (NODE_FAIL))" in stderr
+    requeued = status(results, "requeued")
+    assert (requeued["state"], requeued["slurm_restarts"]) == ("done", 1), requeued
+    assert (results / "requeued" / "seed-42" / "run.log").read_text().count("sft runner: Slurm job") == 2
+    assert finished_count(results, "requeued") == 1 and finished_count(results, "lost") == 0
+
+    wait_until(lambda: "idle" in slurm_cluster.command("sinfo", "--noheader", "--format=%t"), 60, "the node back")
+    rerun = start_runner(grid, results, *arguments, marker="")
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr[-3000:]
+    for name in names:
+        assert finished_count(results, name) == 1 and status(results, name)["state"] == "done"
+    assert (results / "lost" / "seed-42" / "run.log").read_text().count("submitted Slurm job") == 2
     assert slurm_cluster.jobs() == []

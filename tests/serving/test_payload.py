@@ -35,6 +35,7 @@ def test_several_columns_need_objects_with_exactly_those_columns():
         examples_of([{"title": 1, "text": "x"}], TWO, Limits())
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(
     "body, status",
     [({"texts": "a"}, 422), ("a", 422), (3, 422), ({"text": "a", "extra": 1}, 422)],
@@ -45,6 +46,7 @@ def test_refused_shapes(body, status):
     assert caught.value.status == status
 
 
+@pytest.mark.faults
 def test_limits():
     limits = Limits(max_inputs=2, max_bytes=20, max_chars=3)
     with pytest.raises(InputError, match="no inputs"):

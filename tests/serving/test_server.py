@@ -66,6 +66,7 @@ def test_a_text_a_list_and_a_bare_list(server, expected):
     assert_answers(as_object.json(), TEXTS[1:2], expected)
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(
     "body, status, message",
     [
@@ -120,6 +121,7 @@ def test_200_concurrent_requests_are_batched_and_each_gets_its_answer(server, ex
     assert calls < 200  # requests shared model calls (up to inference.batch_size inputs each)
 
 
+@pytest.mark.faults
 def test_the_server_refuses_a_broken_export(exports, tmp_path):
     broken = shutil.copytree(exports["multilabel"], tmp_path / "broken")
     (broken / "model" / "model.safetensors").unlink()
