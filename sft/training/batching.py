@@ -24,6 +24,8 @@ checkpointing), for reproducing an older run.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +126,21 @@ def flash_attention_installed() -> bool:
     from transformers.utils import is_flash_attn_2_available
 
     return bool(is_flash_attn_2_available())
+
+
+@contextmanager
+def attention_of(model: Any, implementation: str | None) -> Iterator[None]:
+    """Run the block with `model` on the attention `implementation` (None: as it is), then switch back:
+    evaluation during padding-free training scores prompts on the attention the model was loaded with."""
+    current = model.config._attn_implementation
+    if implementation is None or implementation == current:
+        yield
+        return
+    model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
 
 
 def register_varlen_sdpa() -> str:

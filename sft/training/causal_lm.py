@@ -91,11 +91,11 @@ def prepare_trainer(
         validation = Dataset.from_list(
             training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)
         )
-    selection = selection_callback(selector) if selector is not None else None
     loaded_attention = model.config._attn_implementation
     attention = padding_free_attention(model, config.training.batching)
     if attention is not None:
         model.set_attn_implementation(attention)
+    selection = selection_callback(selector, loaded_attention) if selector is not None else None
     # TRL's collator (the padded one when None); the padding-free one is passed in rather than asked for with
     # SFTConfig(padding_free=True), which refuses a max_length, so TRL still truncates as in padded training.
     collator = None
