@@ -24,6 +24,7 @@ from sft.training.batching import (
     batch_tokens,
     packed_attention,
     throughput_stats,
+    varlen_sdpa,
 )
 from sft.training.causal_lm import prepare_trainer, train_adapter
 from sft.training.head import head_batching, training_arguments
@@ -82,6 +83,24 @@ def test_head_mode_groups_batches_by_length(sentiment_data, tiny_qwen, tmp_path)
     assert training_arguments(fastest, tmp_path, SEED)["train_sampling_strategy"] == "group_by_length"
     assert "train_sampling_strategy" not in training_arguments(padded, tmp_path, SEED)
     assert head_batching(fastest).used == LENGTH_GROUPED and head_batching(padded).used == PADDED_BATCHES
+
+
+def test_varlen_sdpa_equals_block_diagonal_attention():
+    """The per-example blocks (the path taken when the collator's boundaries arrive) compute what SDPA
+    with a block-diagonal causal mask over the whole row computes; without boundaries it is plain SDPA."""
+    from types import SimpleNamespace
+
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(1, 4, 9, 8, generator=generator) for _ in range(3))
+    module = SimpleNamespace(num_key_value_groups=1, is_causal=True)
+    bounds = torch.tensor([0, 4, 6, 9], dtype=torch.int32)
+    packed, _ = varlen_sdpa(module, query, key, value, None, cu_seq_lens_q=bounds)
+    example = torch.repeat_interleave(torch.arange(3), bounds.diff())
+    mask = (example[:, None] == example[None, :]) & torch.ones(9, 9, dtype=torch.bool).tril()
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask[None, None])
+    assert torch.allclose(packed, expected.transpose(1, 2), atol=1e-6)
+    plain, _ = varlen_sdpa(module, query, key, value, None)
+    assert not torch.allclose(plain, packed, atol=1e-3)  # one causal sequence: attention crosses the blocks
 
 
 # -- the trainer's own batches ---------------------------------------------------------------------------
