@@ -10,7 +10,8 @@ positions. `training.batching: "fastest"` (the default) removes them:
   each example's block of the row, which costs sum(L_i^2) instead of the (sum L_i)^2 of the
   block-diagonal mask transformers would build from the position ids for plain SDPA. Batches, their
   order and the loss (TRL's completion-only loss, summed over answer tokens and divided by their count)
-  are those of the padded batches, so the adapter equals padded training's within float noise.
+  are those of the padded batches, so the adapter equals padded training's within float noise (LoRA
+  dropout, when on, draws its masks per batch shape: then equal in distribution only).
   Gradient checkpointing (TRL's default) is off on CPU: it recomputes every forward to save memory a
   CPU has, at a third more compute per step.
 - classification head (`train_head`): the head reads each example's last token, so examples cannot
