@@ -353,6 +353,14 @@ class TrainingConfig(Section):
         description="Head mode: 'balanced' or one loss weight per label (multilabel: BCE pos_weight; balanced = "
         "negatives / positives).",
     )
+    batching: Literal["fastest", "padded"] = Field(
+        "fastest",
+        description="How training batches are built (sft.training.batching). fastest: no padding: a causal LM "
+        "trains on padding-free rows (examples concatenated, attention per example: flash-attention's varlen "
+        "kernels on a GPU where installed, else SDPA per example; the adapter equals padded training's within "
+        "float noise), a classification head on length-grouped batches; no gradient checkpointing on CPU. padded: "
+        "the libraries' defaults (padded batches in random order), to reproduce an older run exactly.",
+    )
     # Model selection during training (sft.training.selection): evaluate on the validation split with the
     # task's own metric, keep the best adapter, optionally stop early.
     eval_every: int | None = Field(

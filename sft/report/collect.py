@@ -87,6 +87,10 @@ def result_row(results: ResultsRecord, folder: str) -> dict[str, Any]:
         "settings": settings,
         # model selection during training: best step, its validation metric, the learning curve (or None)
         "selection": training.get("selection") if isinstance(training.get("selection"), dict) else None,
+        # training throughput (sft.training.batching); None in runs before it was recorded
+        "tokens_per_second": training.get("tokens_per_second"),
+        "padding_share": training.get("padding_share"),
+        "batching": training.get("batching_used"),
         # per_class is flattened to per_class.<label>.f1 etc.; lists (confusion matrix) stay in results.json
         "metrics": {key: value for key, value in flatten(results.metrics).items() if is_number(value)},
     }

@@ -65,6 +65,15 @@ class Row(_Strict):
     selection: dict[str, Any] | None = Field(
         description="Model selection during training: best step, its validation metric, the learning curve."
     )
+    tokens_per_second: Number | None = Field(
+        default=None, description="Training tokens per second (the examples' tokens, not pads); null without."
+    )
+    padding_share: Number | None = Field(
+        default=None, description="The share of the positions training computed that were padding; null without."
+    )
+    batching: str | None = Field(
+        default=None, description="The training batches: padding_free, length_grouped or padded; null without."
+    )
     metrics: dict[str, Number] = Field(
         description="Every numeric metric, nested ones flattened (`per_class.<label>.f1`); lists such as the "
         "confusion matrix stay in results.json."

@@ -157,6 +157,7 @@ def experiment_table(
     columns = {m: [Stats.of([r["metrics"].get(m) for r in by_experiment[name]]) for name in order] for m in metrics}
     best = {metric: best_lines(cells, higher_is_better(metric)) for metric, cells in columns.items()}
     selected = any(row.get("selection") for row in rows)
+    measured = any(row.get("tokens_per_second") is not None for row in rows)
     lines = []
     for index, name in enumerate(order):
         first = by_experiment[name][0]["settings"]
@@ -171,9 +172,10 @@ def experiment_table(
         lines.append(
             [name, *(setting_text(first.get(key)) for key in settings), str(len(folders)), *cells]
             + (selection_cells(by_experiment[name]) if selected else [])
+            + (training_cells(by_experiment[name]) if measured else [])
         )
     header = ["experiment", *settings, "n", *metrics]
-    return header + (list(SELECTION_COLUMNS) if selected else []), lines
+    return header + (list(SELECTION_COLUMNS) if selected else []) + (list(TRAINING_COLUMNS) if measured else []), lines
 
 
 # Columns of the experiment table when some run selected its adapter on validation during training.
@@ -192,6 +194,22 @@ def selection_cells(rows: list[dict[str, Any]]) -> list[str]:
     step = f"{steps.mean:.4g}" + (f" ± {steps.std:.1f}" if steps.std is not None else "") if steps else NONE_TEXT
     stopped = sum(bool(selection.get("stopped_early")) for selection in chosen)
     return [step, value, f"{stopped}/{len(chosen)}"]
+
+
+# Columns of the experiment table when some run recorded its training throughput (sft.training.batching).
+TRAINING_COLUMNS = ("train tokens/s", "padding", "batching")
+
+
+def training_cells(rows: list[dict[str, Any]]) -> list[str]:
+    """Training tokens per second and the padding share (mean over seeds), and the batching used."""
+    speed = Stats.of([row.get("tokens_per_second") for row in rows])
+    padding = Stats.of([row.get("padding_share") for row in rows])
+    used = sorted({str(row["batching"]) for row in rows if row.get("batching")})
+    return [
+        f"{speed.mean:.4g}" if speed else NONE_TEXT,
+        f"{padding.mean:.1%}" if padding else NONE_TEXT,
+        ", ".join(used) or NONE_TEXT,
+    ]
 
 
 # -- pivots --------------------------------------------------------------------------------------------

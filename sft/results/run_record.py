@@ -78,7 +78,9 @@ class ResultsRecord(Record):
     )
     training: dict[str, Any] | None = Field(
         description="Training statistics (examples, loss, steps, parameters, world size, the model selection's "
-        "curve and best step); null for zero-shot."
+        "curve and best step; the batching: `batching_used` (padding_free, length_grouped or padded), `attention`, "
+        "`train_tokens`, `tokens_per_second` (the examples' tokens, not pads, per second of training) and "
+        "`padding_share` (of the positions computed)); null for zero-shot."
     )
     training_key: str | None = Field(
         description="The hash of the settings that decide the trained adapter; runs with one key and seed share "

@@ -7,6 +7,7 @@ answer (the task's target text). Prompts are built by the same `PromptBuilder` t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,13 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.config import ExperimentConfig
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
 from sft.model.initialization.apply import apply_configured_initializer
+from sft.training.batching import PADDED_BATCHES, PADDING_FREE, Batching, counting_trainer, padding_free_attention
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -26,6 +29,20 @@ if TYPE_CHECKING:
     from sft.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An SFTTrainer ready to train, with what running it needs: the examples' count, the untrained
+    adapter of a base-rewriting initialization, the model-selection callback, the batching it uses and
+    the attention implementation the model was loaded with (restored after training)."""
+
+    trainer: Any
+    examples: int
+    initial_adapter: Path | None
+    selection: Any
+    batching: Batching
+    loaded_attention: str
 
 
 def train_adapter(
@@ -40,6 +57,29 @@ def train_adapter(
 ) -> Trained:
     """Train a LoRA adapter on the sampled shots; return the PEFT model and training statistics. With a
     `selector`, evaluate during training and return the best evaluation's adapter."""
+    prepared = prepare_trainer(config, task, data, model, tokenizer, seed, run_folder, selector)
+    try:
+        return run_trainer(
+            prepared.trainer, prepared.examples, prepared.initial_adapter, prepared.selection, prepared.batching
+        )
+    finally:  # inference after training (scoring, generation) runs on the attention the model was loaded with
+        if model.config._attn_implementation != prepared.loaded_attention:
+            model.set_attn_implementation(prepared.loaded_attention)
+
+
+def prepare_trainer(
+    config: ExperimentConfig,
+    task: Task,
+    data: ExperimentData,
+    model: Any,
+    tokenizer: Any,
+    seed: int,
+    run_folder: Path,
+    selector: Selector | None = None,
+) -> Prepared:
+    """The SFTTrainer `train_adapter` runs: prompt/completion examples of the shots, the LoRA layers (and
+    an sft initializer) on `model`, and the batching of `training.batching`, for which the model is
+    switched to an attention implementation that takes padding-free rows (`sft.training.batching`)."""
     assert config.lora is not None and config.training is not None and data.shots is not None
     builder = PromptBuilder(tokenizer, config.prompting, target=lambda value: task.target_text(value, config.prompting))
     sampler = ICLSampler.of(data, seed, purpose="train")
@@ -51,12 +91,23 @@ def train_adapter(
         validation = Dataset.from_list(
             training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)
         )
-    selection = selection_callback(selector) if selector is not None else None
+    loaded_attention = model.config._attn_implementation
+    attention = padding_free_attention(model, config.training.batching)
+    if attention is not None:
+        model.set_attn_implementation(attention)
+    selection = selection_callback(selector, loaded_attention) if selector is not None else None
+    # TRL's collator (the padded one when None); the padding-free one is passed in rather than asked for with
+    # SFTConfig(padding_free=True), which refuses a max_length, so TRL still truncates as in padded training.
+    collator = None
+    if attention is not None:
+        collator = DataCollatorForLanguageModeling(pad_token_id=_pad_id(tokenizer), padding_free=True)
+    batching = Batching(PADDING_FREE if attention else PADDED_BATCHES, model.config._attn_implementation)
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
-    trainer = SFTTrainer(
+    trainer = counting_trainer(SFTTrainer)(
         model=model,
         args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
+        data_collator=collator,
         train_dataset=Dataset.from_list(examples),
         eval_dataset=validation,
         processing_class=tokenizer,
@@ -66,4 +117,11 @@ def train_adapter(
     initial = keep_initial_adapter(trainer.model, run_folder)
     # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.
     apply_configured_initializer(trainer.model, config)
-    return run_trainer(trainer, len(examples), initial, selection)
+    log.info("Training batches: %s, attention %s", batching.used, batching.attention)
+    return Prepared(trainer, len(examples), initial, selection, batching, loaded_attention)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """The pad token SFTTrainer settles on (the tokenizer's, else its end of sequence); a padding-free row
+    is padded only to a multiple on accelerators that compile per shape."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
+from sft.training.batching import FASTEST, Batching, throughput_stats
 from sft.training.selection import evaluation_arguments
 
 
@@ -54,15 +55,25 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
         # TRL turns bf16 on by default; CPUs (and fp16 runs) must not get it.
         "bf16": on_gpu and torch.cuda.is_bf16_supported() and not user.get("fp16", False),
     }
+    if config.training is not None and config.training.batching == FASTEST and not on_gpu:
+        # TRL checkpoints gradients by default: a third more compute per step for memory a CPU has.
+        defaults["gradient_checkpointing"] = False
     if config.training is not None and config.training.evaluates():
         defaults.update(evaluation_arguments(config))
     return {**defaults, **user}
 
 
-def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None, selection: Any = None) -> Trained:
+def run_trainer(
+    trainer: Any,
+    examples: int,
+    initial_adapter: Path | None = None,
+    selection: Any = None,
+    batching: Batching | None = None,
+) -> Trained:
     """Train; return the trained model in eval mode and the statistics results.json reports. With a
     model-selection callback (`sft.training.selection`), the model holds the best evaluation's adapter
-    and the statistics its learning curve."""
+    and the statistics its learning curve. A trainer of `counting_trainer` adds its tokens per second
+    and padding share, with the `batching` used."""
     result = trainer.train()
     model = trainer.model
     model.eval()
@@ -77,6 +88,9 @@ def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None
         "world_size": int(trainer.args.world_size),  # > 1 under data-parallel `accelerate launch`
         "selection": chosen,
     }
+    if batching is not None:
+        seconds = float(result.metrics.get("train_runtime", 0.0))
+        stats.update(throughput_stats(getattr(trainer, "token_counts", []), seconds, batching))
     return Trained(model, stats, initial_adapter)
 
 

@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.model.initialization.apply import apply_configured_initializer
+from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
 from sft.training.common import Trained, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -72,7 +73,17 @@ def training_arguments(config: ExperimentConfig, run_folder: Path, seed: int) ->
     dropped = sorted(key for key in arguments if key not in known)
     if dropped:
         log.warning("Head mode ignores trainer_args that only trl.SFTConfig knows: %s", dropped)
+    user = config.training.trainer_args if config.training else {}
+    if head_batching(config).used == LENGTH_GROUPED and "train_sampling_strategy" not in user:
+        # The head reads each example's last token, so examples cannot share a row: group by length instead.
+        arguments["train_sampling_strategy"] = "group_by_length"
     return {key: value for key, value in arguments.items() if key in known}
+
+
+def head_batching(config: ExperimentConfig, attention: str | None = None) -> Batching:
+    """Length-grouped batches under `training.batching: fastest`, else padded ones in random order."""
+    fastest = config.training is not None and config.training.batching == FASTEST
+    return Batching(LENGTH_GROUPED if fastest else PADDED_BATCHES, attention)
 
 
 def train_head(
@@ -116,13 +127,17 @@ def train_head(
     apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
     log.info("Training the head and LoRA on %d examples", len(train_set))
     loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
-    trainer = _trainer_class()(
+    arguments = training_arguments(config, run_folder, seed)
+    batching = head_batching(config, model.config._attn_implementation)
+    if arguments.get("train_sampling_strategy") != "group_by_length":
+        batching = Batching(PADDED_BATCHES, batching.attention)
+    trainer = counting_trainer(_trainer_class())(
         model=model,
-        args=TrainingArguments(**training_arguments(config, run_folder, seed)),
+        args=TrainingArguments(**arguments),
         train_dataset=train_set,
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         loss_function=loss,
         callbacks=[selection] if selection is not None else None,
     )
-    return run_trainer(trainer, len(train_set), selection=selection)
+    return run_trainer(trainer, len(train_set), selection=selection, batching=batching)

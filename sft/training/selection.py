@@ -30,6 +30,7 @@ from sft.config import ExperimentConfig
 from sft.data.prepare import fixed_subset
 from sft.evaluation.metrics import higher_is_better
 from sft.tasks.base import VALIDATION_LOSS, selection_metric, task_metrics
+from sft.training.batching import attention_of
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -145,9 +146,11 @@ def _restore_rng(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def selection_callback(selector: Selector) -> Any:
+def selection_callback(selector: Selector, scoring_attention: str | None = None) -> Any:
     """A transformers TrainerCallback that evaluates on `selector`'s schedule, keeps the best adapter and
-    stops early; `outcome(model, steps)` afterwards restores the best adapter and returns the record."""
+    stops early; `outcome(model, steps)` afterwards restores the best adapter and returns the record.
+    `scoring_attention`: the attention implementation the scorer runs on when training switched the
+    model to another one (padding-free rows, `sft.training.batching`)."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import TrainerCallback
 
@@ -198,7 +201,8 @@ def selection_callback(selector: Selector) -> Any:
             """Evaluate, keep the adapter when it is the best so far, then put back the RNG states `pending`
             that the request saved (so that evaluating does not change the training's draws)."""
             started = time.time()
-            values = selector.evaluate(model)
+            with attention_of(model, scoring_attention):
+                values = selector.evaluate(model)
             validation_loss = (metrics or {}).get("eval_loss")
             if validation_loss is not None:
                 values[VALIDATION_LOSS] = float(validation_loss)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -10,11 +11,14 @@ from helpers.report import (
     CLASSIFICATION_RUNS,
     SEEDS,
     build_results_with_16_shots,
+    classification_config,
     score,
+    tables,
+    write_results,
 )
 from scipy.stats import t
 
-from sft.report.aggregate import ReportOptions, aggregate
+from sft.report.aggregate import ReportOptions, aggregate, parse_plots
 
 
 @pytest.fixture
@@ -90,3 +94,31 @@ def test_unknown_pivot_options_fail_before_writing(results, options, message):
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         aggregate(results, options)
     assert not (results / "aggregated_results.md").exists()
+
+
+def test_training_columns_show_throughput_padding_and_batching(tmp_path):
+    """Runs that recorded their training batching get the training columns; older runs show a dash."""
+    for seed, speed in zip(SEEDS, (100.0, 300.0)):
+        path = write_results(tmp_path, "packed", seed, classification_config(16), {"accuracy": 0.7})
+        results = json.loads(path.read_text(encoding="utf-8"))
+        results["training"] = {
+            "train_loss": 0.5, "batching_used": "padding_free", "tokens_per_second": speed, "padding_share": 0.0,
+        }  # fmt: skip
+        path.write_text(json.dumps(results), encoding="utf-8")
+        write_results(tmp_path, "older", seed, classification_config(16, icl=1), {"accuracy": 0.6})
+    document_path, markdown_path = aggregate(tmp_path, ReportOptions(plots=parse_plots("none")))
+    rows = {
+        row["experiment"]: row
+        for table in tables(markdown_path.read_text(encoding="utf-8")).values()
+        for row in table
+        if "experiment" in row
+    }
+    assert (rows["packed"]["train tokens/s"], rows["packed"]["padding"], rows["packed"]["batching"]) == (
+        "200",
+        "0.0%",
+        "padding_free",
+    )
+    assert rows["older"]["train tokens/s"] == rows["older"]["batching"] == "—"
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    packed = [row for row in document["rows"] if row["experiment"] == "packed"]
+    assert {row["tokens_per_second"] for row in packed} == {100.0, 300.0}
