@@ -109,6 +109,9 @@ def aggregated() -> dict[str, Any]:
         "labels": ["negative", "neutral", "positive"],
         "settings": {"dataset.shots": 0},
         "selection": None,
+        "tokens_per_second": None,
+        "padding_share": None,
+        "batching": None,
         "metrics": {"accuracy": 0.34, "per_class.negative.support": 50},
     }
     failure = {
