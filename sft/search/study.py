@@ -122,7 +122,7 @@ class TrialRecord(Record):
     trial starts; its presence makes `run-experiment` in that folder a trial (validation only, reported to the
     pruner)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     FILE: ClassVar[str] = "trial.json"
 
     experiment: str = Field(description="The searched experiment.")
@@ -138,7 +138,7 @@ class SearchRecord(Record):
     """`RESULTS/_search/<experiment>/search.json`: which study belongs to the experiment's current config,
     and, once every trial finished, the values chosen on validation (what the experiment's runs use)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     FILE: ClassVar[str] = "search.json"
 
     experiment: str = Field(description="The searched experiment.")

@@ -17,6 +17,7 @@ from sft.results.records import VERSION_KEY, Record, RecordError
 from sft.results.run_record import ResultsRecord
 from sft.results.states import RunState, StatusRecord
 from sft.runner.slurm_record import SlurmJobRecord
+from sft.search.study import SearchRecord, TrialRecord
 from sft.serving.manifest import Manifest
 
 HASH = "5b1fc9957f6e99c217fa33b6bba93f309a9c2f5454884a7d65f0f300ed0a4233"
@@ -255,7 +256,7 @@ def test_a_wrong_type_is_named_with_its_path(tmp_path):
 
 def test_record_models_lists_every_record_once_each_field_described():
     models = RECORD_MODELS
-    assert set(models) == {*MODELS.values(), AggregatedResults}
+    assert set(models) == {*MODELS.values(), AggregatedResults, SearchRecord, TrialRecord}
     assert len({model.FILE for model in models}) == len(models)
     for model in models:
         assert model.__doc__ and model.version() >= 1
