@@ -38,6 +38,7 @@ LAZY = {
     "pandas": "slow; only the report's CSV and the prediction files need it",
     "ray": "optional (the ray extra); only the ray executor needs it",
     "submitit": "only the Slurm executor needs it; the runner imports that module for its options",
+    "mlflow": "slow (about 2 s) and needed only by a tracked grid; the runner and every experiment import sft.tracking",
 }
 
 # (module, imported sft module) -> why the import stays inside a function.

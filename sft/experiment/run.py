@@ -36,6 +36,7 @@ from sft.results.logs import run_log
 from sft.results.run_record import REUSED, TRAINED, ResultsRecord, Timings
 from sft.tasks import task_for
 from sft.tasks.base import Prediction, Task, task_metrics
+from sft.tracking.child import tracked
 from sft.training.common import is_main_process, save_adapter, seed_everything
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Train when shots > 0 (or reuse the shared adapter of the training key), then evaluate, in one
     process; results.json's content. Under data-parallel training only the main process evaluates; the
-    others return the training statistics."""
-    with _run_log(run):
+    others return the training statistics. Under a tracked grid the run logs its child run (`sft.tracking`)."""
+    with _run_log(run), tracked(config, run, enabled=is_main_process()):
         experiment = _setup(config, run)
         if not config.trains:
             adapter = adapter_to_load(config, run)

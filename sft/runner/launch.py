@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sft.config import ConfigError
+from sft.config import ConfigError, ExperimentConfig
 from sft.experiment.checks import load_grid
 from sft.experiment.preflight import validate
+from sft.report.aggregate import publish_report
 from sft.results.layout import results_folder_problems
 from sft.runner.executors import places_gpus
 from sft.runner.options import Options, gpu_problems, option_problems
 from sft.runner.scheduler import run_experiments
+from sft.tracking.publish import GridStart
 
 
 def run_grid_file(
@@ -42,4 +44,29 @@ def run_grid_file(
             problems += error.messages
         raise ConfigError(problems)
     configs = validate(grid, ext_vars, "run-experiment", check_data, check_models)
-    return run_experiments(configs, results_path, options)
+    if options.tracking is None or options.dry_run:
+        return run_experiments(configs, results_path, options)
+    return _run_tracked(configs, results_path, options)
+
+
+# --- tracking (sft.tracking): the grid's parent run around it ------------------------------------------------------
+
+# The parent run's end by the runner's exit code: 0 all done, 1 some failed, 130 interrupted (else: an error).
+PARENT_STATUS = {0: "FINISHED", 1: "FAILED", 130: "KILLED"}
+
+
+def _run_tracked(configs: dict[str, ExperimentConfig], results_path: Path, options: Options) -> int:
+    """The grid with its parent run in the tracker: opened while the executor starts, then the run folders
+    and the report published on it once the grid ends."""
+    assert options.tracking is not None
+    start = GridStart(results_path, options.tracking, configs)
+    code: int | None = None
+    try:
+        code = run_experiments(configs, results_path, options)
+        return code
+    finally:
+        tracked = start.opened()
+        if tracked is not None:
+            if code is not None:
+                publish_report(results_path, tracked)
+            tracked.close(PARENT_STATUS.get(code, "KILLED") if code is not None else "KILLED")
