@@ -184,7 +184,7 @@ ALLOWED = {
     "sft.data": {"sft.config", "sft.tasks"},
     "sft.model": {"sft.config", "sft.registry"},
     "sft.scoring": {"sft.registry", "sft.data", "sft.tasks"},
-    "sft.training": {"sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.tasks"},
+    "sft.training": {"sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.results", "sft.tasks"},
     "sft.predictors": {
         "sft.config", "sft.data", "sft.model", "sft.registry", "sft.scoring", "sft.tasks", "sft.training",
     },

@@ -8,7 +8,9 @@ both; only then are the data and the models checked, and the grid runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.experiment.checks import load_grid
@@ -18,6 +20,7 @@ from sft.results.layout import results_folder_problems
 from sft.runner.executors import places_gpus
 from sft.runner.options import Options, gpu_problems, option_problems
 from sft.runner.scheduler import run_experiments
+from sft.tracking.client import PRELOAD_ENV
 from sft.tracking.publish import GridStart
 
 
@@ -46,7 +49,7 @@ def run_grid_file(
     configs = validate(grid, ext_vars, "run-experiment", check_data, check_models)
     if options.tracking is None or options.dry_run:
         return run_experiments(configs, results_path, options)
-    return _run_tracked(configs, results_path, options)
+    return run_tracked(configs, results_path, options)
 
 
 # --- tracking (sft.tracking): the grid's parent run around it ------------------------------------------------------
@@ -55,16 +58,22 @@ def run_grid_file(
 PARENT_STATUS = {0: "FINISHED", 1: "FAILED", 130: "KILLED"}
 
 
-def _run_tracked(configs: dict[str, ExperimentConfig], results_path: Path, options: Options) -> int:
+def run_tracked(configs: dict[str, ExperimentConfig], results_path: Path, options: Options, console: Any = None) -> int:
     """The grid with its parent run in the tracker: opened while the executor starts, then the run folders
     and the report published on it once the grid ends."""
     assert options.tracking is not None
     start = GridStart(results_path, options.tracking, configs)
     code: int | None = None
+    previous = os.environ.get(PRELOAD_ENV)
+    os.environ[PRELOAD_ENV] = "1"  # a fork server imports the tracker's client once for all experiments
     try:
-        code = run_experiments(configs, results_path, options)
+        code = run_experiments(configs, results_path, options, console)
         return code
     finally:
+        if previous is None:
+            os.environ.pop(PRELOAD_ENV, None)
+        else:
+            os.environ[PRELOAD_ENV] = previous
         tracked = start.opened()
         if tracked is not None:
             if code is not None:

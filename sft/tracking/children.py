@@ -8,16 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from sft.config import ExperimentConfig
-from sft.results.layout import Run
+from sft.results.layout import TENSORBOARD_FOLDER, Run
 from sft.results.run_record import REUSED, ResultsRecord
 from sft.tracking.client import Tracker, create_run, end, log_batch, log_files, logged_metrics, reopen
 from sft.tracking.params import final_metrics, setting_params, step_metrics
 from sft.tracking.records import DONE, FAILED, INTERRUPTED, RUNNING, GridTrackingRecord, RunTrackingRecord
 
-# Files of a run folder logged as the child's artifacts (a missing one is skipped), and the folder the trainer
-# writes TensorBoard event files to when `training.trainer_args.report_to` asks for them.
+# Files of a run folder logged as the child's artifacts (a missing one is skipped), with its TensorBoard events.
 RESULT_FILES = ("results.json", "predictions.jsonl", "config.json")
-TENSORBOARD_FOLDER = "tensorboard"
 MAX_TAG = 5000
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
+from sft.results.layout import TENSORBOARD_FOLDER
 from sft.training.selection import evaluation_arguments
 
 
@@ -56,7 +57,17 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
     }
     if config.training is not None and config.training.evaluates():
         defaults.update(evaluation_arguments(config))
+    if "tensorboard" in _report_to(user.get("report_to")):
+        # transformers reads the folder from the environment (else a dated folder under output_dir): the run
+        # folder's own, which a tracked run logs and `tensorboard --logdir RESULTS` finds
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_folder / TENSORBOARD_FOLDER)
     return {**defaults, **user}
+
+
+def _report_to(value: Any) -> list[str]:
+    """`report_to` as a list of integration names ("all" counts as every one)."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    return ["tensorboard"] if "all" in names else [str(name) for name in names]
 
 
 def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None, selection: Any = None) -> Trained:

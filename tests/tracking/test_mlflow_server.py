@@ -66,6 +66,11 @@ def grid_configs(data: Path, model: Path) -> dict:
     few = merge(base, training_sections(shots=2, epochs=2))
     few = merge(few, {"dataset": {**few["dataset"], "validation_split": "validation"}})
     few["training"] = {**few["training"], "eval_every": 1, "eval_examples": 6}
+    few["training"]["trainer_args"] = {
+        **few["training"]["trainer_args"],
+        "report_to": ["tensorboard"],
+        "logging_steps": 1,
+    }
     return {"zero": base, "icl": merge(base, {"inference": {"icl_examples": 1}}), "few": few}
 
 
@@ -109,6 +114,9 @@ def test_a_grid_killed_and_resumed_logs_each_run_once(server, tmp_path, sentimen
             == DONE
         )
     assert few.data.tags["sft.adapter_source"] == "trained" and few.data.tags["sft.training_key"]
+    events = list((Run("few", 42, results).folder / "tensorboard").glob("events.out.tfevents.*"))
+    logged = client(server.uri).list_artifacts(few.info.run_id, "tensorboard")
+    assert events and [Path(item.path).name for item in logged] == [events[0].name]
     curve = client(server.uri).get_metric_history(few.info.run_id, "validation.f1_macro")
     assert [point.step for point in curve] == sorted({point.step for point in curve}) and len(curve) == 2
     assert len(client(server.uri).get_metric_history(icl.info.run_id, "accuracy")) == 1
