@@ -128,5 +128,6 @@ def track(results_path: str | Path, options: TrackingOptions) -> str | None:
     if grid is None:
         return None
     publish_report(results_path, grid)
-    grid.close("FINISHED" if grid.tracker.ok else "FAILED")
+    if not grid.record.active:  # a grid that runs now ends its parent itself
+        grid.close("FINISHED" if grid.tracker.ok else "FAILED")
     return grid.record.parent_run_id if grid.tracker.ok else None

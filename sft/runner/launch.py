@@ -8,6 +8,7 @@ both; only then are the data and the models checked, and the grid runs.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from sft.runner.executors import places_gpus
 from sft.runner.options import Options, gpu_problems, option_problems
 from sft.runner.scheduler import run_experiments
 from sft.tracking.client import PRELOAD_ENV
-from sft.tracking.publish import GridStart
+from sft.tracking.publish import GridStart, deactivate
+
+log = logging.getLogger(__name__)
 
 
 def run_grid_file(
@@ -48,6 +51,8 @@ def run_grid_file(
         raise ConfigError(problems)
     configs = validate(grid, ext_vars, "run-experiment", check_data, check_models)
     if options.tracking is None or options.dry_run:
+        if not options.dry_run:
+            deactivate(results_path)  # this grid's runs must not log under a tracked grid's parent
         return run_experiments(configs, results_path, options)
     return run_tracked(configs, results_path, options)
 
@@ -75,7 +80,10 @@ def run_tracked(configs: dict[str, ExperimentConfig], results_path: Path, option
         else:
             os.environ[PRELOAD_ENV] = previous
         tracked = start.opened()
-        if tracked is not None:
-            if code is not None:
+        try:
+            if tracked is not None and code is not None:
                 publish_report(results_path, tracked)
+        except Exception:  # the grid ran: publishing is `aggregate --track`'s to finish, never the grid's failure
+            log.warning("Publishing the grid to the tracker failed", exc_info=True)
+        if tracked is not None:
             tracked.close(PARENT_STATUS.get(code, "KILLED") if code is not None else "KILLED")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sft.config import ExperimentConfig
 from sft.results.layout import Run
@@ -80,9 +81,17 @@ def tracked(config: ExperimentConfig, run: Run, enabled: bool = True) -> Iterato
     try:
         yield
     except KeyboardInterrupt:
-        child.fail("interrupted", interrupted=True)
+        _safely(child.fail, "interrupted", True)
         raise
     except BaseException as error:
-        child.fail(f"{type(error).__name__}: {error}")
+        _safely(child.fail, f"{type(error).__name__}: {error}")
         raise
-    child.finish()
+    _safely(child.finish)
+
+
+def _safely(step: Callable[..., None], *args: Any) -> None:
+    """A step of tracking that must not change how the run ends, whatever goes wrong in it."""
+    try:
+        step(*args)
+    except Exception:
+        log.warning("Tracking failed; the results folder keeps everything", exc_info=True)

@@ -73,10 +73,14 @@ def _plot_folder(plot: str) -> str:
 
 
 def open_grid(
-    results_path: Path, options: TrackingOptions, configs: dict[str, ExperimentConfig] | None = None, active=False
+    results_path: Path,
+    options: TrackingOptions,
+    configs: dict[str, ExperimentConfig] | None = None,
+    active: bool | None = None,
 ) -> GridTracking | None:
     """Open the results folder's parent run (the recorded one when this tracker holds it, else a new one) and
-    write the grid record; None when the tracker fails (it warned)."""
+    write the grid record: `active` for a grid that starts now (a new invocation), None to leave a running
+    grid's state as it is (`aggregate --track`). None when the tracker fails (it warned)."""
     uri = options.resolved_uri(results_path)
     tracker = Tracker(uri)
     GridTrackingRecord.path(results_path).parent.mkdir(parents=True, exist_ok=True)
@@ -93,16 +97,30 @@ def open_grid(
         parent = tracker.call("create the parent run", create_run, experiment, Path(results_path).resolve().name, tags)
     if parent is None:
         return None
+    if configs is None and not (old is not None and old.varying):
+        configs = _folder_configs(Path(results_path))  # a folder published after the fact: its finished runs
     varying = varying_keys(configs.values()) if configs else (old.varying if old else [])
     if configs:
-        tags = {"sft.experiments": str(len(configs)), "sft.varying": ", ".join(varying)[:5000]}
+        tags = {"sft.experiments": str(len({config.config_hash() for config in configs.values()})),
+                "sft.varying": ", ".join(varying)[:5000]}  # fmt: skip
         tracker.call("tag the parent run", log_batch, parent, None, None, None, tags)
+    same = old is not None and old.parent_run_id == parent
+    running = active if active is not None else bool(same and old is not None and old.active)
+    invocation = old.invocation if active is None and same and old is not None else uuid.uuid4().hex
     record = GridTrackingRecord(
-        tracker=options.tracker, tracking_uri=uri, experiment_id=experiment, parent_run_id=parent, active=active,
-        invocation=uuid.uuid4().hex, varying=varying,
+        tracker=options.tracker, tracking_uri=uri, experiment_id=experiment, parent_run_id=parent, active=running,
+        invocation=invocation, varying=varying,
     )  # fmt: skip
     record.write(GridTrackingRecord.path(results_path))
     return GridTracking(Path(results_path), tracker, record)
+
+
+def deactivate(results_path: Path) -> None:
+    """An untracked grid starts: a grid record left active (by a tracked runner that was killed) is turned off,
+    so this grid's experiments do not log under it."""
+    old = read_grid_record(results_path)
+    if old is not None and old.active:
+        old.model_copy(update={"active": False}).write(GridTrackingRecord.path(results_path))
 
 
 class GridStart:
@@ -111,9 +129,7 @@ class GridStart:
     off first, so no experiment logs under it meanwhile."""
 
     def __init__(self, results_path: Path, options: TrackingOptions, configs: dict[str, ExperimentConfig]):
-        old = read_grid_record(results_path)
-        if old is not None and old.active:
-            old.model_copy(update={"active": False}).write(GridTrackingRecord.path(results_path))
+        deactivate(results_path)
         self.grid: GridTracking | None = None
         self.thread = threading.Thread(
             target=self._open, args=(results_path, options, configs), name="sft-tracking", daemon=True
@@ -122,7 +138,11 @@ class GridStart:
 
     def _open(self, results_path: Path, options: TrackingOptions, configs: dict[str, ExperimentConfig]) -> None:
         began = time.time()
-        grid = open_grid(results_path, options, configs, active=True)
+        try:
+            grid = open_grid(results_path, options, configs, active=True)
+        except Exception:  # never the grid's failure: its runs go on untracked, `aggregate --track` publishes them
+            log.warning("Tracking the grid failed; it runs untracked", exc_info=True)
+            return
         if grid is not None:
             reconcile(grid)  # children left running by failed runs end before this grid reopens them
             log.info("Tracking the grid as run %s at %s (%.1f s)", grid.record.parent_run_id, grid.tracker.uri,
@@ -156,6 +176,19 @@ def _status(folder: Path) -> StatusRecord | None:
         return StatusRecord.read(folder / StatusRecord.FILE)
     except (OSError, ValueError):
         return None
+
+
+def _folder_configs(results_path: Path) -> dict[str, ExperimentConfig]:
+    """The configs of the folder's finished runs, by run folder."""
+    found = {}
+    for folder in run_folders(results_path):
+        try:
+            config = _config(ResultsRecord.read(folder / ResultsRecord.FILE).config, folder)
+        except (OSError, ValueError):
+            continue
+        if config is not None:
+            found[folder.as_posix()] = config
+    return found
 
 
 def _config(data: dict | None, folder: Path) -> ExperimentConfig | None:

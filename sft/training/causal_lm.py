@@ -19,7 +19,7 @@ from sft.config import ExperimentConfig
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
 from sft.model.initialization.apply import apply_configured_initializer
-from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
+from sft.training.common import Trained, keep_initial_adapter, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -54,9 +54,11 @@ def train_adapter(
     selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
+    arguments = trainer_arguments(config, run_folder, seed)
+    send_tensorboard_to(arguments, run_folder)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
+        args=SFTConfig(**arguments),
         train_dataset=Dataset.from_list(examples),
         eval_dataset=validation,
         processing_class=tokenizer,

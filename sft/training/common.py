@@ -57,17 +57,17 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
     }
     if config.training is not None and config.training.evaluates():
         defaults.update(evaluation_arguments(config))
-    if "tensorboard" in _report_to(user.get("report_to")):
-        # transformers reads the folder from the environment (else a dated folder under output_dir): the run
-        # folder's own, which a tracked run logs and `tensorboard --logdir RESULTS` finds
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_folder / TENSORBOARD_FOLDER)
     return {**defaults, **user}
 
 
-def _report_to(value: Any) -> list[str]:
-    """`report_to` as a list of integration names ("all" counts as every one)."""
+def send_tensorboard_to(arguments: dict[str, Any], run_folder: Path) -> None:
+    """When the trainer reports to TensorBoard, its event files go to the run folder's `tensorboard/` (which
+    a tracked run logs and `tensorboard --logdir RESULTS` finds) rather than a dated folder under output_dir:
+    transformers reads that folder from the environment of the process that trains."""
+    value = arguments.get("report_to")
     names = [value] if isinstance(value, str) else list(value or [])
-    return ["tensorboard"] if "all" in names else [str(name) for name in names]
+    if "tensorboard" in names or "all" in names:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_folder / TENSORBOARD_FOLDER)
 
 
 def run_trainer(trainer: Any, examples: int, initial_adapter: Path | None = None, selection: Any = None) -> Trained:

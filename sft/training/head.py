@@ -20,7 +20,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.model.initialization.apply import apply_configured_initializer
-from sft.training.common import Trained, run_trainer, trainer_arguments
+from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -116,9 +116,11 @@ def train_head(
     apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
     log.info("Training the head and LoRA on %d examples", len(train_set))
     loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
+    arguments = training_arguments(config, run_folder, seed)
+    send_tensorboard_to(arguments, run_folder)
     trainer = _trainer_class()(
         model=model,
-        args=TrainingArguments(**training_arguments(config, run_folder, seed)),
+        args=TrainingArguments(**arguments),
         train_dataset=train_set,
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),

@@ -6,10 +6,14 @@ from __future__ import annotations
 from helpers import classification_config, merge, training_sections
 
 from sft.config import parse_config
+from sft.results.layout import Run
+from sft.results.logs import RUNNER_LOG_ENV
 from sft.results.run_record import ResultsRecord, Timings
 from sft.runner.options import Options, option_problems
+from sft.tracking.child import start_child
 from sft.tracking.params import final_metrics, setting_params, step_metrics, varying_keys
-from sft.tracking.records import RUNNING, RunTrackingRecord
+from sft.tracking.publish import deactivate
+from sft.tracking.records import RUNNING, GridTrackingRecord, RunTrackingRecord
 from sft.tracking.settings import STORE_FILE, TRACKING_FOLDER, TrackingOptions
 
 
@@ -86,3 +90,20 @@ def test_the_default_store_and_the_records_live_in_the_results_folder(tmp_path):
 def test_an_unknown_tracker_is_refused_with_the_other_options():
     problems = option_problems(Options(jobs=0, tracking=TrackingOptions("wandb")))
     assert problems == ["--jobs must be at least 1", "--track 'wandb': not a tracker sft knows; use mlflow"]
+
+
+def test_only_a_runner_started_process_of_an_active_tracked_grid_tracks(tmp_path, monkeypatch):
+    config, run = grid()["zero"], Run("zero", 1, tmp_path)
+    record = GridTrackingRecord(
+        tracker="mlflow", tracking_uri="http://127.0.0.1:9", experiment_id="1", parent_run_id="p", active=False,
+        invocation="i",
+    )  # fmt: skip
+    GridTrackingRecord.path(tmp_path).parent.mkdir(parents=True)
+    record.write(GridTrackingRecord.path(tmp_path))
+    monkeypatch.setenv(RUNNER_LOG_ENV, "1")
+    assert start_child(config, run) is None  # a grid record, but no tracked grid runs
+    record.model_copy(update={"active": True}).write(GridTrackingRecord.path(tmp_path))
+    monkeypatch.delenv(RUNNER_LOG_ENV)
+    assert start_child(config, run) is None  # a lone run-experiment never tracks
+    deactivate(tmp_path)  # what an untracked grid does first: a killed tracked runner's record is turned off
+    assert not GridTrackingRecord.read(GridTrackingRecord.path(tmp_path)).active
