@@ -70,7 +70,7 @@ def run_tracked(configs: dict[str, ExperimentConfig], results_path: Path, option
     start = GridStart(results_path, options.tracking, configs)
     code: int | None = None
     previous = os.environ.get(PRELOAD_ENV)
-    os.environ[PRELOAD_ENV] = "1"  # a fork server imports the tracker's client once for all experiments
+    os.environ[PRELOAD_ENV] = options.tracking.resolved_uri(results_path)  # a fork server imports the client once
     try:
         code = run_experiments(configs, results_path, options, console)
         return code

@@ -25,10 +25,20 @@ HTTP_ENVIRONMENT = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage reports from offline clusters (and no thread in a fork server)
 }
-# Set by the runner of a tracked grid for the processes it starts: a fork server then imports the client and
-# the SQL store (about 4 s together), before it forks, rather than every experiment importing them again.
+# Set by the runner of a tracked grid for the processes it starts, to the tracking URI: a fork server then
+# imports the client (and, for a database URI, the SQL store: about 4 s together) before it forks, rather than
+# every experiment importing them again.
 PRELOAD_ENV = "SFT_TRACKING_PRELOAD"
-PRELOAD_MODULES = ("mlflow.tracking", "mlflow.entities", "mlflow.store.tracking.sqlalchemy_store")
+
+
+def preload_modules(uri: str) -> tuple[str, ...]:
+    """What a process that will log to `uri` imports ahead (`PRELOAD_ENV`)."""
+    client = ("mlflow.tracking", "mlflow.entities")
+    if uri.startswith(("http:", "https:", "databricks")):
+        return client
+    return (*client, "mlflow.store.tracking.sqlalchemy_store")
+
+
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's nested-run convention: the UI shows the child under its parent
 BATCH = {"params": 100, "tags": 100, "metrics": 1000}  # what one log_batch call may carry
 

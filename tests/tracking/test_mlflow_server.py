@@ -1,7 +1,7 @@
 """Tracked grids against a real `mlflow server` (loopback port, SQLite store, served artifacts), read back
 through MLflow's client: one parent per results folder, one child per run with its params, metrics, step
 metrics and files, nothing twice across a kill -9 and resume, a later `aggregate --track`, or a server that
-stops mid-grid."""
+stops mid-grid (whose missed run `aggregate --track` publishes later, as it does a folder that ran untracked)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, classification_config, merge, training_sections
-from helpers.report import build_results
 from helpers.runner import start_runner, wait_until, write_grid
 from helpers.tracking import MlflowServer, ServerUnavailable
 
+from sft.report.aggregate import track as track_results
 from sft.results.layout import Run
 from sft.tracking.records import DONE, RUNNING, GridTrackingRecord, RunTrackingRecord
+from sft.tracking.settings import TrackingOptions
 
 pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow", reason="the tracking tests need mlflow (requirements.txt)")
@@ -125,22 +126,10 @@ def test_a_grid_killed_and_resumed_logs_each_run_once(server, tmp_path, sentimen
     assert not GridTrackingRecord.read(GridTrackingRecord.path(results)).active
 
     # publishing again (aggregate --track) adds nothing: no child, no metric point
-    sft_cli("aggregate", str(results), "--no-statistics", *track)
+    assert track_results(results, TrackingOptions(uri=server.uri, experiment="killed")) == parents[0].info.run_id
     again = runs_of(server.uri, "killed")
     assert len(again) == len(runs) and all(len(found) == 1 for found in children(again).values())
     assert len(client(server.uri).get_metric_history(few.info.run_id, "validation.f1_macro")) == 2
-
-
-def test_aggregate_publishes_a_folder_that_ran_without_tracking_once(server, tmp_path):
-    results = build_results(tmp_path / "untracked")
-    track = ("--track", "mlflow", "--tracking-uri", server.uri, "--tracking-experiment", "later")
-    first = sft_cli("aggregate", str(results), "--no-statistics", *track)
-    assert "Published to" in first.stdout
-    sft_cli("aggregate", str(results), "--no-statistics", *track)
-    runs = runs_of(server.uri, "later")
-    grouped = children(runs)
-    assert len(runs) == len(grouped) + 1 and len(grouped) == 10
-    assert all(len(found) == 1 and found[0].data.metrics for found in grouped.values())
 
 
 def test_a_grid_finishes_when_the_server_stops_mid_grid(server, tmp_path, sentiment_data, tiny_qwen):
@@ -148,7 +137,7 @@ def test_a_grid_finishes_when_the_server_stops_mid_grid(server, tmp_path, sentim
     grid = write_grid(tmp_path, {"zero": configs["zero"], "icl": configs["icl"]})
     results = tmp_path / "results"
     track = ("--track", "mlflow", "--tracking-uri", server.uri, "--tracking-experiment", "stopped")
-    runner = start_runner(grid, results, *track, faults={"icl": "sleep:3"})
+    runner = start_runner(grid, results, *track, faults={"icl": "sleep:2"})
     try:
         wait_until(lambda: (Run("zero", 42, results).folder / "results.json").exists(), 180, "the first run")
         server.stop()  # the second run starts its child while the tracker is gone
@@ -160,8 +149,8 @@ def test_a_grid_finishes_when_the_server_stops_mid_grid(server, tmp_path, sentim
     assert runner.returncode == 0, err[-3000:]
     assert (Run("icl", 42, results).folder / "results.json").exists()
     assert "Tracking at" in (Run("icl", 42, results).folder / "run.log").read_text()
-    published = sft_cli("aggregate", str(results), "--no-statistics", *track)
-    assert "Published to" in published.stdout
+    # the tracker is back: aggregate --track publishes the run it missed (a folder that ran untracked alike)
+    assert track_results(results, TrackingOptions(uri=server.uri, experiment="stopped")) is not None
     grouped = children(runs_of(server.uri, "stopped"))
     assert Counter({name: len(found) for name, found in grouped.items()}) == {"zero/seed-42": 1, "icl/seed-42": 1}
     assert json.loads((Run("icl", 42, results).folder / "tracking.json").read_text())["state"] == DONE

@@ -4,7 +4,9 @@ run ids, and the options' checks."""
 from __future__ import annotations
 
 from helpers import classification_config, merge, training_sections
+from typer.testing import CliRunner
 
+from sft.cli import app
 from sft.config import parse_config
 from sft.results.layout import Run
 from sft.results.logs import RUNNER_LOG_ENV
@@ -107,3 +109,8 @@ def test_only_a_runner_started_process_of_an_active_tracked_grid_tracks(tmp_path
     assert start_child(config, run) is None  # a lone run-experiment never tracks
     deactivate(tmp_path)  # what an untracked grid does first: a killed tracked runner's record is turned off
     assert not GridTrackingRecord.read(GridTrackingRecord.path(tmp_path)).active
+
+
+def test_tracking_flags_without_track_are_refused(tmp_path):
+    result = CliRunner().invoke(app, ["aggregate", str(tmp_path), "--tracking-uri", "http://host:5000"])
+    assert result.exit_code == 2 and "need --track mlflow" in result.output
