@@ -205,6 +205,35 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
         _fail(ConfigError([f"{option} {text!r}: give comma-separated integers, e.g. 1,2,3"]))
 
 
+TrackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--track", help="Log a parent run and one child per run to this tracker (mlflow); see docs/tracking.md."
+    ),
+]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(help="The tracker's URI, e.g. http://host:5000 (default: sqlite:///RESULTS/mlflow.db)."),
+]
+TrackingExperimentOpt = Annotated[
+    str | None, typer.Option(help="The tracker's experiment name (default: the results folder's name).")
+]
+
+
+def _tracking(track: str | None, uri: str | None, experiment: str | None) -> Any:
+    """The tracking options of --track (None without it); --tracking-* without --track are refused."""
+    from sft.tracking.settings import TrackingOptions
+
+    if track is None:
+        if uri is not None or experiment is not None:
+            _fail(ConfigError(["--tracking-uri and --tracking-experiment need --track mlflow; add it or drop them"]))
+        return None
+    options = TrackingOptions(track, uri, experiment)
+    if options.problems():
+        _fail(ConfigError(options.problems()))
+    return options
+
+
 SLURM_SETUP_HELP = "Shell line run before each job, e.g. 'module load cuda' (repeatable)."
 SLURM_ARGS_HELP = "Any other sbatch option as key=value, e.g. constraint=a100 (repeatable)."
 
@@ -231,6 +260,7 @@ def run_experiments(
     slurm_time: Annotated[str | None, typer.Option(help="Slurm time limit per job, e.g. 90 or 4:00:00.")] = None,
     slurm_setup: Annotated[list[str] | None, typer.Option(help=SLURM_SETUP_HELP)] = None,
     slurm_args: Annotated[list[str] | None, typer.Option(help=SLURM_ARGS_HELP)] = None,
+    track: TrackOpt = None, tracking_uri: TrackingUriOpt = None, tracking_experiment: TrackingExperimentOpt = None,
 ) -> None:  # fmt: skip
     """Validate every experiment of a grid, run each in a fresh process (resuming), then aggregate."""
     from sft.runner.executors import ExecutorOptions
@@ -250,6 +280,7 @@ def run_experiments(
         gpus=[part.strip() for part in gpus.split(",") if part.strip()] if gpus is not None else None,
         jobs=jobs, executor=executor, executor_options=chosen, timeout=timeout, retries=retries,
         force=force, dry_run=dry_run, share_training=share_training,
+        tracking=_tracking(track, tracking_uri, tracking_experiment),
     )  # fmt: skip
     ext_vars = _guard(parse_ext_vars, ext_var)
     code = _guard(
@@ -284,12 +315,16 @@ def aggregate(
     confidence: Annotated[float | None, typer.Option(help="Confidence level of the intervals [0.95].")] = None,
     interval_method: Annotated[str | None, typer.Option(help="percentile or bca [percentile].")] = None,
     mcnemar: Annotated[str | None, typer.Option(help="McNemar's test for one seed: exact or mid-p [exact].")] = None,
-) -> None:
-    """Rebuild aggregated_results.{json,csv,md} and their plots from the result files."""
+    track: TrackOpt = None, tracking_uri: TrackingUriOpt = None, tracking_experiment: TrackingExperimentOpt = None,
+) -> None:  # fmt: skip
+    """Rebuild aggregated_results.{json,csv,md} and their plots from the result files; with --track, publish
+    the results folder to the tracker (each run once)."""
     from sft.report.aggregate import ReportOptions, parse_plots
     from sft.report.aggregate import aggregate as aggregate_results
+    from sft.report.aggregate import track as track_results
     from sft.report.collect import expected_runs
 
+    tracking = _tracking(track, tracking_uri, tracking_experiment)
     try:
         seed_list = [int(seed) for seed in _keys(seeds) or []] or None
         expected = expected_runs(grid, parse_ext_vars(ext_var), seed_list) if grid else None
@@ -313,6 +348,12 @@ def aggregate(
         typer.echo(f"The report was not written: {disk_full_reason(results)}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Wrote {json_path}, aggregated_results.csv and {markdown_path}")
+    if tracking is not None:
+        parent = track_results(results, tracking)
+        if parent is None:
+            typer.echo(f"Could not publish to {tracking.resolved_uri(results)}; see the warning above", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"Published to {tracking.resolved_uri(results)} under parent run {parent}")
 
 
 @app.command()

@@ -96,6 +96,7 @@ def test_the_cycle_finder_finds_a_cycle():
 LIGHT_PACKAGES = (
     "sft.config", "sft.report", "sft.runner", "sft.results", "sft.tasks", "sft.registry", "sft.cli", "sft.reference",
     "sft.search",
+    "sft.tracking",
     # what an export's manifest and the request shapes need: checked before a model loads
     "sft.serving.manifest", "sft.serving.payload", "sft.serving.sagemaker",
 )  # fmt: skip
@@ -167,9 +168,8 @@ def test_the_branch_finder_sees_a_branch(tmp_path, source, expected):
 # The stack docs/ARCHITECTURE.md draws, bottom first: a package may import only packages below it.
 STACK = (
     "sft.registry", "sft.results", "sft.synthetic", "sft.config", "sft.evaluation", "sft.tasks", "sft.search",
-    "sft.data", "sft.model", "sft.scoring", "sft.training", "sft.predictors", "sft.experiment", "sft.report",
-    "sft.runner",
-    "sft.serving", "sft.reference", "sft.cli", "sft.__main__",
+    "sft.data", "sft.model", "sft.scoring", "sft.training", "sft.predictors", "sft.tracking", "sft.experiment",
+    "sft.report", "sft.runner", "sft.serving", "sft.reference", "sft.cli", "sft.__main__",
 )  # fmt: skip
 
 # What each package may import (docs/ARCHITECTURE.md's table): lower layers never reach up. `config` is a
@@ -187,20 +187,30 @@ ALLOWED = {
     "sft.data": {"sft.config", "sft.tasks"},
     "sft.model": {"sft.config", "sft.registry"},
     "sft.scoring": {"sft.registry", "sft.data", "sft.tasks"},
-    "sft.training": {"sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.tasks"},
+    "sft.training": {"sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.results", "sft.tasks"},
     "sft.predictors": {
         "sft.config", "sft.data", "sft.model", "sft.registry", "sft.scoring", "sft.tasks", "sft.training",
     },
+    # the tracker's client, records and publishing: the experiment process, the runner and the report use it
+    "sft.tracking": {"sft.config", "sft.results"},
     "sft.experiment": {
         "sft.config", "sft.data", "sft.evaluation", "sft.model", "sft.predictors", "sft.registry", "sft.results",
-        "sft.scoring", "sft.search", "sft.tasks", "sft.training",
+        "sft.scoring", "sft.search", "sft.tasks", "sft.tracking", "sft.training",
     },
-    "sft.report": {"sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.search", "sft.tasks"},
-    "sft.runner": {"sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results", "sft.search"},
+    "sft.report": {
+        "sft.config", "sft.evaluation", "sft.registry", "sft.results", "sft.search", "sft.tasks", "sft.tracking",
+    },
+    "sft.runner": {
+        "sft.config", "sft.experiment", "sft.registry", "sft.report", "sft.results", "sft.search", "sft.tracking",
+    },
     "sft.serving": {"sft.config", "sft.data", "sft.experiment", "sft.predictors", "sft.results", "sft.tasks"},
-    "sft.cli": {"sft.config", "sft.experiment", "sft.report", "sft.results", "sft.runner", "sft.serving"},
+    "sft.cli": {
+        "sft.config", "sft.experiment", "sft.report", "sft.results", "sft.runner", "sft.serving", "sft.tracking",
+    },
     # pages generated from the config schema and the record models, which live beside their owners
-    "sft.reference": {"sft.config", "sft.report", "sft.results", "sft.runner", "sft.search", "sft.serving"},
+    "sft.reference": {
+        "sft.config", "sft.report", "sft.results", "sft.runner", "sft.search", "sft.serving", "sft.tracking",
+    },
     "sft.__main__": {"sft.cli"},
 }  # fmt: skip
 

@@ -39,6 +39,7 @@ LAZY = {
     "ray": "optional (the ray extra); only the ray executor needs it",
     "submitit": "only the Slurm executor needs it; the runner imports that module for its options",
     "optuna": "slow (sqlalchemy, alembic); only a grid with a search needs it",
+    "mlflow": "slow (about 2 s) and needed only by a tracked grid; the runner and every experiment import sft.tracking",
 }
 
 # (module, imported sft module) -> why the import stays inside a function.

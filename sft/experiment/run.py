@@ -37,6 +37,7 @@ from sft.results.run_record import REUSED, TRAINED, ResultsRecord, Timings
 from sft.search.trial import Reporter, trial_marker
 from sft.tasks import task_for
 from sft.tasks.base import Prediction, Task, task_metrics
+from sft.tracking.child import tracked
 from sft.training.common import is_main_process, save_adapter, seed_everything
 from sft.training.selection import observed
 
@@ -164,10 +165,11 @@ def evaluate(config: ExperimentConfig, run: Run) -> dict[str, Any]:
 def run_experiment(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     """Train when shots > 0 (or reuse the shared adapter of the training key), then evaluate, in one
     process; results.json's content. Under data-parallel training only the main process evaluates; the
-    others return the training statistics. In a search's trial folder (`sft.search`) it runs the trial."""
+    others return the training statistics. In a search's trial folder (`sft.search`) it runs the trial; under
+    a tracked grid the run logs its child run (`sft.tracking`)."""
     if trial_marker(run.folder) is not None:
         return run_trial(config, run)
-    with _run_log(run):
+    with _run_log(run), tracked(config, run, enabled=is_main_process()):
         experiment = _setup(config, run)
         if not config.trains:
             adapter = adapter_to_load(config, run)

@@ -28,6 +28,8 @@ from sft.report.statistics import Statistics, check_options, compute_statistics
 from sft.report.tables import constant_settings, varying_settings
 from sft.results.files import atomic_write_text
 from sft.results.layout import REPORT_FILES
+from sft.tracking.publish import GridTracking, open_grid
+from sft.tracking.settings import TrackingOptions
 
 __all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "parse_plots", "varying_settings"]
 
@@ -107,3 +109,28 @@ def aggregate(results_path: str | Path, options: ReportOptions | None = None) ->
     text = markdown(collected, found, drawn, statistics) + ("\n".join(searches) + "\n" if searches else "")
     markdown_path = atomic_write_text(results_path / MARKDOWN_NAME, text)
     return json_path, markdown_path
+
+
+# --- tracking (sft.tracking): the report on the grid's parent run ---------------------------------------------------
+
+
+def publish_report(results_path: str | Path, grid: GridTracking) -> None:
+    """Publish the run folders to the tracker (each run once), then the report and its plots on the parent."""
+    results_path = Path(results_path)
+    try:
+        plots = AggregatedResults.read(results_path / JSON_NAME).plots
+    except (OSError, ValueError):
+        plots = []
+    grid.publish([results_path / name for name in REPORT_FILES], plots)
+
+
+def track(results_path: str | Path, options: TrackingOptions) -> str | None:
+    """`aggregate --track`: publish a results folder (which may have run without tracking) to the tracker, under
+    its parent run; the parent's id, or None when the tracker failed (it warned)."""
+    grid = open_grid(Path(results_path), options)
+    if grid is None:
+        return None
+    publish_report(results_path, grid)
+    if not grid.record.active:  # a grid that runs now ends its parent itself
+        grid.close("FINISHED" if grid.tracker.ok else "FAILED")
+    return grid.record.parent_run_id if grid.tracker.ok else None

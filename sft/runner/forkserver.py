@@ -42,6 +42,7 @@ from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
 from sft.runner.executors import ExecutorContext, Job, ProcessHandle, child_command, note
 from sft.runner.processes import die_with_parent, signal_group, start_child
+from sft.tracking.client import PRELOAD_ENV, preload_modules
 
 PRELOAD = (
     "torch", "transformers", "trl", "peft", "datasets", "accelerate",
@@ -59,7 +60,9 @@ PRELOAD = (
 
 
 def preload() -> None:
-    for module in PRELOAD:
+    uri = os.environ.get(PRELOAD_ENV)
+    tracking = preload_modules(uri) if uri else ()  # a tracked grid's experiments log to mlflow
+    for module in (*PRELOAD, *tracking):
         importlib.import_module(module)
 
 

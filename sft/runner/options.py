@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sft.config import DEFAULT_SEED, ConfigError, ExperimentConfig, seed_problem
 from sft.runner.executors import EXECUTORS, ExecutorOptions, options_type, places_gpus
+from sft.tracking.settings import TrackingOptions
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Options:
     dry_run: bool = False
     grace_seconds: float = 10.0
     share_training: bool = True  # False: every experiment trains its own adapter (--no-share-training)
+    tracking: TrackingOptions | None = None  # --track: a parent run and a child per run in a tracker (sft.tracking)
 
 
 def executor_options(executor: str, given: Sequence[ExecutorOptions]) -> tuple[ExecutorOptions | None, list[str]]:
@@ -59,6 +61,7 @@ def option_problems(options: Options) -> list[str]:
         problems.append("--jobs must be at least 1")
     if options.retries < 0:
         problems.append("--retries must be 0 or more")
+    problems += options.tracking.problems() if options.tracking is not None else []
     return problems
 
 

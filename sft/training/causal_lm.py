@@ -22,7 +22,7 @@ from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
 from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.batching import PADDED_BATCHES, PADDING_FREE, Batching, counting_trainer, padding_free_attention
-from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
+from sft.training.common import Trained, keep_initial_adapter, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -104,9 +104,11 @@ def prepare_trainer(
     batching = Batching(PADDING_FREE if attention else PADDED_BATCHES, model.config._attn_implementation)
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
+    arguments = trainer_arguments(config, run_folder, seed)
+    send_tensorboard_to(arguments, run_folder)
     trainer = counting_trainer(SFTTrainer)(
         model=model,
-        args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
+        args=SFTConfig(**arguments),
         data_collator=collator,
         train_dataset=Dataset.from_list(examples),
         eval_dataset=validation,

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
 from sft.training.batching import FASTEST, Batching, throughput_stats
+from sft.results.layout import TENSORBOARD_FOLDER
 from sft.training.selection import evaluation_arguments
 
 
@@ -61,6 +62,16 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
     if config.training is not None and config.training.evaluates():
         defaults.update(evaluation_arguments(config))
     return {**defaults, **user}
+
+
+def send_tensorboard_to(arguments: dict[str, Any], run_folder: Path) -> None:
+    """When the trainer reports to TensorBoard, its event files go to the run folder's `tensorboard/` (which
+    a tracked run logs and `tensorboard --logdir RESULTS` finds) rather than a dated folder under output_dir:
+    transformers reads that folder from the environment of the process that trains."""
+    value = arguments.get("report_to")
+    names = [value] if isinstance(value, str) else list(value or [])
+    if "tensorboard" in names or "all" in names:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_folder / TENSORBOARD_FOLDER)
 
 
 def run_trainer(

@@ -21,7 +21,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from sft.config import ConfigError, ExperimentConfig
 from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
-from sft.training.common import Trained, run_trainer, trainer_arguments
+from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def train_head(
     batching = head_batching(config, model.config._attn_implementation)
     if arguments.get("train_sampling_strategy") != "group_by_length":
         batching = Batching(PADDED_BATCHES, batching.attention)
+    send_tensorboard_to(arguments, run_folder)
     trainer = counting_trainer(_trainer_class())(
         model=model,
         args=TrainingArguments(**arguments),
