@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
-from sft.training.batching import FASTEST, Batching, throughput_stats
 from sft.results.layout import TENSORBOARD_FOLDER
+from sft.training.batching import FASTEST, Batching, throughput_stats
 from sft.training.selection import evaluation_arguments
 
 

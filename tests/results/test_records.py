@@ -19,6 +19,7 @@ from sft.results.states import RunState, StatusRecord
 from sft.runner.slurm_record import SlurmJobRecord
 from sft.search.study import SearchRecord, TrialRecord
 from sft.serving.manifest import Manifest
+from sft.tracking.records import GridTrackingRecord, RunTrackingRecord
 
 HASH = "5b1fc9957f6e99c217fa33b6bba93f309a9c2f5454884a7d65f0f300ed0a4233"
 KEY = "8f26cd5213e95658922bae20e8c34cc2e9c0240f0dfe31efdaf46bba86048011"
@@ -256,7 +257,14 @@ def test_a_wrong_type_is_named_with_its_path(tmp_path):
 
 def test_record_models_lists_every_record_once_each_field_described():
     models = RECORD_MODELS
-    assert set(models) == {*MODELS.values(), AggregatedResults, SearchRecord, TrialRecord}
+    assert set(models) == {
+        *MODELS.values(),
+        AggregatedResults,
+        SearchRecord,
+        TrialRecord,
+        GridTrackingRecord,
+        RunTrackingRecord,
+    }
     assert len({model.FILE for model in models}) == len(models)
     for model in models:
         assert model.__doc__ and model.version() >= 1
