@@ -38,6 +38,8 @@ LAZY = {
     "pandas": "slow; only the report's CSV and the prediction files need it",
     "ray": "optional (the ray extra); only the ray executor needs it",
     "submitit": "only the Slurm executor needs it; the runner imports that module for its options",
+    "jsonschema": "slow (referencing, rpds); only a structured task's checks and answers need it",
+    "llguidance": "the grammar engine; only constrained decoding needs it",
 }
 
 # (module, imported sft module) -> why the import stays inside a function.

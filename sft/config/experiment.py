@@ -23,10 +23,13 @@ from sft.config.schema import (
     PromptingConfig,
     ResourcesConfig,
     Section,
+    StructuredConfig,
     TrainingConfig,
 )
 
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources")
+SECTIONS = (
+    "dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources", "structured",
+)  # fmt: skip
 
 
 class ExperimentConfig(Section):
@@ -41,6 +44,10 @@ class ExperimentConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="The metrics and their options.")
     resources: ResourcesConfig = Field(
         default_factory=ResourcesConfig, description="How the grid runner runs the experiment."
+    )
+    structured: StructuredConfig = Field(
+        default_factory=StructuredConfig,
+        description="Structured outputs: the JSON Schema, constrained decoding, regex / choice constraints.",
     )
 
     @model_validator(mode="after")

@@ -94,6 +94,11 @@ class ResultsRecord(Record):
     calibration: dict[str, Any] | None = Field(
         description="The calibration's method and fitted parameters (prior, gamma), which an export applies again."
     )
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured: the JSON Schema the answers were decoded under and scored by (configured, or "
+        "inferred from the training targets); null for other tasks.",
+    )
     timings: Timings = Field(description="Wall-clock seconds.")
     versions: dict[str, str | None] | None = Field(
         description="Python, sft and the libraries that ran, the torch build, its CUDA version and the GPU's name."
