@@ -46,10 +46,12 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
-    so its presence means the run finished. Every key is always present (null when it does not apply)."""
+    so its presence means the run finished. Every key is always present (null when it does not apply), but
+    `output_schema`, written by structured runs only."""
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset({"output_schema"})
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     experiment: str = Field(description="The experiment's name (the grid's key; the run folder's parent).")

@@ -76,6 +76,7 @@ class Manifest(Strict, Record):
 
     FILE: ClassVar[str] = MANIFEST
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_format_version}
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset({"output_schema"})
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     task_type: TaskType = Field(description="`dataset.task_type` of the run.")
