@@ -116,11 +116,17 @@ def _grammar_text(grammar: Grammar) -> str:
     return _compiled(grammar)
 
 
-def _bits(words: torch.Tensor, width: int) -> torch.Tensor:
+def _bits(words: np.ndarray, width: int) -> torch.Tensor:
     """(rows, ceil(width/32)) int32 bitmask -> (rows, width) bool of the allowed tokens."""
-    as_bytes = words.numpy().view(np.uint8)
-    allowed = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
+    allowed = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :width]
     return torch.from_numpy(allowed.astype(bool))
+
+
+def _fill(matcher: Any, bitmask: np.ndarray, row: int) -> None:
+    """The allowed-token bitmask of `matcher`'s next step into row `row` (llguidance.torch does the same,
+    but importing it imports torch.compile's machinery: seconds per process)."""
+    target = bitmask[row]
+    matcher.unsafe_compute_mask_ptr(target.ctypes.data, target.nbytes)
 
 
 class GrammarProcessor(LogitsProcessor):
@@ -138,31 +144,33 @@ class GrammarProcessor(LogitsProcessor):
         if errors:
             raise ValueError(f"the grammar does not compile: {errors[0]}")
         self.stop_ids = set(stop_ids)
+        self.end = stop_ids[0]  # the token the engine ends a sequence with
+        self.done = [False] * batch_size  # the sequence's end token was generated
         self.prompt_length: int | None = None
         self.words = (self.engine.vocab_size + 31) // 32
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> Any:
-        import llguidance.torch
-
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
         else:
-            for matcher, token in zip(self.matchers, input_ids[:, -1].tolist()):
-                if not matcher.is_stopped():
-                    matcher.consume_token(token)
-        bitmask = torch.full((len(self.matchers), self.words), -1, dtype=torch.int32)
-        active = []
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                if token in self.stop_ids:
+                    self.done[row] = True
+                elif not self.done[row] and not self.matchers[row].is_stopped():
+                    self.matchers[row].consume_token(token)
+        bitmask = np.full((len(self.matchers), self.words), -1, dtype=np.int32)
         for row, matcher in enumerate(self.matchers):
-            if not matcher.is_stopped() and not matcher.is_error():
-                llguidance.torch.fill_next_token_bitmask(matcher, bitmask, row)
-                active.append(row)
-        if not active:
-            return scores
+            if self.done[row]:
+                continue  # padding follows the end token: any token will do
+            if matcher.is_stopped():  # complete, nothing may follow: only the end token
+                bitmask[row] = 0
+                bitmask[row, self.end // 32] = np.int32(np.uint32(1 << (self.end % 32)).view(np.int32))
+            else:
+                _fill(matcher, bitmask, row)
         width = min(scores.shape[1], self.engine.vocab_size)
         allowed = torch.zeros(scores.shape, dtype=torch.bool)
         allowed[:, :width] = _bits(bitmask, width)
-        inactive = [row for row in range(len(self.matchers)) if row not in active]
-        allowed[inactive] = True
+        allowed[torch.tensor(self.done)] = True
         allowed = allowed.to(scores.device)
         masked = scores.masked_fill(~allowed, float("-inf"))
         # A sampling warper before this processor may have removed every allowed token: fall back to them, equal.
@@ -180,7 +188,7 @@ class GrammarProcessor(LogitsProcessor):
             if token in self.stop_ids:
                 break
             kept.append(token)
-        if matcher.is_accepting() or matcher.is_stopped():
+        if self.done[row] or matcher.is_accepting() or matcher.is_stopped():
             return kept
         # The last token the model chose was never consumed (no further step ran): consume it first.
         if kept and not matcher.is_error():
@@ -195,17 +203,15 @@ class GrammarProcessor(LogitsProcessor):
 def complete(matcher: Any, engine: Any, stop_ids: set[int]) -> list[int]:
     """Tokens that bring `matcher` to an accepting state without a model: forced tokens when the grammar
     forces them, else the allowed token that closes most (a quote, a bracket), else the shortest."""
-    import llguidance.torch
-
     added: list[int] = []
-    bitmask = torch.full((1, (engine.vocab_size + 31) // 32), -1, dtype=torch.int32)
+    bitmask = np.full((1, (engine.vocab_size + 31) // 32), -1, dtype=np.int32)
     while not matcher.is_accepting() and not matcher.is_error() and len(added) < COMPLETION_LIMIT:
         forced = matcher.compute_ff_tokens()
         if forced:
             matcher.consume_tokens(forced)
             added += forced
             continue
-        llguidance.torch.fill_next_token_bitmask(matcher, bitmask, 0)
+        _fill(matcher, bitmask, 0)
         candidates = [int(i) for i in np.flatnonzero(_bits(bitmask, engine.vocab_size)[0].numpy())]
         candidates = [token for token in candidates if token not in stop_ids]
         if not candidates:
