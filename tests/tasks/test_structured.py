@@ -44,7 +44,9 @@ def test_canonical_serialization_sorts_keys_without_spaces():
 
 def test_field_kinds_walk_nested_objects_and_name_what_cannot_be_compared():
     assert field_kinds(SCHEMA) == (KINDS, [])
-    _, problems = field_kinds({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}})
+    _, problems = field_kinds(
+        {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}}
+    )
     assert len(problems) == 1 and "'items'" in problems[0] and "array of those scalars" in problems[0]
 
 
@@ -98,8 +100,8 @@ def _rows() -> list[dict]:
         counts = field_counts(reference, answer["prediction"], {"aspects": "set", "rating": "number",
                                                                  "sentiment": "category"}, 0.0)  # fmt: skip
         kinds = {"aspects": "set", "rating": "number", "sentiment": "category"}
-        rows.append({"reference": reference, **answer,
-                     "fields": {path: {"kind": kinds[path], "counts": found} for path, found in counts.items()}})  # fmt: skip
+        fields = {path: {"kind": kinds[path], "counts": found} for path, found in counts.items()}
+        rows.append({"reference": reference, **answer, "fields": fields})
     return json.loads(json.dumps(rows))  # as predictions.jsonl holds them
 
 
@@ -125,7 +127,11 @@ def test_the_resampled_forms_equal_the_metrics():
 
 
 def test_defaults_of_the_structured_section_keep_the_config_hash():
-    raw = {"dataset": {"path": "d"}, "model": {"name": "m"}, "prompting": {"input_columns": ["t"], "output_column": "l"}}
+    raw = {
+        "dataset": {"path": "d"},
+        "model": {"name": "m"},
+        "prompting": {"input_columns": ["t"], "output_column": "l"},
+    }
     plain = parse_config(raw)
     spelled = parse_config({**raw, "structured": {"constrained": True, "number_tolerance": 0.0}})
     assert plain.config_hash() == spelled.config_hash() and "structured" not in plain.hashed_settings()
