@@ -84,10 +84,9 @@ def decode(model: Any, tokenizer: Any, prompts: list[str], batch_size: int, new_
 def engines(tokenizer: Any, schema: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """Compile time and time per step (mask of the next token, then advance) of each engine, walking the
     tokens of the canonical targets."""
-    import numpy as np
-
     import llguidance
     import llguidance.hf
+    import numpy as np
 
     from sft.predictors.grammar import Grammar, _compiled, _fill
     from sft.tasks.structured import canonical
