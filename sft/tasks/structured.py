@@ -316,7 +316,12 @@ class Structured:
             return problems
         _, unfit = field_kinds(schema)
         problems += unfit
-        problems += _fit_problems(schema, parsed, names)
+        fix = (
+            "fix the data or the schema"
+            if config.structured.json_schema is not None
+            else "the schema was inferred from the training targets; give structured.json_schema covering every split"
+        )
+        problems += _fit_problems(schema, parsed, names, fix)
         return problems
 
     def label_set(self, splits: Sequence[Dataset], column: str, configured: list[str] | None) -> None:
@@ -371,7 +376,9 @@ class Structured:
         )
 
 
-def _fit_problems(schema: dict[str, Any], parsed: dict[str, list[dict[str, Any]]], names: dict[str, str]) -> list[str]:
+def _fit_problems(
+    schema: dict[str, Any], parsed: dict[str, list[dict[str, Any]]], names: dict[str, str], fix: str
+) -> list[str]:
     """The first target of each split that does not fit the schema, with the key path."""
     from jsonschema.validators import validator_for
 
@@ -384,7 +391,7 @@ def _fit_problems(schema: dict[str, Any], parsed: dict[str, list[dict[str, Any]]
                 path = ".".join(str(part) for part in error.absolute_path) or "(top)"
                 problems.append(
                     f"structured.json_schema: row {row} of split {names[key]!r} does not fit the schema at {path}: "
-                    f"{error.message}; fix the data or the schema (or leave json_schema out to infer one)"
+                    f"{error.message}; {fix}"
                 )
                 break
     return problems
