@@ -33,9 +33,11 @@ def with_target_fields(config: ExperimentConfig, splits: DatasetDict) -> Dataset
                 f"{split.column_names}"
             )
             continue
+        columns = split.select_columns(sorted({field.column for field in fields.values()}))[:]  # lists, read once
         try:
             values = [
-                canonical({key: _value(field, row[field.column]) for key, field in fields.items()}) for row in split
+                canonical({key: _value(field, columns[field.column][row]) for key, field in fields.items()})
+                for row in range(len(split))
             ]
         except KeyError as error:
             problems.append(

@@ -38,6 +38,11 @@ KINDS = (CATEGORY, NUMBER, TEXT, SET)
 SCHEMA_DETAIL = "schema"
 
 
+def column_values(split: Dataset, column: str) -> list[Any]:
+    """A column as a Python list, read in one pass (indexing a datasets column row by row reads it anew)."""
+    return list(split.select_columns([column])[:][column])
+
+
 def canonical(value: Any) -> str:
     """The one serialization of a JSON value: keys sorted, no whitespace, Unicode kept."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -268,7 +273,7 @@ class Structured:
 
     def output_schema(self, config: ExperimentConfig, splits: Sequence[Dataset]) -> dict[str, Any] | None:
         """The schema: configured, else inferred from the first of `splits` (the training split when read)."""
-        return schema_of(config, splits[0][config.prompting.output_column] if splits else [])
+        return schema_of(config, column_values(splits[0], config.prompting.output_column) if splits else [])
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         """The output column as canonical JSON strings (a row that does not parse is left as it is:
@@ -280,7 +285,7 @@ class Structured:
             except ValueError:
                 return value if isinstance(value, str) else json.dumps(value, default=str)
 
-        values = [canonical_or_raw(value) for value in split[column]]
+        values = [canonical_or_raw(value) for value in column_values(split, column)]
         return split.remove_columns(column).add_column(column, values)
 
     def label_problems(
@@ -293,7 +298,7 @@ class Structured:
         problems = []
         for key, split in splits.items():
             objects = []
-            for row, value in enumerate(split[column]):
+            for row, value in enumerate(column_values(split, column)):
                 try:
                     objects.append(parse_object(value))
                 except ValueError:
@@ -379,13 +384,19 @@ class Structured:
 def _fit_problems(
     schema: dict[str, Any], parsed: dict[str, list[dict[str, Any]]], names: dict[str, str], fix: str
 ) -> list[str]:
-    """The first target of each split that does not fit the schema, with the key path."""
+    """The first target of each split that does not fit the schema, with the key path. Each distinct target
+    is validated once (a dataset of labels has few distinct objects)."""
     from jsonschema.validators import validator_for
 
     validator = validator_for(schema)(schema)
     problems = []
     for key, objects in parsed.items():
+        seen: set[str] = set()
         for row, value in enumerate(objects):
+            text = canonical(value)
+            if text in seen:
+                continue
+            seen.add(text)
             error = next(iter(validator.iter_errors(value)), None)
             if error is not None:
                 path = ".".join(str(part) for part in error.absolute_path) or "(top)"
