@@ -216,10 +216,23 @@ def complete(matcher: Any, engine: Any, stop_ids: set[int]) -> list[int]:
         candidates = [token for token in candidates if token not in stop_ids]
         if not candidates:
             break
-        token = min(candidates, key=lambda token: _closing_rank(engine.decode_bytes([token])))
+        ranks = _closing_ranks(engine)
+        token = min(candidates, key=ranks.__getitem__)
         matcher.consume_token(token)
         added.append(token)
     return added
+
+
+_RANKS: dict[int, tuple[Any, list[tuple[int, int]]]] = {}
+
+
+def _closing_ranks(engine: Any) -> list[tuple[int, int]]:
+    """`_closing_rank` of every token of `engine`, computed once per engine tokenizer."""
+    cached = _RANKS.get(id(engine))
+    if cached is None or cached[0] is not engine:
+        cached = (engine, [_closing_rank(engine.decode_bytes([token])) for token in range(engine.vocab_size)])
+        _RANKS[id(engine)] = cached
+    return cached[1]
 
 
 def _closing_rank(text: bytes) -> tuple[int, int]:
