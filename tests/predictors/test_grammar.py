@@ -29,6 +29,7 @@ def cases(tiny_loaded):
     return schema, prompts
 
 
+@pytest.mark.slow  # 24 free and constrained steps on both models: seconds on a shared machine
 def test_constrained_answers_fit_the_schema_where_free_ones_do_not(tiny_loaded, cases):
     model, tokenizer = tiny_loaded
     schema, prompts = cases
