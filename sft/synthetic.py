@@ -106,6 +106,38 @@ def translation_examples(count: int, seed: int) -> list[dict[str, str]]:
     return examples
 
 
+# Aspects an extraction review mentions, and the words that mention them.
+ASPECTS = {"delivery": "arrived", "design": "looks", "price": "costs", "quality": "feels"}
+# The rating an extraction review gives, by sentiment.
+RATINGS = {"negative": [1, 2], "neutral": [3], "positive": [4, 5]}
+
+
+def extraction_examples(count: int, seed: int) -> list[dict[str, Any]]:
+    """Short product reviews and what to extract from them as a JSON object: the product (a category),
+    the sentiment (a category), the aspects mentioned (a set), the star rating (a number) and a summary
+    (free text), each readable from the text."""
+    rng = random.Random(seed)
+    labels = sorted(SENTIMENT_WORDS)
+    examples = []
+    for index in range(count):
+        label = labels[index % len(labels)]
+        noun, word = rng.choice(NOUNS), rng.choice(SENTIMENT_WORDS[label])
+        aspects = sorted(rng.sample(sorted(ASPECTS), k=rng.randint(0, 2)))
+        rating = rng.choice(RATINGS[label])
+        clauses = [f"it {ASPECTS[aspect]} {word}" for aspect in aspects]
+        text = ", ".join([f"the {noun} is {word}", *clauses]) + f". {rating} stars"
+        target = {
+            "aspects": aspects,
+            "product": noun,
+            "rating": rating,
+            "sentiment": label,
+            "summary": f"{word} {noun}",
+        }
+        examples.append({"text": text, "target": target})
+    rng.shuffle(examples)
+    return examples
+
+
 def _corpus() -> list[str]:
     texts = [example["text"] for example in sentiment_examples(600, seed=1)]
     for example in translation_examples(200, seed=1):

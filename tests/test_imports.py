@@ -40,6 +40,8 @@ LAZY = {
     "submitit": "only the Slurm executor needs it; the runner imports that module for its options",
     "optuna": "slow (sqlalchemy, alembic); only a grid with a search needs it",
     "mlflow": "slow (about 2 s) and needed only by a tracked grid; the runner and every experiment import sft.tracking",
+    "jsonschema": "slow (referencing, rpds); only a structured task's checks and answers need it",
+    "llguidance": "the grammar engine; only constrained decoding needs it",
 }
 
 # (module, imported sft module) -> why the import stays inside a function.

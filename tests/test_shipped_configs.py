@@ -32,6 +32,7 @@ EXT_VARS = {
     "tweet_emotion_early_stopping.jsonnet": {"data": TWEETEVAL_EMOTION},
     "goemotions_ekman.jsonnet": {"data": GOEMOTIONS_EKMAN},
     "goemotions_ekman_minilm_head.jsonnet": {"data": GOEMOTIONS_EKMAN},
+    "goemotions_structured.jsonnet": {"data": GOEMOTIONS_EKMAN},
     "tweet_emotion_minilm_head.jsonnet": {"data": TWEETEVAL_EMOTION},
 }
 # The configs that read cardiffnlp/tweet_eval's `emotion` from the hub unless `data` names a folder.
@@ -117,7 +118,11 @@ def test_data_configs_need_the_data_variable(name):
 
 @pytest.mark.parametrize(
     ("name", "folder"),
-    [("tweet_emotion.jsonnet", "tweeteval/emotion"), ("goemotions_ekman.jsonnet", "goemotions/ekman")],
+    [
+        ("tweet_emotion.jsonnet", "tweeteval/emotion"),
+        ("goemotions_ekman.jsonnet", "goemotions/ekman"),
+        ("goemotions_structured.jsonnet", "goemotions/ekman"),
+    ],
 )
 def test_data_configs_validate_against_the_local_copies(shared_data, name, folder):
     configs = validate_grid(CONFIGS / "jsonnet" / name, {"data": str(shared_data / folder)})

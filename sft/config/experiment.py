@@ -24,10 +24,13 @@ from sft.config.schema import (
     ResourcesConfig,
     SearchConfig,
     Section,
+    StructuredConfig,
     TrainingConfig,
 )
 
-SECTIONS = ("dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources", "search")
+SECTIONS = (
+    "dataset", "model", "lora", "prompting", "training", "inference", "evaluation", "resources", "search", "structured",
+)  # fmt: skip
 
 
 class ExperimentConfig(Section):
@@ -47,6 +50,10 @@ class ExperimentConfig(Section):
         None,
         description="Choose hyperparameters on the validation split before the test runs (docs/search.md); "
         "null: no search.",
+    )
+    structured: StructuredConfig = Field(
+        default_factory=StructuredConfig,
+        description="Structured outputs: the JSON Schema, constrained decoding, regex / choice constraints.",
     )
 
     @model_validator(mode="after")

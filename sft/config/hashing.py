@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #   `training_example()`, and SFTConfig's own truncation is `training.trainer_args.max_length`.
 # - resources: launcher, num_processes and gpus under `launcher: accelerate` (data-parallel ranks change
 #   the effective batch); nothing under the python launcher, where one process trains.
+# - structured: `target_fields` builds the training targets; the schema, decoding and metric settings only
+#   shape inference and scoring (the target is the canonical serialization whatever the schema).
 # - the seed is not a config field: the store keeps one adapter per key and seed.
 TRAINING_KEY_FIELDS: dict[str, frozenset[str]] = {
     "dataset": frozenset({"max_n_test"}),
@@ -38,6 +40,7 @@ TRAINING_KEY_FIELDS: dict[str, frozenset[str]] = {
     "lora": frozenset(),
     "prompting": frozenset(),
     "training": frozenset(),
+    "structured": frozenset({"json_schema", "constrained", "regex", "choices", "number_tolerance", "enum_limit"}),
 }
 
 

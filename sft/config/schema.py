@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
-TaskType = Literal["classification", "generation", "multilabel"]
+TaskType = Literal["classification", "generation", "multilabel", "structured"]
 # The seed of a single run when none is given (`--random-seed`, `run-experiments` without --seeds).
 DEFAULT_SEED = 42
 # `resources.num_processes` of an `accelerate` experiment on CPU (no GPUs to count).
@@ -81,7 +81,7 @@ class DatasetConfig(Section):
     task_type: TaskType = Field(
         "classification",
         description="classification (one label per example), multilabel (the output column holds a list of "
-        "labels) or generation (free text).",
+        "labels), generation (free text) or structured (a JSON object per example; see the structured section).",
     )
     shots: int = Field(
         0,
@@ -633,3 +633,61 @@ class SearchConfig(Section):
         description="The study database in RESULTS/_search/<experiment>/: sqlite (Optuna's RDB storage) or "
         "journal (Optuna's JournalStorage on a file, for cluster file systems where SQLite's locks fail).",
     )
+
+
+# -- structured outputs (task_type structured; regex and choice constraints of generation) ---------------
+
+
+class TargetField(Section):
+    """`structured.target_fields.<field>`: one field of the target object, read from a column of the data."""
+
+    column: str = Field(description="The column the field's value is read from.")
+    map: dict[str, Any] | None = Field(
+        None,
+        description="Replace each value (each element of a list) by map[value]; a value outside the map is an error.",
+    )
+    mixed: Any = Field(
+        None,
+        description="With map over a list column: the field is one value, the elements' common mapped value, or "
+        "this value when they differ (e.g. GoEmotions' emotions -> one sentiment, 'ambiguous' when mixed).",
+    )
+
+
+class StructuredConfig(Section):
+    """Structured outputs: the JSON Schema of a structured task's answers, how they are decoded and
+    compared field by field, and the regex / choice constraints a generation task may decode under."""
+
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        description="Structured: the JSON Schema every answer fits (an object). Null: inferred from the training "
+        "targets (types, required keys, enums of fields with few values) and recorded in results.json.",
+    )
+    target_fields: dict[str, TargetField] | None = Field(
+        None,
+        description="Structured: build the target object from columns (field -> column and value map) instead of "
+        "reading it from prompting.output_column.",
+    )
+    constrained: bool = Field(
+        True,
+        description="Decode under the grammar of the schema (structured), or of regex / choices (generation), so "
+        "every answer parses and fits; false: free decoding, scored the same way (valid share included).",
+    )
+    regex: str | None = Field(None, description="Generation: every answer matches this regular expression.")
+    choices: list[str] | None = Field(None, description="Generation: every answer is one of these strings.")
+    number_tolerance: float = Field(
+        0.0, ge=0.0, description="Structured metrics: a number field is right within this absolute difference."
+    )
+    enum_limit: int = Field(
+        32,
+        ge=1,
+        description="Inferred schema: a string field (or list of strings) with at most this many distinct values in "
+        "the training targets, each seen at least twice, is a category (enum); others are free text.",
+    )
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> StructuredConfig:
+        if self.regex is not None and self.choices is not None:
+            raise ValueError("structured.regex and structured.choices both constrain the answer; keep one")
+        if self.choices is not None and not self.choices:
+            raise ValueError("structured.choices is empty; give at least one answer")
+        return self

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.data.splits import data_problems, load_splits, needs_train_split, validation_split_of
+from sft.data.targets import with_target_fields
 from sft.tasks import task_for
 from sft.tasks.base import selection_problems
 from sft.tasks.labels import members_by_label
@@ -47,6 +48,8 @@ class ExperimentData:
     validation_name: str | None = None
     # indices of `icl_pool` from which in-context examples are drawn: one group per label, or one in all
     icl_groups: list[np.ndarray] = field(default_factory=list)
+    # the JSON Schema every answer fits (a structured task: configured, or inferred from the training targets)
+    schema: dict[str, Any] | None = None
 
     @property
     def icl_pool(self) -> Dataset | None:
@@ -60,7 +63,7 @@ def prepare_data(
 ) -> ExperimentData:
     """Load, check and cut the data of one experiment: training shots for `seed`, the test subset."""
     task = task or task_for(config)
-    splits = load_splits(config.dataset) if splits is None else splits
+    splits = with_target_fields(config, load_splits(config.dataset) if splits is None else splits)
     problems = data_problems(config, splits) + selection_problems(config, task)
     if problems:
         raise ConfigError(problems)
@@ -83,6 +86,7 @@ def prepare_data(
     validation = split_or_none(validation_name)
     test = fixed_subset(test, dataset.max_n_test)
     labels = task.label_set([test] if train is None else [test, train], output, dataset.labels)
+    schema = task.output_schema(config, [test] if train is None else [train])
     carved = config.training.validation_from_train if config.training is not None else None
     if carved is not None and train is not None:
         train, validation = carve_validation(train, output, labels, carved, task)
@@ -97,6 +101,7 @@ def prepare_data(
         labels=labels,
         validation_name=validation_name,
         icl_groups=groups,
+        schema=schema,
     )
 
 

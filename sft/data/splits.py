@@ -86,7 +86,12 @@ def load_splits(config: DatasetConfig) -> DatasetDict:
 def needs_train_split(config: ExperimentConfig) -> bool:
     """Training needs it for shots; inference for in-context examples and for labelled calibration examples."""
     labelled_calibration = config.inference.calibration_args.calibration_fn == "adjustable_batch"
-    return config.trains or config.inference.icl_examples > 0 or labelled_calibration
+    return (
+        config.trains
+        or config.inference.icl_examples > 0
+        or labelled_calibration
+        or task_for(config).reads_train_split(config)
+    )
 
 
 # Split names a dataset's validation split goes by, in the order one is picked when thresholds must be

@@ -359,6 +359,26 @@ def chrf(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient
     return {"chrf": _sacrebleu("chrf", None, inputs)}
 
 
+# -- structured -----------------------------------------------------------------------------------------
+
+
+def valid(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
+    return {"valid": _share(np.asarray(inputs.valid or [], dtype=float), binary=True)}
+
+
+def field_f1(inputs: MetricInputs, config: EvaluationConfig) -> dict[str, Sufficient]:
+    """The task's field counts are laid out as multilabel counts are (tp, fp, fn blocks, one column per
+    field), so the multilabel finishers pool (micro) and average (macro) them."""
+    if inputs.fields is None or inputs.field_counts is None:
+        return {}
+    features = sparse.csr_matrix(np.asarray(inputs.field_counts, dtype=float))
+    params, layout = {"labels": len(inputs.fields)}, tuple(inputs.fields)
+    return {
+        "field_f1_micro": Sufficient(features, "multilabel_f1_micro", params, layout=layout),
+        "field_f1_macro": Sufficient(features, "multilabel_f1_macro", params, layout=layout),
+    }
+
+
 SUFFICIENT: dict[str, Callable[[MetricInputs, EvaluationConfig], dict[str, Sufficient]]] = {
     "accuracy": accuracy,
     "f1": f1,
@@ -373,6 +393,8 @@ SUFFICIENT: dict[str, Callable[[MetricInputs, EvaluationConfig], dict[str, Suffi
     "rouge": rouge,
     "bleu": bleu,
     "chrf": chrf,
+    "valid": valid,
+    "field_f1": field_f1,
 }
 
 

@@ -3,7 +3,7 @@
 `METRICS`: name -> function(MetricInputs, EvaluationConfig) -> {result key: value}. Each metric
 declares, where it is registered, the result keys it produces and whether higher is better for them;
 the report reads the direction from here (no import of the implementation, no guess from the name).
-Built-in metrics live in `classification`, `generation` and `multilabel` and are imported on first
+Built-in metrics live in `classification`, `generation`, `multilabel` and `structured` and are imported on first
 use. Add one with `@register_metric("name", outputs=("key",), higher_is_better=True)` and list it in
 `evaluation.metrics`. Which metrics a run computes is the config's `evaluation.metrics` or, by
 default, its task's list (`sft.tasks`).
@@ -40,9 +40,12 @@ _BUILT_IN = {
     "subset_accuracy": ("multilabel", ("subset_accuracy",), True),
     "hamming_loss": ("multilabel", ("hamming_loss",), False),
     "per_label": ("multilabel", ("per_label",), True),
+    "valid": ("structured", ("valid",), True),
+    "field_f1": ("structured", ("field_f1_micro", "field_f1_macro"), True),
+    "per_field": ("structured", ("per_field",), True),
 }
 # Built-in metrics whose result is a table (per label, a matrix), not one number to compare.
-_STRUCTURED = {"per_class", "confusion_matrix", "per_label"}
+_STRUCTURED = {"per_class", "confusion_matrix", "per_label", "per_field"}
 for _name, (_module, _outputs, _higher) in _BUILT_IN.items():
     METRICS.add(
         _name,
@@ -91,6 +94,11 @@ class MetricInputs:
     probabilities: np.ndarray | None = None  # classification: (examples, labels)
     reference_sets: list[list[str]] | None = None  # multilabel: the label sets
     prediction_sets: list[list[str]] | None = None
+    valid: list[bool] | None = None  # structured: whether each answer parsed and fit the schema
+    fields: list[str] | None = None  # structured: the schema's fields (key paths), in order
+    field_kinds: list[str] | None = None  # structured: each field's kind (category, number, text, set)
+    # structured: (examples, 3 * fields): true positives of every field, then false positives, then false negatives
+    field_counts: np.ndarray | None = None
 
 
 def compute_metrics(inputs: MetricInputs, names: Sequence[str], config: EvaluationConfig) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, pars
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
 from sft.config.schema import LoraSection
+from sft.config.schema import StructuredConfig
 from sft.data.splits import data_problems, load_splits
+from sft.data.targets import with_target_fields
 from sft.evaluation.metrics import METRICS
 from sft.model.initialization.registry import INITIALIZERS
 from sft.model.quantization import quantization_problems
@@ -37,6 +39,7 @@ from sft.scoring.registry import CALIBRATIONS
 from sft.search.space import space_problems
 from sft.tasks import task_for
 from sft.tasks.base import selection_problems
+from sft.tasks.structured import field_kinds, schema_problems
 
 # -- one config: registry names, and what its task and predictor accept ----------------------------------
 
@@ -110,10 +113,39 @@ def mode_problems(config: ExperimentConfig) -> list[str]:
     return problems
 
 
+def structured_problems(config: ExperimentConfig) -> list[str]:
+    """The structured section's settings on a task or predictor that would not use them, and a configured
+    schema that is not JSON Schema or has a field the metrics cannot compare."""
+    task = task_for(config)
+    settings = config.structured
+    chosen = traits_of(predictor_name(config, task))
+    problems = []
+    if task.structured_output:
+        for key in ("regex", "choices"):
+            if getattr(settings, key) is not None:
+                problems.append(f"structured.{key}: a structured task decodes under its JSON Schema; remove it")
+        if settings.json_schema is not None:
+            problems += schema_problems(settings.json_schema) or field_kinds(settings.json_schema)[1]
+        return problems
+    schema_keys = ("json_schema", "target_fields", "number_tolerance", "enum_limit")
+    default = StructuredConfig()
+    set_keys = [key for key in schema_keys if getattr(settings, key) != getattr(default, key)]
+    if set_keys:
+        keys = ", ".join(f"structured.{key}" for key in set_keys)
+        problems.append(f"{keys}: only dataset.task_type structured has a JSON Schema; remove them or change the task")
+    constrained = [key for key in ("regex", "choices") if getattr(settings, key) is not None]
+    if constrained and not chosen.generates:
+        problems.append(
+            f"structured.{constrained[0]}: constrains generated answers; only task_type generation (or structured) "
+            "generates, so remove it"
+        )
+    return problems
+
+
 def config_problems(config: ExperimentConfig) -> list[str]:
     """Everything wrong with one parsed config that needs other packages' knowledge but no library, data or
     model: each message starts with the key it is about."""
-    return name_problems(config) + mode_problems(config) + space_problems(config)
+    return name_problems(config) + mode_problems(config) + space_problems(config) + structured_problems(config)
 
 
 def checked_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -257,7 +289,14 @@ def data_problems_of(configs: dict[str, ExperimentConfig]) -> list[str]:
             except ConfigError as error:
                 loaded[key] = error
         splits = loaded[key]
-        found = splits.messages if isinstance(splits, ConfigError) else data_problems(config, splits)
+        try:
+            found = (
+                splits.messages
+                if isinstance(splits, ConfigError)
+                else data_problems(config, with_target_fields(config, splits))
+            )
+        except ConfigError as error:
+            found = error.messages
         problems += [f"[{name}] {problem}" for problem in found]
     return problems
 

@@ -280,6 +280,7 @@ def results_record(
         adapter_source=used.source,
         adapter=_relative(used.path, run.results_path),
         calibration=prediction.details.get("calibration"),
+        output_schema=prediction.details.get("schema"),
         timings=timings,
         versions=versions(),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -35,11 +35,13 @@ class Loaded:
 class Fixed:
     """What a finished run fixed for its test predictions, so new inputs are scored as its test examples
     were without its data: the label set, the in-context examples shown before every input (the run's
-    fixed draw), and the calibration's fitted parameters (results.json["calibration"]: method, prior, gamma)."""
+    fixed draw), the calibration's fitted parameters (results.json["calibration"]: method, prior, gamma) and a
+    structured task's schema, which new answers are decoded under."""
 
     labels: list[str] | None
     icl_examples: list[dict[str, Any]] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    schema: dict[str, Any] | None = None  # a structured task's JSON Schema (results.json["output_schema"])
 
 
 # load(config, task, labels, adapter, trainable) -> Loaded

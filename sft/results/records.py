@@ -56,6 +56,8 @@ class Record(BaseModel):
     OLD_VERSION_HINT: ClassVar[str] = ""
     # keys present only when the writer set them (the file keeps the shape the writer chose)
     OMIT_UNSET: ClassVar[bool] = False
+    # keys written only when not null: added for one task's files, so every other file keeps its shape
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def version(cls) -> int:
@@ -112,6 +114,7 @@ class Record(BaseModel):
         """The file's JSON content: `schema_version` first, then the fields in their declared order."""
         data = self.model_dump(mode="python", exclude_unset=self.OMIT_UNSET)
         data.pop(VERSION_KEY, None)
+        data = {key: value for key, value in data.items() if value is not None or key not in self.OMIT_WHEN_NULL}
         return {VERSION_KEY: self.version(), **data}
 
     def to_json(self) -> str:

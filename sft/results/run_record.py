@@ -46,10 +46,12 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
-    so its presence means the run finished. Every key is always present (null when it does not apply)."""
+    so its presence means the run finished. Every key is always present (null when it does not apply), but
+    `output_schema`, written by structured runs only."""
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset({"output_schema"})
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     experiment: str = Field(description="The experiment's name (the grid's key; the run folder's parent).")
@@ -95,6 +97,11 @@ class ResultsRecord(Record):
     )
     calibration: dict[str, Any] | None = Field(
         description="The calibration's method and fitted parameters (prior, gamma), which an export applies again."
+    )
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured: the JSON Schema the answers were decoded under and scored by (configured, or "
+        "inferred from the training targets); null for other tasks.",
     )
     timings: Timings = Field(description="Wall-clock seconds.")
     versions: dict[str, str | None] | None = Field(

@@ -97,7 +97,7 @@ def load_export(folder: str | Path) -> ServedModel:
     """The model of an export folder, its files and manifest checked first."""
     folder = Path(folder).resolve()
     manifest = read_manifest(folder)
-    fixed = Fixed(manifest.labels, manifest.icl_examples, manifest.calibration)
+    fixed = Fixed(manifest.labels, manifest.icl_examples, manifest.calibration, manifest.output_schema)
     adapter = None if manifest.weights.merged else str(folder / "adapter")
     return ServedModel(export_config(manifest, folder), fixed, manifest.thresholds, adapter, manifest)
 

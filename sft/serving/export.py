@@ -79,6 +79,7 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
             icl_drawn_per_input=drawn_per_input(config),
             calibration=fixed.calibration,
             thresholds=finished.results.thresholds,
+            output_schema=fixed.schema,
             source=Source(
                 run=str(finished.run.folder),
                 experiment=finished.run.name,

@@ -12,8 +12,8 @@ The run's resolved config is kept whole (`config`): the prompt settings (instruc
 template, truncation), `inference` (batch size, normalization, generation arguments, `icl_examples`)
 and the model options all come from it, and its hash must equal `source.config_hash`. What the run
 fitted on its data is recorded beside it: the fixed in-context examples, the calibration (method,
-prior, gamma) and the multilabel thresholds. A folder whose files are missing or disagree with the
-manifest is refused with every problem listed, before any model loads.
+prior, gamma), the multilabel thresholds and a structured task's JSON Schema. A folder whose files are
+missing or disagree with the manifest is refused with every problem listed, before any model loads.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class Manifest(Strict, Record):
 
     FILE: ClassVar[str] = MANIFEST
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_format_version}
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset({"output_schema"})
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     task_type: TaskType = Field(description="`dataset.task_type` of the run.")
@@ -98,6 +99,10 @@ class Manifest(Strict, Record):
         default=None, description="results.json's calibration: method, prior, gamma."
     )
     thresholds: dict[str, float] | None = Field(default=None, description="Multilabel: each label's threshold.")
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured: the JSON Schema every answer fits and is decoded under (results.json's).",
+    )
     source: Source = Field(description="The run the export came from.")
 
     @model_validator(mode="after")

@@ -79,7 +79,7 @@ def drawn_per_input(config: ExperimentConfig) -> bool:
 
 
 def fixed_of(finished: FinishedRun, task: Any) -> Fixed:
-    """What the run fixed: its labels, its calibration's fitted parameters, and the in-context examples of
+    """What the run fixed: its labels, its calibration's fitted parameters, its schema, and the in-context examples of
     its fixed draw (the first draw when it drew per input: the export shows those before every input)."""
     config, results = finished.config, finished.results
     examples: list[dict[str, Any]] = []
@@ -95,4 +95,4 @@ def fixed_of(finished: FinishedRun, task: Any) -> Fixed:
                 "The run drew in-context examples per test input; every new input gets the first draw, so "
                 "probabilities differ from the run's predictions.jsonl (set inference.icl_fixed to export exactly)"
             )
-    return Fixed(results.labels, examples, results.calibration)
+    return Fixed(results.labels, examples, results.calibration, results.output_schema)

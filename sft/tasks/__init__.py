@@ -1,4 +1,4 @@
-"""Tasks: one module per task type (classification, multilabel, generation), each a module-level
+"""Tasks: one module per task type (classification, multilabel, generation, structured), each a module-level
 object implementing `sft.tasks.base.Task`. `task_for` is the one place that picks a task; a fourth
 task is one new module and one line here. Importing this package imports no torch."""
 
@@ -10,11 +10,12 @@ from sft.tasks.base import Prediction, Scores, Task
 from sft.tasks.classification import CLASSIFICATION
 from sft.tasks.generation import GENERATION
 from sft.tasks.multilabel import MULTILABEL
+from sft.tasks.structured import STRUCTURED
 
 if TYPE_CHECKING:
     from sft.config import ExperimentConfig
 
-TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, MULTILABEL, GENERATION)}
+TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, MULTILABEL, GENERATION, STRUCTURED)}
 
 __all__ = ["TASKS", "Prediction", "Scores", "Task", "task_for", "task_named"]
 

@@ -75,10 +75,19 @@ class Task(Protocol):
     report_plots: frozenset[str]  # per-experiment plots that apply ("confusion", "reliability")
     generative_predictor: str  # the predictor of the generative mode (sft.predictors)
     head: HeadObjective | None  # a classification head's objective; None: no head mode (the checks refuse one)
+    structured_output: bool  # answers are JSON objects under a schema (the structured section's schema settings)
 
     def tunes_thresholds(self, inference: InferenceConfig) -> bool:
         """Whether predicting tunes decision thresholds on a validation split (so the experiment reads one
         even when training does not evaluate)."""
+
+    def reads_train_split(self, config: ExperimentConfig) -> bool:
+        """Whether the task itself needs the training split (a structured task infers its schema from the
+        training targets), beyond what shots, in-context examples and calibration need."""
+
+    def output_schema(self, config: ExperimentConfig, splits: Sequence[Dataset]) -> dict[str, Any] | None:
+        """The JSON Schema every answer fits (a structured task: configured or inferred from the first of
+        `splits`, read by `read_split`); None for a task without one."""
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         """The split with its output column as the task keeps it."""

@@ -80,8 +80,16 @@ class Classification:
     generative_predictor = "label_scoring"
     head: HeadObjective | None = SingleLabelHead()
 
+    structured_output = False
+
     def tunes_thresholds(self, inference: InferenceConfig) -> bool:
         return False  # the argmax decides
+
+    def reads_train_split(self, config: ExperimentConfig) -> bool:
+        return False
+
+    def output_schema(self, config: ExperimentConfig, splits: Sequence[Dataset]) -> None:
+        return None
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         from datasets import Value

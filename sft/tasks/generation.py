@@ -27,8 +27,16 @@ class Generation:
     generative_predictor = "generation"
     head: HeadObjective | None = None  # a classification head cannot generate (the config checks say so)
 
+    structured_output = False
+
     def tunes_thresholds(self, inference: InferenceConfig) -> bool:
         return False
+
+    def reads_train_split(self, config: ExperimentConfig) -> bool:
+        return False
+
+    def output_schema(self, config: ExperimentConfig, splits: Sequence[Dataset]) -> None:
+        return None
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         return split

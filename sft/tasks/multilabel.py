@@ -89,9 +89,17 @@ class Multilabel:
     generative_predictor = "label_set_scoring"
     head: HeadObjective | None = MultiLabelHead()
 
+    structured_output = False
+
     def tunes_thresholds(self, inference: InferenceConfig) -> bool:
         """'global' and 'per_label' are tuned on a validation split; a number is fixed."""
         return isinstance(inference.thresholds, str)
+
+    def reads_train_split(self, config: ExperimentConfig) -> bool:
+        return False
+
+    def output_schema(self, config: ExperimentConfig, splits: Sequence[Dataset]) -> None:
+        return None
 
     def read_split(self, split: Dataset, column: str, labels: list[str] | None) -> Dataset:
         def order(value: list) -> list[str]:
