@@ -26,8 +26,7 @@ from typing import Any
 from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, parse_config
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
-from sft.config.schema import LoraSection
-from sft.config.schema import StructuredConfig
+from sft.config.schema import LoraSection, StructuredConfig
 from sft.data.splits import data_problems, load_splits
 from sft.data.targets import with_target_fields
 from sft.evaluation.metrics import METRICS
