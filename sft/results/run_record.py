@@ -22,6 +22,12 @@ _ADDED_BEFORE_VERSIONING = (
 )  # fmt: skip
 
 
+def _absent(value: Any) -> bool:
+    """Fields added after a file's format was fixed are left out when null, so a file written before them
+    reads and writes back unchanged."""
+    return value is None
+
+
 class Timings(BaseModel):
     """Wall-clock seconds the run spent."""
 
@@ -46,7 +52,8 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
-    so its presence means the run finished. Every key is always present (null when it does not apply)."""
+    so its presence means the run finished. Every key is always present (null when it does not apply), except
+    the adapter-cost keys added later, left out when null."""
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}
@@ -100,3 +107,25 @@ class ResultsRecord(Record):
     )
     finished_at: str | None = Field(description="When the run finished (ISO 8601, UTC).")
     config: dict[str, Any] = Field(description="The run's resolved config: every section, every default filled in.")
+    # The adapter's cost (fields added with defaults: a file written before them reads as null).
+    adapter_method: str | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="`lora.method` of the adapter the run predicted with; absent without one.",
+    )
+    trainable_parameters: int | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Parameters the adapter trained (the head's included in head mode); absent without one.",
+    )
+    adapter_bytes: int | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The adapter's weights on disk (adapter_model.* files), in bytes; absent without one.",
+    )
+    seconds_per_step: Number | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The trainer's wall-clock seconds per optimizer step (evaluations during training included); "
+        "absent without training statistics.",
+    )

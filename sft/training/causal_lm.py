@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
-from peft import LoraConfig
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from sft.config import ExperimentConfig
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
+from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
+from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -54,14 +55,16 @@ def train_adapter(
     selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
+    arguments = SFTConfig(**trainer_arguments(config, run_folder, seed))
+    adapter = peft_config(config.lora, total_steps=planned_steps(arguments, len(examples)))
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(**trainer_arguments(config, run_folder, seed)),
+        args=arguments,
         train_dataset=Dataset.from_list(examples),
         eval_dataset=validation,
         processing_class=tokenizer,
-        peft_config=LoraConfig(**config.lora.peft_kwargs()),
-        callbacks=[selection] if selection is not None else None,
+        peft_config=adapter,
+        callbacks=[*([selection] if selection is not None else []), *adapter_callbacks(config.lora)] or None,
     )
     initial = keep_initial_adapter(trainer.model, run_folder)
     # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from datasets import Dataset
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from sft.config import ConfigError, ExperimentConfig
+from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
+from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.common import Trained, run_trainer, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -112,17 +114,19 @@ def train_head(
     selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices and the new head are drawn from the global RNG.
     set_seed(seed)
-    model = get_peft_model(model, LoraConfig(**{**config.lora.peft_kwargs(), "task_type": "SEQ_CLS"}))
+    arguments = TrainingArguments(**training_arguments(config, run_folder, seed))
+    adapter = peft_config(config.lora, "SEQ_CLS", planned_steps(arguments, len(train_set)))
+    model = get_peft_model(model, adapter)
     apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
-    log.info("Training the head and LoRA on %d examples", len(train_set))
+    log.info("Training the head and the %s adapter on %d examples", config.lora.method, len(train_set))
     loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
     trainer = _trainer_class()(
         model=model,
-        args=TrainingArguments(**training_arguments(config, run_folder, seed)),
+        args=arguments,
         train_dataset=train_set,
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         loss_function=loss,
-        callbacks=[selection] if selection is not None else None,
+        callbacks=[*([selection] if selection is not None else []), *adapter_callbacks(config.lora)] or None,
     )
     return run_trainer(trainer, len(train_set), selection=selection)
