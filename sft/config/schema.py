@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
+from sft.config.adapters import ADAPTERS, DEFAULT_METHOD, adapter_traits, owners
+from sft.registry import did_you_mean
+
 TaskType = Literal["classification", "generation", "multilabel", "structured"]
 # The seed of a single run when none is given (`--random-seed`, `run-experiments` without --seeds).
 DEFAULT_SEED = 42
@@ -224,10 +227,18 @@ class ModelConfig(Section):
 
 
 class LoraSection(BaseModel):
-    """Arguments of peft.LoraConfig. The usual ones are typed here; any other LoraConfig field is accepted
-    and checked against peft by `sft.experiment.checks` (it costs a peft import, so it is not done here)."""
+    """The adapter: `method` names a PEFT method (`sft.config.adapters`, LoRA by default) and the other keys
+    are arguments of its PEFT config class. The usual ones are typed here; any other field of that class is
+    accepted and checked against peft by `sft.experiment.checks` (it costs a peft import, so it is not done
+    here)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+
+    method: str = Field(
+        DEFAULT_METHOD,
+        description="The PEFT adapter method: lora, rslora, dora, adalora, loha, lokr, vera, ia3, oft, boft, "
+        "prompt_tuning or prefix_tuning (see docs/adapters.md); the other lora keys are that method's arguments.",
+    )
 
     task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = Field("CAUSAL_LM", description="Set by sft from model.head.")
     r: int = Field(8, ge=1, description="The rank of the LoRA update.")
@@ -252,6 +263,41 @@ class LoraSection(BaseModel):
     use_rslora: bool = Field(False, description="Rank-stabilized LoRA: scale by lora_alpha / sqrt(r).")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved with the adapter.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in ADAPTERS:
+            raise ValueError(
+                f"unknown adapter method {value!r}{did_you_mean(value, ADAPTERS)}; choose from {', '.join(ADAPTERS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_the_method(self) -> LoraSection:
+        # Only non-default values count, as in the config hash: a spelled-out default means what leaving it
+        # out means (a resolved config.json read back lists every field).
+        traits = adapter_traits(self.method)
+        initializer = self.init_lora_weights
+        if not traits.low_rank_pair and initializer is not True:
+            raise ValueError(
+                f"init_lora_weights {initializer!r} initializes LoRA's low-rank A/B pair, which {traits.label} "
+                f"(method {self.method!r}) does not have; use method lora, rslora or dora, or remove init_lora_weights"
+            )
+        foreign = sorted(
+            name
+            for name, info in LoraSection.model_fields.items()
+            if name not in ("method", "task_type", "init_args", "init_lora_weights")
+            and name not in traits.typed
+            and getattr(self, name) != info.get_default(call_default_factory=True)
+        )
+        if foreign:
+            described = "; ".join(f"{name} belongs to {', '.join(owners(name))}" for name in foreign)
+            raise ValueError(
+                f"method {self.method!r} does not take {', '.join(foreign)} ({described}); remove "
+                f"{'them' if len(foreign) > 1 else 'it'} or choose one of those methods"
+            )
+        return self
 
     @field_validator("init_lora_weights")
     @classmethod
@@ -280,9 +326,18 @@ class LoraSection(BaseModel):
         return value if isinstance(value, str) and not peft_initialization(value) else None
 
     def peft_kwargs(self) -> dict[str, Any]:
-        """peft.LoraConfig arguments. An sft initializer starts from PEFT's default (B = 0) and is applied to
-        the PEFT model afterwards (sft.model.initialization.apply)."""
-        kwargs = self.model_dump(exclude={"init_args"})
+        """The arguments of the method's PEFT config class: the typed fields the method takes (with sft's
+        defaults: r is 8 for every method), the method's own default targets when target_modules is left
+        out, the defaults PEFT leaves unset, and the extra keys. An sft initializer starts
+        from PEFT's default (B = 0) and is applied to the PEFT model afterwards (sft.model.initialization.apply)."""
+        traits = adapter_traits(self.method)
+        if not traits.low_rank_pair:
+            kwargs = self.model_dump(include={"task_type", *traits.typed})
+            default = LoraSection.model_fields["target_modules"].default
+            if "target_modules" in traits.typed and self.target_modules == default:  # as if left out
+                kwargs["target_modules"] = traits.default_targets
+            return traits.defaults | kwargs | dict(self.model_extra or {}) | traits.fixed
+        kwargs = self.model_dump(exclude={"init_args", "method"}) | traits.fixed
         value = self.init_lora_weights
         if self.custom_initializer:
             kwargs["init_lora_weights"] = True

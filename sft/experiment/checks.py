@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, parse_config
+from pydantic import TypeAdapter, ValidationError
+
+from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, LoraSection, parse_config
+from sft.config.adapters import ADAPTERS, adapter_traits
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
 from sft.config.schema import LoraSection, StructuredConfig
@@ -32,7 +36,7 @@ from sft.data.targets import with_target_fields
 from sft.evaluation.metrics import METRICS
 from sft.model.initialization.registry import INITIALIZERS
 from sft.model.quantization import quantization_problems
-from sft.predictors import predictor_name, traits_of
+from sft.predictors import Traits, predictor_name, traits_of
 from sft.registry import did_you_mean, resolve
 from sft.scoring.registry import CALIBRATIONS
 from sft.search.space import space_problems
@@ -107,6 +111,8 @@ def mode_problems(config: ExperimentConfig) -> list[str]:
             f"lora.init_lora_weights: {lora.init_lora_weights!r} rewrites the base weights, which head mode "
             "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
         )
+    if lora is not None:
+        problems += method_problems(config, chosen)
     if lora is not None and lora.task_type == "SEQ_CLS" and chosen.lora_task_type != "SEQ_CLS":
         problems.append('lora.task_type: SEQ_CLS needs model.head: "classification" (sft sets it in head mode)')
     return problems
@@ -137,6 +143,34 @@ def structured_problems(config: ExperimentConfig) -> list[str]:
         problems.append(
             f"structured.{constrained[0]}: constrains generated answers; only task_type generation (or structured) "
             "generates, so remove it"
+        )
+    return problems
+
+
+def method_problems(config: ExperimentConfig, chosen: Traits) -> list[str]:
+    """What the adapter method cannot carry: the predictor's classification head or its trainer (the
+    predictor's `chosen` traits), a 4/8-bit base (the method's traits say)."""
+    assert config.lora is not None
+    traits = adapter_traits(config.lora.method)
+    fits = [name for name in ADAPTERS if adapter_traits(name).quantized]
+    problems = []
+    if chosen.head and not traits.head:
+        heads = [name for name in ADAPTERS if adapter_traits(name).head]
+        problems.append(
+            f"lora.method: {traits.label} cannot carry a classification head (PEFT needs a model that returns a KV "
+            f"cache, which a sequence-classification model does not); choose one of {', '.join(heads)} or remove "
+            "model.head"
+        )
+    if config.trains and chosen.trainer_arguments.startswith("trl.") and not traits.sft_trainer:
+        problems.append(
+            f"lora.method: {traits.label} cannot be trained by TRL's SFTTrainer in generative mode (its fused "
+            "LM-head forward runs without the KV cache that holds the learned prefix); use prompt_tuning, or "
+            'model.head: "classification"'
+        )
+    if config.model.quantization is not None and config.trains and not traits.quantized:
+        problems.append(
+            f"lora.method: PEFT has no {traits.label} layers for quantized bases (model.quantization); choose one "
+            f"of {', '.join(fits)} or load the model unquantized"
         )
     return problems
 
@@ -183,10 +217,53 @@ RESERVED_LORA_KEYS = {
 
 
 @cache
-def _lora_fields() -> frozenset[str]:
-    from peft import LoraConfig
+def _method_fields(method: str) -> frozenset[str]:
+    """The arguments of the method's PEFT config class that a config may set."""
+    cls = ADAPTERS.get(method)
+    return frozenset(field.name for field in dataclasses.fields(cls) if field.init) - RESERVED_LORA_KEYS
 
-    return frozenset(field.name for field in dataclasses.fields(LoraConfig)) - RESERVED_LORA_KEYS
+
+def adapter_problems(lora: LoraSection) -> list[str]:
+    """The `lora` section against the PEFT config class of its method: unknown keys (with the method that
+    owns one, or the closest name), values of the wrong type, and values the class refuses when built
+    (no model needed), each with its key path."""
+    method, traits = lora.method, adapter_traits(lora.method)
+    known = _method_fields(method)
+    problems = []
+    for key in lora.model_extra or {}:
+        if key in known:
+            continue
+        elsewhere = [name for name in ADAPTERS if name != method and key in _method_fields(name)]
+        if elsewhere:
+            problems.append(
+                f"lora.{key}: an argument of {', '.join(elsewhere)}, not of {traits.label} (method {method!r}); "
+                "remove it or change lora.method"
+            )
+        else:
+            problems += _unknown_keys([key], known, "lora", traits.peft_config.replace(":", "."))
+    if problems:
+        return problems
+    cls = ADAPTERS.get(method)
+    kwargs = lora.peft_kwargs()
+    hints = typing.get_type_hints(cls)
+    for key, value in (lora.model_extra or {}).items():
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError:
+            wanted = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
+            problems.append(f"lora.{key}: {value!r} is not a valid {wanted} (an argument of {traits.label})")
+        except Exception:  # a field type pydantic cannot check; construction decides
+            continue
+    if problems:
+        return problems
+    if traits.total_steps:
+        kwargs.setdefault("total_step", 1)  # sft fills the real one from the trainer's arguments
+    try:
+        cls(**kwargs)
+    except Exception as error:  # PEFT raises ValueError, TypeError... from __post_init__
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        return [f"lora: peft.{cls.__name__} refuses these settings (method {method!r}): {text}"]
+    return []
 
 
 @cache
@@ -243,8 +320,8 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
         task = task_for(config)
         traits = traits_of(predictor_name(config, task))
         found = []
-        if config.lora is not None and config.lora.model_extra:
-            found += _unknown_keys(config.lora.model_extra, _lora_fields(), "lora", "peft.LoraConfig")
+        if config.lora is not None:
+            found += adapter_problems(config.lora)
         if config.training is not None and config.training.trainer_args:
             fields = _init_fields(traits.trainer_arguments)
             found += _unknown_keys(

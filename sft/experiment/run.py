@@ -285,4 +285,15 @@ def results_record(
         versions=versions(),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config.resolved(),
+        adapter_method=config.lora.method if used.path is not None and config.lora is not None else None,
+        trainable_parameters=(used.training or {}).get("trainable_parameters"),
+        adapter_bytes=adapter_bytes(used.path),
+        seconds_per_step=(used.training or {}).get("seconds_per_step"),
     )
+
+
+def adapter_bytes(folder: str | None) -> int | None:
+    """The size of an adapter's weight files (adapter_model.safetensors or .bin), or None without one."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    return sum(path.stat().st_size for path in Path(folder).glob("adapter_model.*")) or None

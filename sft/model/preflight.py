@@ -19,11 +19,13 @@ import torch
 from accelerate import init_empty_weights
 from huggingface_hub import constants, try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 from transformers.quantizers.base import get_keys_to_not_convert
 
 from sft.config import ConfigError, LoraSection, ModelConfig
+from sft.config.adapters import adapter_traits
+from sft.model.adapters import peft_config
 from sft.model.loading import load_tokenizer, resolve_device
 
 T = TypeVar("T")
@@ -166,13 +168,13 @@ def structure_problems(
 
 
 def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = None) -> list[str]:
-    """Apply the LoRA config to the meta skeleton the way training will (PEFT's default initialization:
-    data-driven ones need weights), so unknown target modules are named before any weight loads."""
-    kwargs = {**lora.peft_kwargs(), "init_lora_weights": True}
-    if task_type:
-        kwargs["task_type"] = task_type
+    """Apply the adapter config (`lora.method`) to the meta skeleton the way training will (LoRA with PEFT's
+    default initialization: data-driven ones need weights), so unknown target modules are named before
+    any weight loads."""
+    if adapter_traits(lora.method).low_rank_pair:
+        lora = lora.model_copy(update={"init_lora_weights": True})
     try:
-        get_peft_model(meta_model, LoraConfig(**kwargs))
+        get_peft_model(meta_model, peft_config(lora, task_type or None))
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         text = _first_line(error)
         if "target" in text.lower():

@@ -78,6 +78,10 @@ def result_row(results: ResultsRecord, folder: str) -> dict[str, Any]:
         "test_hash": results.test_hash,  # None before it was recorded: the report hashes the predictions
         "n_shots": results.n_shots,
         "train_seconds": timings.train_seconds,
+        # the adapter's cost (null in files written before they were recorded)
+        "trainable_parameters": results.trainable_parameters,
+        "adapter_bytes": results.adapter_bytes,
+        "seconds_per_step": results.seconds_per_step,
         "inference_seconds": timings.inference_seconds,
         "total_seconds": timings.total_seconds,
         "folder": folder,

@@ -15,6 +15,12 @@ from sft.results.records import Record
 Number = int | float  # a union keeps an integer an integer (0, not 0.0) in the file
 
 
+def _absent(value: Any) -> bool:
+    """Fields added after a file's format was fixed are left out when null, so a file written before them
+    reads and writes back unchanged."""
+    return value is None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +63,13 @@ class Row(_Strict):
     train_seconds: Number | None = Field(description="Seconds this run spent training.")
     inference_seconds: Number | None = Field(description="Seconds spent scoring the test split.")
     total_seconds: Number | None = Field(description="Seconds the run took.")
+    trainable_parameters: int | None = Field(
+        default=None, exclude_if=_absent, description="Parameters the adapter trained."
+    )
+    adapter_bytes: int | None = Field(
+        default=None, exclude_if=_absent, description="The adapter's weight files on disk, in bytes."
+    )
+    seconds_per_step: Number | None = Field(default=None, exclude_if=_absent, description="Seconds per training step.")
     folder: str = Field(description="The run folder, relative to the results folder: `<experiment>/seed-<n>`.")
     thresholds: dict[str, float] | None = Field(description="Multilabel: each label's threshold.")
     threshold_source: str | dict[str, Any] | None = Field(description="Multilabel: what the thresholds were tuned on.")

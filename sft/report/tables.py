@@ -158,6 +158,7 @@ def experiment_table(
     best = {metric: best_lines(cells, higher_is_better(metric)) for metric, cells in columns.items()}
     selected = any(row.get("selection") for row in rows)
     measured = any(row.get("tokens_per_second") is not None for row in rows)
+    costed = any(row.get("trainable_parameters") is not None for row in rows)
     lines = []
     for index, name in enumerate(order):
         first = by_experiment[name][0]["settings"]
@@ -173,9 +174,31 @@ def experiment_table(
             [name, *(setting_text(first.get(key)) for key in settings), str(len(folders)), *cells]
             + (selection_cells(by_experiment[name]) if selected else [])
             + (training_cells(by_experiment[name]) if measured else [])
+            + (adapter_cells(by_experiment[name]) if costed else [])
         )
     header = ["experiment", *settings, "n", *metrics]
-    return header + (list(SELECTION_COLUMNS) if selected else []) + (list(TRAINING_COLUMNS) if measured else []), lines
+    extra = (
+        (list(SELECTION_COLUMNS) if selected else [])
+        + (list(TRAINING_COLUMNS) if measured else [])
+        + (list(ADAPTER_COLUMNS) if costed else [])
+    )
+    return header + extra, lines
+
+
+# Columns of the experiment table when runs recorded their adapter's cost (results.json fields).
+ADAPTER_COLUMNS = ("trainable params", "adapter MB", "s/step")
+
+
+def adapter_cells(rows: list[dict[str, Any]]) -> list[str]:
+    """Trainable parameters, the adapter's size on disk and seconds per training step (means over seeds)."""
+    parameters = Stats.of([row.get("trainable_parameters") for row in rows])
+    size = Stats.of([row["adapter_bytes"] / 1e6 if row.get("adapter_bytes") else None for row in rows])
+    step = Stats.of([row.get("seconds_per_step") for row in rows])
+    return [
+        f"{parameters.mean:,.0f}" if parameters else NONE_TEXT,
+        f"{size.mean:.2f}" if size else NONE_TEXT,
+        f"{step.mean:.3f}" if step else NONE_TEXT,
+    ]
 
 
 # Columns of the experiment table when some run selected its adapter on validation during training.

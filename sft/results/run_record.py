@@ -46,12 +46,17 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
-    so its presence means the run finished. Every key is always present (null when it does not apply), but
-    `output_schema`, written by structured runs only."""
+    so its presence means the run finished. Every key is always present (null when it does not apply), except
+    the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs) and the
+    adapter-cost keys.
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}
-    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset({"output_schema"})
+    # keys added after the format was fixed, left out when null so a file written before them reads and writes
+    # back unchanged
+    OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset(
+        {"output_schema", "adapter_method", "trainable_parameters", "adapter_bytes", "seconds_per_step"}
+    )
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
     experiment: str = Field(description="The experiment's name (the grid's key; the run folder's parent).")
@@ -109,3 +114,21 @@ class ResultsRecord(Record):
     )
     finished_at: str | None = Field(description="When the run finished (ISO 8601, UTC).")
     config: dict[str, Any] = Field(description="The run's resolved config: every section, every default filled in.")
+    # The adapter's cost (fields added with defaults: a file written before them reads as null).
+    adapter_method: str | None = Field(
+        default=None,
+        description="`lora.method` of the adapter the run predicted with; absent without one.",
+    )
+    trainable_parameters: int | None = Field(
+        default=None,
+        description="Parameters the adapter trained (the head's included in head mode); absent without one.",
+    )
+    adapter_bytes: int | None = Field(
+        default=None,
+        description="The adapter's weights on disk (adapter_model.* files), in bytes; absent without one.",
+    )
+    seconds_per_step: Number | None = Field(
+        default=None,
+        description="The trainer's wall-clock seconds per optimizer step (evaluations during training included); "
+        "absent without training statistics.",
+    )

@@ -61,7 +61,8 @@ def brute_force_logprobs(
         for row, (_, _, ids, _) in enumerate(batch):  # right padding keeps positions 0..n-1
             input_ids[row, : len(ids)] = torch.tensor(ids)
             attention[row, : len(ids)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        # a prompt-tuning model returns logits for its virtual tokens too, before the sequence's own
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, -width:]
         for row, (p, l, ids, first) in enumerate(batch):
             # the token at position t is predicted by the logits at position t - 1
             logprobs = torch.log_softmax(logits[row, first - 1 : len(ids) - 1].float(), dim=-1)

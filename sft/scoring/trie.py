@@ -12,6 +12,10 @@ Per batch of prompts:
    in the trie, and their logits score every later label token. Large tries are processed in chunks; the
    cache is cropped back to the prompt after each chunk, so no label ever copies the prompt's cache.
 
+A prompt-learning adapter (prompt or prefix tuning) puts the same learned virtual tokens before every
+sequence: their keys and values are computed once (`virtual_prefix`) and every forward runs the base model
+after them, at positions shifted by their count, exactly as PEFT's own forward places them.
+
 Labels are tokenized as they follow each prompt (see `sft.scoring.label_tokens.split_continuation`). When a label merges
 with the prompt's last tokens, that prompt's context is cut where its earliest label starts, and the cut
 prompt tokens become unscored tokens at the top of that prompt's label sequences, so the trie holds them.
@@ -73,6 +77,26 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
+def virtual_prefix(model: Any) -> tuple[Any, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+    """(the model the scorer runs, the per-layer keys and values of its virtual tokens with batch size 1):
+    for a PEFT prompt-learning model the base model and its virtual tokens' cache (prompt tuning: the base
+    model run over the learned embeddings; prefix tuning: the learned keys and values themselves), else
+    (`model`, None)."""
+    active = getattr(model, "active_peft_config", None)
+    if not getattr(active, "is_prompt_learning", False):
+        return model, None
+    base = model.get_base_model()
+    prompt = model.get_prompt(batch_size=1)
+    if isinstance(prompt, torch.Tensor):  # prompt tuning: embeddings of the virtual tokens
+        count = prompt.shape[1]
+        output = base(
+            inputs_embeds=prompt.to(_mask_dtype(base)), position_ids=torch.arange(count)[None].to(prompt.device),
+            use_cache=True,
+        )  # fmt: skip
+        prompt = output.past_key_values
+    return base, [(layer.keys, layer.values) for layer in prompt.layers]
+
+
 class TrieScorer:
     """Scores the planned prompts of one `label_logprobs` call; see the module docstring."""
 
@@ -83,7 +107,9 @@ class TrieScorer:
         shared_prefix: bool = True,
         trie_chunk: int | None = None,
     ):
-        self.model = model
+        self.model, self.virtual = virtual_prefix(model)
+        # positions and mask columns the virtual tokens take before every sequence
+        self.offset = self.virtual[0][0].shape[2] if self.virtual is not None else 0
         self.pad_id = pad_id
         self.device = next(model.parameters()).device
         self.dtype = _mask_dtype(model)
@@ -92,7 +118,20 @@ class TrieScorer:
         self.prefix: list[int] = []
         self.prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
+    def _cache(self, batch: int, layers: list[tuple[torch.Tensor, torch.Tensor]] | None) -> Any:
+        """A cache holding `layers` (batch size 1) viewed across `batch` rows, or None."""
+        if layers is None:
+            return None
+        # expand() views the one-prompt cache across the batch without copying it
+        return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+                                            for k, v in layers])  # fmt: skip
+
     def _forward(self, input_ids: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor, **kwargs: Any) -> Any:
+        if self.offset:  # every query also sees the virtual tokens, which sit before position 0
+            allowed = torch.cat([allowed.new_ones(*allowed.shape[:-1], self.offset), allowed], dim=-1)
+            positions = positions + self.offset
+            if kwargs.get("past_key_values") is None:
+                kwargs["past_key_values"] = self._cache(input_ids.shape[0], self.virtual)
         return self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=_additive(allowed, self.dtype)[:, None].to(self.device),
@@ -116,6 +155,7 @@ class TrieScorer:
         ids = torch.tensor([self.prefix])
         allowed = torch.ones(1, length, length, dtype=torch.bool).tril_()
         output = self._forward(ids, allowed, torch.arange(length)[None], logits_to_keep=1)
+        # with virtual tokens, the cache holds them first: `_forward` then adds no second copy
         self.prefix_cache = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
 
     def score_batch(self, plans: list[PromptPlan]) -> list[list[tuple[list[float], int]]]:
@@ -134,11 +174,7 @@ class TrieScorer:
         allowed = real[:, None, :] & causal[None]
         # positions count real tokens only, so they equal those of an unpadded run
         positions = (shared + real[:, shared:].long().cumsum(-1) - 1).clamp_(min=0)
-        cache = None
-        if self.prefix_cache is not None:
-            # expand() views the one-prompt prefix cache across the batch without copying it
-            cache = DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
-                                                 for k, v in self.prefix_cache])  # fmt: skip
+        cache = self._cache(batch, self.prefix_cache)
         output = self._forward(ids, allowed, positions, past_key_values=cache, logits_to_keep=1)
         first = torch.log_softmax(output.logits[:, -1].float(), dim=-1).cpu()
         trie = Trie(plans)

@@ -5,7 +5,8 @@ base is loaded unquantized for the merge (merging into quantized weights would r
 away), so a merged export of a quantized run is a full-precision model whose probabilities can differ
 slightly from the quantized run's. `merge=False` keeps the adapter beside a reference to the base
 (`adapter/`, and the base's quantization settings in the config). The manifest (`sft.serving.manifest`)
-records everything else inference needs. The folder is built under a temporary name and renamed into
+records everything else inference needs. An adapter method that cannot merge (prompt and prefix tuning:
+`sft.config.adapters`) is always exported unmerged. The folder is built under a temporary name and renamed into
 place once it validates, so OUT is either complete or absent.
 """
 
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from sft.config import ConfigError
+from sft.config.adapters import adapter_traits
 from sft.predictors import predictor_for, predictor_name
 from sft.predictors.base import quiet_libraries
 from sft.serving.manifest import Manifest, Source, Weights, read_manifest, write_manifest
@@ -47,6 +49,11 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
         raise ConfigError(
             [f"{finished.run.folder}: --no-merge needs an adapter, and this run used the base model alone"]
         )
+    if merge and adapter is not None and config.lora is not None and not adapter_traits(config.lora.method).merges:
+        log.info(
+            "%s adapters cannot be merged into the base weights: exporting the adapter unmerged", config.lora.method
+        )
+        merge = False
     quantized = config.model.quantization is not None
     load_config = config
     if merge and quantized:

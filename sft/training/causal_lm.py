@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
-from peft import LoraConfig
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.config import ExperimentConfig
+from sft.config.adapters import adapter_traits
 from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
+from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.batching import PADDED_BATCHES, PADDING_FREE, Batching, counting_trainer, padding_free_attention
+from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -92,7 +94,10 @@ def prepare_trainer(
             training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)
         )
     loaded_attention = model.config._attn_implementation
-    attention = padding_free_attention(model, config.training.batching)
+    # A prompt-learning method prepends its virtual tokens to a whole row, not to each example packed in it:
+    # such methods train on padded batches.
+    packs = not adapter_traits(config.lora.method).virtual_tokens
+    attention = padding_free_attention(model, config.training.batching) if packs else None
     if attention is not None:
         model.set_attn_implementation(attention)
     selection = selection_callback(selector, loaded_attention) if selector is not None else None
@@ -104,17 +109,19 @@ def prepare_trainer(
     batching = Batching(PADDING_FREE if attention else PADDED_BATCHES, model.config._attn_implementation)
     # LoRA matrices are drawn from the global RNG when the trainer wraps the model.
     set_seed(seed)
-    arguments = trainer_arguments(config, run_folder, seed)
-    send_tensorboard_to(arguments, run_folder)
+    argument_values = trainer_arguments(config, run_folder, seed)
+    send_tensorboard_to(argument_values, run_folder)
+    arguments = SFTConfig(**argument_values)
+    adapter = peft_config(config.lora, total_steps=planned_steps(arguments, len(examples)))
     trainer = counting_trainer(SFTTrainer)(
         model=model,
-        args=SFTConfig(**arguments),
+        args=arguments,
         data_collator=collator,
         train_dataset=Dataset.from_list(examples),
         eval_dataset=validation,
         processing_class=tokenizer,
-        peft_config=LoraConfig(**config.lora.peft_kwargs()),
-        callbacks=[selection] if selection is not None else None,
+        peft_config=adapter,
+        callbacks=[*([selection] if selection is not None else []), *adapter_callbacks(config.lora)] or None,
     )
     initial = keep_initial_adapter(trainer.model, run_folder)
     # The trainer built the LoRA layers with PEFT's default init; an sft initializer overwrites them now.

@@ -97,6 +97,7 @@ def run_trainer(
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "world_size": int(trainer.args.world_size),  # > 1 under data-parallel `accelerate launch`
+        "seconds_per_step": float(result.metrics.get("train_runtime", 0.0)) / max(1, int(result.global_step)),
         "selection": chosen,
     }
     if batching is not None:
@@ -108,7 +109,7 @@ def run_trainer(
 def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
     """Save the untrained adapter when PEFT's initialization rewrote the base weights (pissa_residual,
     pissa_niter_<n>, olora), so `save_adapter` can express the trained one on the original base model."""
-    value = str(model.peft_config["default"].init_lora_weights).lower()
+    value = str(getattr(model.peft_config["default"], "init_lora_weights", "")).lower()
     # Only rank 0 saves (and so converts) the adapter; other data-parallel ranks must not write the folder.
     if not (value.startswith("pissa") or value == "olora") or not is_main_process():
         return None

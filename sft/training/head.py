@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from datasets import Dataset
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from sft.config import ConfigError, ExperimentConfig
+from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
 from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
+from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
@@ -123,22 +125,24 @@ def train_head(
     selection = selection_callback(selector) if selector is not None else None
     # LoRA matrices and the new head are drawn from the global RNG.
     set_seed(seed)
-    model = get_peft_model(model, LoraConfig(**{**config.lora.peft_kwargs(), "task_type": "SEQ_CLS"}))
+    argument_values = training_arguments(config, run_folder, seed)
+    send_tensorboard_to(argument_values, run_folder)
+    arguments = TrainingArguments(**argument_values)
+    adapter = peft_config(config.lora, "SEQ_CLS", planned_steps(arguments, len(train_set)))
+    model = get_peft_model(model, adapter)
     apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
-    log.info("Training the head and LoRA on %d examples", len(train_set))
+    log.info("Training the head and the %s adapter on %d examples", config.lora.method, len(train_set))
     loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
-    arguments = training_arguments(config, run_folder, seed)
     batching = head_batching(config, model.config._attn_implementation)
-    if arguments.get("train_sampling_strategy") != "group_by_length":
+    if argument_values.get("train_sampling_strategy") != "group_by_length":
         batching = Batching(PADDED_BATCHES, batching.attention)
-    send_tensorboard_to(arguments, run_folder)
     trainer = counting_trainer(_trainer_class())(
         model=model,
-        args=TrainingArguments(**arguments),
+        args=arguments,
         train_dataset=train_set,
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         loss_function=loss,
-        callbacks=[selection] if selection is not None else None,
+        callbacks=[*([selection] if selection is not None else []), *adapter_callbacks(config.lora)] or None,
     )
     return run_trainer(trainer, len(train_set), selection=selection, batching=batching)

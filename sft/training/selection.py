@@ -15,6 +15,7 @@ restored afterwards, so the kept adapter equals the adapter of the same training
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import random
@@ -166,6 +167,7 @@ def selection_callback(selector: Selector, scoring_attention: str | None = None)
             self.losses: list[tuple[int, float]] = []  # (step, mean train loss since the previous log)
             self.best: dict[str, Any] | None = None
             self.best_state: dict[str, Any] | None = None
+            self.best_ranks: Any = None
             self.since_best = 0
             self.stopped = False
             self.seconds = 0.0
@@ -219,6 +221,9 @@ def selection_callback(selector: Selector, scoring_attention: str | None = None)
                 self.best = {"step": point["step"], "epoch": point["epoch"], "value": value}
                 state_dict = get_peft_model_state_dict(model)
                 self.best_state = {key: tensor.detach().to("cpu", copy=True) for key, tensor in state_dict.items()}
+                # AdaLoRA's state dict is shaped by the rank pattern it fixes late in training: keep the one
+                # this state was taken under, so restoring it resizes the layers to match (or not at all)
+                self.best_ranks = copy.deepcopy(getattr(model.active_peft_config, "rank_pattern", None))
                 self.since_best = 0
             else:
                 self.since_best += 1
@@ -256,6 +261,8 @@ def selection_callback(selector: Selector, scoring_attention: str | None = None)
             for start, point in zip(starts, self.curve):
                 point["train_loss"] = self._train_loss(start, point["step"])
             if self.best_state is not None and self.best is not None and self.best["step"] != steps:
+                if hasattr(model.active_peft_config, "rank_pattern"):
+                    model.active_peft_config.rank_pattern = self.best_ranks
                 set_peft_model_state_dict(model, self.best_state)
                 best = self.best
                 log.info("Kept the adapter of step %d (%s %.4f)", best["step"], selector.metric, best["value"])

@@ -47,6 +47,7 @@ INSIDE = {
     "model.chat_template_from": {"model": {"name": "model", "chat_template_from": "other"}},
     "model.head": {"model": {"name": "model", "head": "classification"}},
     "lora.task_type": {"model": {"name": "model", "head": "classification"}, "lora": {"task_type": "SEQ_CLS"}},
+    "lora.method": {"lora": {"method": "loha"}},
     "lora.r": {"lora": {"r": 16}},
     "lora.lora_alpha": {"lora": {"lora_alpha": 32}},
     "lora.lora_dropout": {"lora": {"lora_dropout": 0.1}},
