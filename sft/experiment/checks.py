@@ -30,7 +30,7 @@ from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, Lora
 from sft.config.adapters import ADAPTERS, adapter_traits
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
-from sft.config.schema import LoraSection, StructuredConfig
+from sft.config.schema import StructuredConfig
 from sft.data.splits import data_problems, load_splits
 from sft.data.targets import with_target_fields
 from sft.evaluation.metrics import METRICS
@@ -337,7 +337,10 @@ def library_problems(configs: dict[str, ExperimentConfig]) -> list[str]:
             found += _integer_argument_problems(config, traits.trainer_arguments)
             lora_keys = [key.removeprefix("lora.") for key in config.search.space if key.startswith("lora.")]
             extra = [key for key in lora_keys if key not in LoraSection.model_fields]
-            found += _unknown_keys(extra, _lora_fields(), "search.space.lora", "peft.LoraConfig")
+            method = config.lora.method if config.lora is not None else "lora"
+            found += _unknown_keys(
+                extra, _method_fields(method), "search.space.lora", adapter_traits(method).peft_config.replace(":", ".")
+            )
         if traits.generates:
             found += _unknown_keys(
                 config.inference.generation_args, _generation_fields(), "inference.generation_args", "model.generate"

@@ -48,7 +48,7 @@ class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
     so its presence means the run finished. Every key is always present (null when it does not apply), except
     the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs) and the
-    adapter-cost keys.
+    adapter-cost keys."""
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}

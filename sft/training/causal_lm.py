@@ -22,8 +22,8 @@ from sft.data.prepare import ExperimentData
 from sft.data.prompts import ICLSampler, PromptBuilder, training_examples
 from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
-from sft.training.batching import PADDED_BATCHES, PADDING_FREE, Batching, counting_trainer, padding_free_attention
 from sft.training.adapters import adapter_callbacks, planned_steps
+from sft.training.batching import PADDED_BATCHES, PADDING_FREE, Batching, counting_trainer, padding_free_attention
 from sft.training.common import Trained, keep_initial_adapter, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 

@@ -21,8 +21,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from sft.config import ConfigError, ExperimentConfig
 from sft.model.adapters import peft_config
 from sft.model.initialization.apply import apply_configured_initializer
-from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
 from sft.training.adapters import adapter_callbacks, planned_steps
+from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
 from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments
 from sft.training.selection import Selector, selection_callback
 
