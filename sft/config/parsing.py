@@ -14,6 +14,18 @@ from sft.config.errors import ConfigError
 from sft.config.experiment import SECTIONS, ExperimentConfig
 from sft.registry import did_you_mean
 
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Settings as dotted keys (`lora.r`), the form grids, reports and trackers name them: nested dicts ->
+    {"a.b.c": leaf}; lists and other leaves are kept as they are."""
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(flatten(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
 COMMAND_SECTIONS = {
     # sections a command needs beyond dataset, model and prompting (which every config has)
     "train": ("lora", "training"),

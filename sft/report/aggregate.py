@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sft.report.collect import Collected, collect, flatten
+from sft.report.collect import Collected, collect
 from sft.report.document import AggregatedResults
 from sft.report.markdown import markdown, summary
 from sft.report.plots import draw_plots
@@ -31,7 +31,7 @@ from sft.results.layout import REPORT_FILES
 from sft.tracking.publish import GridTracking, open_grid
 from sft.tracking.settings import TrackingOptions
 
-__all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "flatten", "parse_plots", "varying_settings"]
+__all__ = ["PLOT_KINDS", "ReportOptions", "aggregate", "collect", "parse_plots", "varying_settings"]
 
 log = logging.getLogger(__name__)
 

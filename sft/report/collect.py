@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sft.config.grid import evaluate_file, raw_experiments
+from sft.config.parsing import flatten
 from sft.results.layout import Run, run_folders
 from sft.results.logs import tail
 from sft.results.records import RecordError
@@ -33,16 +34,6 @@ class Collected:
     failures: list[dict[str, Any]] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": leaf}; lists and other leaves are kept as they are."""
-    if isinstance(value, dict) and value:
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(flatten(inner, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
 
 
 def is_number(value: Any) -> bool:

@@ -11,21 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from sft.config import ExperimentConfig
-from sft.config.parsing import NO_DEFAULT, schema_default
+from sft.config.parsing import NO_DEFAULT, flatten, schema_default
 from sft.results.run_record import ResultsRecord
 
 MAX_PARAM_VALUE = 6000  # MLflow refuses longer param values
 _METRIC_CHARACTERS = re.compile(r"[^A-Za-z0-9_\-. /]")  # the characters MLflow allows in a metric key
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": leaf}; lists and other leaves are kept as they are."""
-    if isinstance(value, dict) and value:
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(flatten(inner, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
 
 
 def varying_keys(configs: Iterable[ExperimentConfig]) -> list[str]:

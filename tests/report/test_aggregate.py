@@ -28,7 +28,8 @@ from helpers.report import (
 from scipy.stats import t as scipy_t
 
 from sft.config import parse_config
-from sft.report.aggregate import ReportOptions, aggregate, collect, flatten, varying_settings
+from sft.config.parsing import flatten
+from sft.report.aggregate import ReportOptions, aggregate, collect, varying_settings
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CLASSIFICATION = "cardiffnlp/tweet_eval (sentiment) · classification"
