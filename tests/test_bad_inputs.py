@@ -16,7 +16,7 @@ from helpers import classification_config, merge, training_sections
 from typer.testing import CliRunner
 
 from sft.cli import app
-from sft.results.layout import FORKSERVER_LOG, REPORT_FILES
+from sft.results.layout import FORKSERVER_LOG, REPORT_FILES, TRACKING_STORE
 from sft.synthetic import sentiment_examples, write_splits
 
 
@@ -183,7 +183,7 @@ def test_an_experiment_named_like_the_report(tmp_path, results, base):
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("name", [FORKSERVER_LOG, "Forkserver.LOG", *REPORT_FILES])
+@pytest.mark.parametrize("name", [FORKSERVER_LOG, "Forkserver.LOG", *REPORT_FILES, TRACKING_STORE])
 def test_every_file_the_results_folder_keeps_is_a_reserved_experiment_name(tmp_path, results, base, name):
     (results / FORKSERVER_LOG).write_text("the fork server's log\n")
     run_grid(tmp_path, results, {"configs": {name: base}}, names=(repr(name), "reserved", "rename the experiment"))

@@ -35,7 +35,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+@-]{0,199}$")
 # the report's caches and plots or submitit's folder, cannot be experiment names at all.)
 REPORT_FILES = ("aggregated_results.json", "aggregated_results.csv", "aggregated_results.md")  # sft.report.aggregate
 FORKSERVER_LOG = "forkserver.log"  # the fork server's own output (sft.runner.forkserver)
-RESERVED_NAMES = frozenset(name.lower() for name in (*REPORT_FILES, FORKSERVER_LOG))
+TRACKING_STORE = "mlflow.db"  # the default MLflow store of a tracked grid (sft.tracking.settings)
+RESERVED_NAMES = frozenset(name.lower() for name in (*REPORT_FILES, FORKSERVER_LOG, TRACKING_STORE))
 
 
 def reserved(name: str) -> bool:

@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sft.results.layout import TRACKING_STORE
+
 TRACKERS = ("mlflow",)
-STORE_FILE = "mlflow.db"  # in the results folder root: the default tracking store
+STORE_FILE = TRACKING_STORE  # in the results folder root: the default tracking store (a reserved name)
 TRACKING_FOLDER = "_tracking"  # in the results folder root: the grid's record and the default store's artifacts
 ARTIFACTS_FOLDER = "artifacts"  # under TRACKING_FOLDER
 
