@@ -61,6 +61,22 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def space_text(study: Any) -> str:
+    """The searched space as the trials' distributions say (the report's tables leave `search.space` out)."""
+    found: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        found.update(trial.distributions)
+    parts = []
+    for key, distribution in found.items():
+        if hasattr(distribution, "choices"):
+            parts.append(f"`{key}` one of {', '.join(_value(choice) for choice in distribution.choices)}")
+        else:
+            scale = " (log scale)" if getattr(distribution, "log", False) else ""
+            step = f", step {_value(distribution.step)}" if getattr(distribution, "step", None) not in (None, 1) else ""
+            parts.append(f"`{key}` from {_value(distribution.low)} to {_value(distribution.high)}{scale}{step}")
+    return f"Space: {'; '.join(parts)}." if parts else "Space: no trial has been asked yet."
+
+
 def history_plot(path: Path, rows: list[dict[str, Any]], metric: str, maximize: bool, title: str) -> Path:
     """Each trial's validation value by trial number (pruned ones at their last report), and the best so far."""
     figure = _figure()
@@ -154,6 +170,7 @@ def _one_search(
         f"validation {record.metric} ({record.direction}). Study `{record.study}` in "
         f"`{folder.relative_to(root).as_posix()}`."
     )
+    lines += ["", space_text(study)]
     if record.chosen is not None:
         values = ", ".join(f"`{key}` = {_value(value)}" for key, value in record.chosen.items())
         lines += ["", f"Chosen (trial {record.best_trial}, validation {record.metric} {record.best_value:.4f}): "

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # The usual few-shot grid: model x adapter initialization x in-context examples, against shots.
 DEFAULT_PIVOT_ROWS = ("model.name", "model.head", "lora.init_lora_weights", "inference.icl_examples")
+# Dotted keys of a search space (`search.space.<field>.<distribution key>`), left out of the settings tables.
+SEARCH_SPACE = "search.space."
 DEFAULT_PIVOT_COLS = ("dataset.shots",)
 NONE_TEXT = "—"
 CELL_CHARACTERS = 80  # longer settings (a chat template, a long instruction) are cut in the Markdown
@@ -109,11 +111,13 @@ def constant_settings(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, int]]:
 def _setting_values(rows: list[dict[str, Any]]) -> dict[str, dict[Any, Any]]:
     """key -> {comparable form: value} of its distinct values. A section that is empty or absent in
     some runs (`lora` null in zero-shot runs, `dataset.args` {}) is left out where other runs have
-    keys inside it."""
+    keys inside it. A search's space is left out too: its distributions are no setting of the runs (their
+    chosen values are), and each search's section of the report shows its space."""
     values: dict[str, dict[Any, Any]] = {}
     for row in rows:
         for key, value in row["settings"].items():
-            values.setdefault(key, {}).setdefault(_comparable(value), value)
+            if not key.startswith(SEARCH_SPACE):
+                values.setdefault(key, {}).setdefault(_comparable(value), value)
     prefixes = {key.rsplit(".", i)[0] for key in values for i in range(1, key.count(".") + 1)}
     return {key: found for key, found in values.items() if key not in prefixes}
 

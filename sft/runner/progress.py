@@ -121,7 +121,9 @@ def print_plan(console: Any, rows: Sequence[tuple[Run, str, str]], adapters: dic
         table.add_row(run.name, str(run.seed), f"[{style}]{action}[/{style}]", reason, *role)
     console.print(table)
     would_run = sum(action == "run" for _, action, _ in rows)
-    console.print(f"{would_run} would run, {len(rows) - would_run} would be skipped; nothing was run.")
+    after = sum(action == "search" for _, action, _ in rows)
+    waits = f", {after} would run after their search" if after else ""
+    console.print(f"{would_run} would run{waits}, {len(rows) - would_run - after} would be skipped; nothing was run.")
 
 
 def print_trainings(console: Any, trainings: Sequence[Any]) -> None:

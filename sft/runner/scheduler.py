@@ -43,7 +43,7 @@ from sft.runner.progress import SKIPPED, Progress, print_plan, print_trainings
 from sft.runner.resume import RunLock, decide, locked_elsewhere, set_aside
 from sft.runner.sharing import Trainings, training_plan
 from sft.runner.statistics import StatisticsWorker
-from sft.search.driver import Searches, searched
+from sft.search.driver import Searches, chosen_config, searched
 
 POLL_SECONDS = 0.05
 
@@ -486,12 +486,31 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def searched_configs(
+    configs: dict[str, ExperimentConfig], results_path: Path
+) -> tuple[dict[str, ExperimentConfig], dict[str, str]]:
+    """Each experiment's config as its runs would use it (a finished search's chosen values set), and for the
+    searched experiments whose runs still wait for their search, what they wait for."""
+    effective, waiting = dict(configs), {}
+    for name, config in configs.items():
+        if config.search is not None:
+            found, waits = chosen_config(name, config, results_path)
+            effective[name] = found or config
+            if found is None:
+                waiting[name] = waits
+    return effective, waiting
+
+
 def plan(configs: dict[str, ExperimentConfig], results_path: Path, options: Options) -> list[tuple[Run, str, str]]:
     """(run, 'run' | 'skip', why) for every experiment/seed, touching nothing."""
+    effective, waiting = searched_configs(configs, results_path)
     rows = []
-    for name, config in configs.items():
+    for name, config in effective.items():
         for seed in options.seeds:
             run = Run(name, seed, results_path, options.share_training)
+            if name in waiting:
+                rows.append((run, "search", waiting[name]))
+                continue
             if locked_elsewhere(run.folder):
                 rows.append((run, "skip", "running in another runner"))
                 continue
@@ -515,7 +534,8 @@ def run_experiments(
         raise ConfigError(problems)
     if options.dry_run:
         rows = plan(configs, results_path, options)
-        trainings, roles = training_plan(configs, rows) if options.share_training else ([], {})
+        effective = searched_configs(configs, results_path)[0]
+        trainings, roles = training_plan(effective, rows) if options.share_training else ([], {})
         print_plan(console, rows, roles)
         print_trainings(console, trainings)
         return 0

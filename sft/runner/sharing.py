@@ -73,8 +73,8 @@ def training_plan(
     what it does about its adapter: 'trains <key>' or 'reuses <key>'."""
     users: dict[SharedAdapter, list[Run]] = {}
     for run, action, _ in rows:
-        shared = shared_adapter(configs[run.name], run)
-        if shared is not None and action == "run":
+        shared = shared_adapter(configs[run.name], run) if action == "run" else None
+        if shared is not None:
             users.setdefault(shared, []).append(run)
     trainings, roles = [], {}
     for shared, runs in users.items():

@@ -242,9 +242,29 @@ class Searches:
             search.ended(run, status)
 
 
+def chosen_config(name: str, config: ExperimentConfig, results_path: Path) -> tuple[ExperimentConfig | None, str]:
+    """The config a searched experiment's runs use, from its search record without opening the study (for
+    `--dry-run`): the config with the chosen values once its search (for this very config) has finished, else
+    None and what the runs wait for."""
+    path = search_folder(results_path, name) / SearchRecord.FILE
+    try:
+        record = SearchRecord.read(path)
+    except FileNotFoundError:
+        return None, f"after its search ({config.search.trials if config.search else 0} trials, not started)"
+    except (OSError, ValueError) as error:
+        return None, f"after its search ({path} unreadable: {error})"
+    if record.config_hash != config.config_hash():
+        return None, "after its search (the config changed since the last search: a new study)"
+    if not record.finished:
+        return None, f"after its search (in progress; {record.trials} trials asked)"
+    if record.chosen is None:
+        return None, "fails: its search finished without a completed trial"
+    return with_values(config, record.chosen), ""
+
+
 def searched(configs: dict[str, ExperimentConfig]) -> bool:
     """Whether any experiment of the grid declares a search."""
     return any(config.search is not None for config in configs.values())
 
 
-__all__ = ["Planned", "Search", "Searches", "searched", "storage", "trial_run"]
+__all__ = ["Planned", "Search", "Searches", "chosen_config", "searched", "storage", "trial_run"]

@@ -11,7 +11,10 @@ from helpers import classification_config, merge, training_sections
 
 from sft.config import parse_config
 from sft.results.states import StatusRecord
+from sft.runner.options import Options
+from sft.runner.scheduler import plan, searched_configs
 from sft.search.driver import Search
+from sft.search.space import with_values
 from sft.search.study import INTERRUPTED_ATTR, SearchRecord, TrialRecord, open_study
 
 SPACE = {"lora.r": {"type": "categorical", "choices": [2, 4, 8]},
@@ -81,3 +84,26 @@ def test_a_trial_tells_the_last_point_of_a_grid_without_stopping_anything(tmp_pa
         open_study(driver.folder, searched.search, marker.study, samples=False).tell(marker.number, 0.5)
     driver.next_check = 0.0
     assert [item.run.name for item in driver.more(lambda _: 1)] == ["exp"]
+
+
+def test_the_dry_run_plans_a_searched_experiment_with_its_chosen_values(tmp_path):
+    searched = config()
+    rows = plan({"exp": searched}, tmp_path, Options(seeds=[7]))
+    assert [(run.name, action) for run, action, _ in rows] == [("exp", "search")]
+    assert "not started" in rows[0][2]
+
+    search = Search("exp", searched, tmp_path, [7], share=True)
+    for item in search.more(lambda _: 3):
+        search.study.tell(TrialRecord.read(item.run.folder / TrialRecord.FILE).number, 0.5)
+    assert "in progress" in plan({"exp": searched}, tmp_path, Options(seeds=[7]))[0][2]
+    search.next_check = 0.0  # the runner would ask again after its poll interval
+    (final,) = search.more(lambda _: 3)  # the search finishes: its record holds the chosen values
+    effective, waiting = searched_configs({"exp": searched}, tmp_path)
+    chosen = SearchRecord.read(tmp_path / "_search" / "exp" / SearchRecord.FILE).chosen
+    assert waiting == {} and effective["exp"].config_hash() == with_values(searched, chosen).config_hash()
+    assert effective["exp"].config_hash() == final.config.config_hash() != searched.config_hash()
+    assert [(run.name, action, why) for run, action, why in plan({"exp": searched}, tmp_path, Options(seeds=[7]))] == [
+        ("exp", "run", "no results yet")
+    ]
+    changed = config(trials=2)
+    assert "config changed" in plan({"exp": changed}, tmp_path, Options(seeds=[7]))[0][2]

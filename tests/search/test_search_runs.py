@@ -15,6 +15,8 @@ from helpers import merge, training_sections
 from helpers.runner import fast_config, start_runner, status, tagged, wait_until, write_grid
 
 from sft.config import parse_config
+from sft.runner.options import Options
+from sft.runner.scheduler import plan
 from sft.search.driver import trial_run
 from sft.search.study import INTERRUPTED_ATTR, SearchRecord, open_study, search_folder
 
@@ -89,6 +91,8 @@ def test_a_killed_search_resumes_exactly_once_and_tests_only_the_chosen_configur
     assert chosen["training"]["trainer_args"]["learning_rate"] == record.chosen["training.trainer_args.learning_rate"]
     assert json.loads((final / "results.json").read_text())["experiment"] == "searched"
     assert status(results, "searched")["state"] == "done"
+    rows = plan({"searched": config}, results, Options(seeds=[42]))  # --dry-run knows the chosen config
+    assert [(action, why) for _, action, why in rows] == [("skip", "finished with the same config hash")]
 
     report = (results / "aggregated_results.md").read_text()
     assert "## Search: searched" in report and "interrupted (retried)" in report
