@@ -4,7 +4,7 @@ label, 5 seeds each, model selection on validation as in the early-stopping exam
 (etc/configs/jsonnet/tweet_emotion_early_stopping.jsonnet: its data, model, prompt and trainer settings).
 
     python benchmarks/adapters.py [--methods lora,dora,...] [--shots 16,64] [--seeds 1,2,3,4,5]
-        [--epochs 10] [--eval-examples 200] [--max-n-test N] [--results-path build/adapters]
+        [--epochs 10] [--eval-examples 200] [--max-n-test N] [--results-path build/adapters] [--tune-shots 16]
 
 Learning rates differ by method. Each method's rate is chosen per shot count on validation only: every
 candidate of the method (`LEARNING_RATES`) trains once on a tuning seed that is none of the evaluation
@@ -76,6 +76,9 @@ def configured(base: Any, method: str, shots: int, learning_rate: float, args: a
     training["trainer_args"] = {**training["trainer_args"], "num_train_epochs": args.epochs}
     training["trainer_args"]["learning_rate"] = learning_rate
     training["eval_examples"] = args.eval_examples
+    # Selection is on macro-F1 (the task's headline metric); the validation loss pass would double each
+    # evaluation's cost for a curve nothing chooses on.
+    training["eval_loss"] = False
     return parse_config(raw, f"{method}-{shots}")
 
 
@@ -92,7 +95,9 @@ def finished_or_run(config: Any, name: str, seed: int, root: Path) -> dict[str, 
 
 
 def chosen_rate(base: Any, method: str, shots: int, args: argparse.Namespace) -> tuple[float, dict[str, float]]:
-    """The candidate rate with the best validation macro-F1 on the tuning seed, and every candidate's."""
+    """The candidate rate with the best validation macro-F1 on the tuning seed, and every candidate's (at
+    `--tune-shots` when given, for every shot count)."""
+    shots = args.tune_shots or shots
     validation = {}
     for rate in LEARNING_RATES[method]:
         result = finished_or_run(
@@ -124,6 +129,12 @@ def main() -> None:
     parser.add_argument("--tune-seed", type=int, default=100, help="The seed learning rates are chosen on.")
     parser.add_argument(
         "--no-tuning", action="store_true", help="A reduced run: each method's first candidate rate, not chosen."
+    )
+    parser.add_argument(
+        "--tune-shots",
+        type=int,
+        default=None,
+        help="Choose each method's rate once, at this shot count (default: per shot count).",
     )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--eval-examples", type=int, default=200, help="Validation examples per evaluation.")

@@ -217,8 +217,13 @@ def test_ray_executor_runs_records_failures_and_resumes(tmp_path, tiny_qwen, sen
     pytest.importorskip("ray")
     good = merge(classification_config(sentiment_data, tiny_qwen), {"dataset": {"max_n_test": 4}})
     broken = classification_config(sentiment_data, tmp_path / "no-such-model")
+    searched = merge(good, training_sections(shots=2, epochs=1))  # its trials are Ray tasks too
+    searched["dataset"] |= {"validation_split": "validation"}
+    searched["training"] |= {"eval_every": 1, "eval_examples": 4}
+    space = {"training.trainer_args.learning_rate": {"type": "categorical", "choices": [1e-4, 1e-3]}}
+    searched["search"] = {"space": space, "trials": 2, "sampler": "grid", "pruner": "none"}
     grid_file = tmp_path / "grid.json"
-    grid_file.write_text(json.dumps({"configs": {"good": good, "broken": broken}}))
+    grid_file.write_text(json.dumps({"configs": {"good": good, "broken": broken, "searched": searched}}))
     results = tmp_path / "results"
     # --no-check-models: the model preflight would refuse the broken model before the run; this test
     # is about a run that fails on Ray
@@ -230,6 +235,11 @@ def test_ray_executor_runs_records_failures_and_resumes(tmp_path, tiny_qwen, sen
     broken_status = json.loads((Run("broken", 42, results).folder / "status.json").read_text())
     assert broken_status["state"] == "failed" and "no-such-model" in broken_status["log_tail"]
     assert json.loads((Run("good", 42, results).folder / "results.json").read_text())["experiment"] == "good"
+    trials = sorted((results / "_search" / "searched").glob("searched.trial-*/seed-42/status.json"))
+    assert [json.loads(path.read_text())["executor"] for path in trials] == ["ray", "ray"]
+    assert json.loads((Run("searched", 42, results).folder / "status.json").read_text())["executor"] == "ray"
     second = run_grid_cli(grid_file, results, *arguments)
+    assert "searched seed 42: skipped (finished with the same config hash)" in second.stderr
+    assert len(list((results / "_search" / "searched").glob("searched.trial-*"))) == 2  # no trial twice
     assert "good seed 42: skipped (finished with the same config hash)" in second.stderr, second.stderr[-3000:]
     assert (Run("good", 42, results).folder / "run.log").read_text().count("Finished good seed 42") == 1
