@@ -5,8 +5,10 @@ label, 5 seeds each, model selection on validation as in the early-stopping exam
 
     python benchmarks/adapters.py [--methods lora,dora,...] [--shots 16,64] [--seeds 1,2,3,4,5]
         [--epochs 10] [--eval-examples 200] [--max-n-test N] [--results-path build/adapters] [--tune-shots 16]
+        [--max-input-length 128] [--timing-rounds 5] [--timing-steps 3]
 
-Learning rates differ by method. Each method's rate is chosen per shot count on validation only: every
+Learning rates differ by method. Each method's rate is chosen per shot count (or once, at `--tune-shots`)
+on validation only: every
 candidate of the method (`LEARNING_RATES`) trains once on a tuning seed that is none of the evaluation
 seeds (`--tune-seed`), and the candidate with the best validation macro-F1 (the model selection's best
 evaluation) is used for every evaluation seed. Test data is never seen before the chosen rate runs.
@@ -70,6 +72,7 @@ def configured(base: Any, method: str, shots: int, learning_rate: float, args: a
     raw = base.model_dump(mode="json", exclude_defaults=True)
     raw["lora"] = METHODS[method]
     raw["dataset"]["shots"] = shots
+    raw["prompting"]["max_input_length"] = args.max_input_length
     if args.max_n_test:
         raw["dataset"]["max_n_test"] = args.max_n_test
     training = raw["training"]
@@ -109,6 +112,53 @@ def chosen_rate(base: Any, method: str, shots: int, args: argparse.Namespace) ->
     return float(best), validation
 
 
+def step_seconds(base: Any, methods: list[str], shots: int, args: argparse.Namespace) -> dict[str, float]:
+    """Each method's CPU seconds per optimizer step measured side by side in this process (one thread): the
+    method's model as a run loads it (sft's head predictor), the same first batch of training inputs, forward,
+    backward and an AdamW step; `--timing-rounds` rounds over the methods in turn, each timing
+    `--timing-steps` steps, and the median round kept. The runs' own seconds per step (results.json) are
+    measured wherever the machine's load was at the time; these are comparable across methods."""
+    import time
+
+    import torch
+
+    from sft.data.prepare import prepare_data
+    from sft.predictors import predictor_for
+    from sft.predictors.head import input_texts
+    from sft.tasks import task_for
+
+    torch.set_num_threads(1)
+    steps: dict[str, Any] = {}
+    for method in methods:
+        config = configured(base, method, shots, LEARNING_RATES[method][0], args)
+        task = task_for(config)
+        data = prepare_data(config, args.tune_seed, task=task)
+        loaded = predictor_for(config, task).load(config, task, data.labels, None, True)
+        batch_size = config.training.trainer_args["per_device_train_batch_size"]
+        texts = input_texts(config, loaded.tokenizer, data.shots.select(range(batch_size)))
+        limit = args.max_input_length
+        inputs = loaded.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        labels = torch.arange(batch_size) % len(data.labels or [1])
+        model = loaded.model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step(model: Any = model, optimizer: Any = optimizer, inputs: Any = inputs, labels: Any = labels) -> None:
+            model(**inputs, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        step()  # warm-up: lazy initializations, allocator
+        steps[method] = step
+    rounds: dict[str, list[float]] = {method: [] for method in methods}
+    for _ in range(args.timing_rounds):
+        for method, step in steps.items():
+            began = time.process_time()  # CPU seconds of this one-thread process: what other jobs' load leaves alone
+            for _ in range(args.timing_steps):
+                step()
+            rounds[method].append((time.process_time() - began) / args.timing_steps)
+    return {method: statistics.median(values) for method, values in rounds.items()}
+
+
 def interval(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval over seeds."""
     mean = statistics.mean(values)
@@ -137,6 +187,11 @@ def main() -> None:
         help="Choose each method's rate once, at this shot count (default: per shot count).",
     )
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--max-input-length", type=int, default=128, help="Input tokens kept per tweet (the example config's 128)."
+    )
+    parser.add_argument("--timing-rounds", type=int, default=5, help="Rounds of the side-by-side step timing.")
+    parser.add_argument("--timing-steps", type=int, default=3, help="Steps per method and round (0: no timing).")
     parser.add_argument("--eval-examples", type=int, default=200, help="Validation examples per evaluation.")
     parser.add_argument("--max-n-test", type=int, default=None, help="Default: the whole test split (1421).")
     parser.add_argument("--results-path", type=Path, default=REPO / "build" / "adapters")
@@ -199,8 +254,14 @@ def main() -> None:
                     f"{found['learning_rate']:g}",
                 ]
             )
-        headers = ["method", "trainable params", "s/step", "test macro-F1 (95% CI)", "Δ vs LoRA", "p (paired t)",
-                   "p (Holm)", "learning rate"]  # fmt: skip
+        headers = ["method", "trainable params", "s/step in runs", "test macro-F1 (95% CI)", "Δ vs LoRA",
+                   "p (paired t)", "p (Holm)", "learning rate"]  # fmt: skip
+        timed = step_seconds(base, list(per_method), shots, args) if args.timing_steps else {}
+        for method, seconds in timed.items():
+            per_method[method]["seconds_per_step_side_by_side"] = seconds
+            rows[list(per_method).index(method)].insert(3, f"{seconds:.3f}")
+        if timed:
+            headers.insert(3, "CPU s/step side by side")
         print(f"\n### {shots} shots per label, seeds {args.seeds}\n")
         print(tabulate(rows, headers=headers, tablefmt="github"))
         summary["shots"][str(shots)] = per_method
