@@ -205,6 +205,7 @@ def main() -> None:
         raise SystemExit("--tune-seed must not be an evaluation seed")
     base = validate_grid(GRID, {"data": args.data})[BASE]
     summary: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}, "shots": {}}
+    timed: dict[str, float] = {}
     for shots in (int(value) for value in args.shots.split(",")):
         per_method: dict[str, dict[str, Any]] = {}
         for method in methods:
@@ -256,7 +257,8 @@ def main() -> None:
             )
         headers = ["method", "trainable params", "s/step in runs", "test macro-F1 (95% CI)", "Δ vs LoRA",
                    "p (paired t)", "p (Holm)", "learning rate"]  # fmt: skip
-        timed = step_seconds(base, list(per_method), shots, args) if args.timing_steps else {}
+        if args.timing_steps and not timed:  # a step trains one batch: the same at every shot count
+            timed = step_seconds(base, list(per_method), shots, args)
         for method, seconds in timed.items():
             per_method[method]["seconds_per_step_side_by_side"] = seconds
             rows[list(per_method).index(method)].insert(3, f"{seconds:.3f}")
