@@ -355,7 +355,11 @@ class LoraSection(BaseModel):
     def rewrites_base(self) -> bool:
         """Whether the initialization rewrites the base weights (PEFT's PiSSA, OLoRA, CorDA; not sft's pissa)."""
         value = self.init_lora_weights
-        return isinstance(value, str) and peft_initialization(value) and rewrites_base(PEFT_INITIALIZATIONS.get(value, value))
+        return (
+            isinstance(value, str)
+            and peft_initialization(value)
+            and rewrites_base(PEFT_INITIALIZATIONS.get(value, value))
+        )
 
     @property
     def custom_initializer(self) -> str | None:

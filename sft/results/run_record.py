@@ -75,7 +75,14 @@ class ResultsRecord(Record):
     # keys added after the format was fixed, left out when null so a file written before them reads and writes
     # back unchanged
     OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset(
-        {"output_schema", "adapter_method", "trainable_parameters", "adapter_bytes", "seconds_per_step", "initialization"}
+        {
+            "output_schema",
+            "adapter_method",
+            "trainable_parameters",
+            "adapter_bytes",
+            "seconds_per_step",
+            "initialization",
+        }
     )
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")

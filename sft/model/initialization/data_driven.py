@@ -17,8 +17,8 @@ The algorithms are PEFT's (`peft.tuners.lora.eva`: `get_eva_state_dict`, `initia
   cache (`cache`, no pickle; PEFT's own CorDA cache files are pickles and are not used), keyed by the checkpoint, a
   digest of the adapted layers' weights, a digest of the inputs and the settings that decide the result. Runs of
   one shots sample and settings (another learning rate, another epoch count) compute it once.
-- Randomness: the pass runs under a forked RNG, so training draws the same numbers whether the result was computed
-  or read from the cache.
+- Randomness: the pass (and EVA's loading) runs under a forked RNG, so training draws the same numbers whether the
+  result was computed or read from the cache.
 
 Each function returns what results.json records of the initialization (`apply.record`).
 """
@@ -114,8 +114,8 @@ def eva(
     positions = [_eva_positions(batch, peft_config) for batch in batches]
     if max(positions, default=0) < components:
         raise ValueError(
-            f"EVA reads at most {max(positions, default=0)} token positions in a batch of the training inputs but needs "
-            f"at least {components} (lora.r x lora.eva_config.rho) for its SVD; raise "
+            f"EVA reads at most {max(positions, default=0)} token positions in a batch of the training inputs but "
+            f"needs at least {components} (lora.r x lora.eva_config.rho) for its SVD; raise "
             "training.trainer_args.per_device_train_batch_size, set lora.eva_config.use_label_mask false (the label "
             "mask leaves only the answers' tokens), or lower lora.r or lora.eva_config.rho"
         )
@@ -158,7 +158,8 @@ def eva(
 
     start = time.perf_counter()
     state = cache.get_or_compute(key, compute)
-    initialize_lora_eva_weights(model, eva_state_dict=dict(state), adapter_name=adapter_name)
+    with _isolated(model):  # layers whose rank changes are rebuilt, drawing weights EVA then overwrites
+        initialize_lora_eva_weights(model, eva_state_dict=dict(state), adapter_name=adapter_name)
     seconds = time.perf_counter() - start
     ranks = {name: int(tensor.shape[0]) for name, tensor in state.items()}
     log.info("EVA over %d training examples (%s) in %.1fs: ranks %s", examples,
@@ -180,8 +181,13 @@ def corda(
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     # "all-linear" is resolved to layer names by get_peft_model; CorDA's preprocessing matches names as given
-    config = _maybe_include_all_linear_layers(copy.deepcopy(lora_config), model)
-    targets = list(target_modules(model, config))
+    config: Any = _maybe_include_all_linear_layers(copy.deepcopy(lora_config), model)
+
+    def layers() -> list[tuple[str, Any]]:  # (name, layer): PEFT annotates them as modules
+        found: Any = target_modules(model, config)
+        return list(found)
+
+    targets = layers()
     if not targets:
         raise ValueError("CorDA found no layer of lora.target_modules to decompose; name linear layers of the model")
     cache = _cache(cache_folder)
@@ -205,7 +211,7 @@ def corda(
         with _isolated(model):
             preprocess_corda(model, config, run_model=run_model)
         found = {}
-        for name, module in target_modules(model, config):
+        for name, module in layers():
             for part in ("S_WC", "U_WC", "V_WC"):
                 found[f"{name}.{part}"] = getattr(module.eigens, part).contiguous()
         return found
