@@ -172,13 +172,14 @@ def test_corda_reads_the_token_ids_the_trainer_trains_on(initialized_runs):
     assert trainer_ids == [token for ids in read["corda"] for token in ids]
 
 
-@pytest.mark.parametrize("name", list(RUNS))
-def test_the_export_serves_the_runs_probabilities(name, initialized_runs, tmp_path):
+@pytest.mark.parametrize(("name", "merge"), [(name, True) for name in RUNS] + [("corda", False)])
+def test_the_export_serves_the_runs_probabilities(name, merge, initialized_runs, tmp_path):
+    """Merged, and unmerged for CorDA: its adapter was saved converted onto the original weights."""
     from sft.serving.api import load_export
     from sft.serving.export import export_run
 
     folders, _, _ = initialized_runs
-    model = load_export(export_run(folders[name], tmp_path / "export"))
+    model = load_export(export_run(folders[name], tmp_path / "export", merge=merge))
     rows = read_jsonl(folders[name] / "predictions.jsonl")
     predicted = model.predict([{column: row[column] for column in model.input_columns} for row in rows])
     for mine, theirs in zip(predicted, rows, strict=True):
