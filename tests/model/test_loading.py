@@ -230,4 +230,5 @@ def test_an_adalora_adapter_loads_its_kept_ranks_without_peft_s_false_pattern_wa
             warnings.warn(
                 "The following rank_pattern keys did not match any targeted module and were ignored: ['q_prj'].",
                 RuntimeWarning,
+                stacklevel=1,
             )
