@@ -57,8 +57,12 @@ def test_eva_and_corda_are_deterministic_cached_and_leave_the_rng_alone(tiny_lla
         config = LoraConfig(r=2, target_modules=TARGETS, init_lora_weights="corda", corda_config={})
         base = _load(tiny_llama)
         sequences = [batch["input_ids"][0].tolist() for batch in _batches([1] * 6)]
+        before = base(input_ids=torch.tensor(sequences[:2])).logits
         record = corda(base, config, sequences, key, cache)
-        return record, _lora_factors(get_peft_model(base, config))
+        adapted = get_peft_model(base, config)
+        # the base weights became the residual W - B A: the adapted model starts where the base model was
+        assert (adapted(input_ids=torch.tensor(sequences[:2])).logits - before).abs().max() < 1e-4
+        return record, _lora_factors(adapted)
 
     for run in (eva_run, corda_run):
         computed, first = run(tmp_path / "cache")
