@@ -67,7 +67,7 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
     so its presence means the run finished. Every key is always present (null when it does not apply), except
-    the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs) and the
+    the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs), the
     adapter-cost keys and `initialization`."""
 
     FILE: ClassVar[str] = "results.json"
