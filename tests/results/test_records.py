@@ -282,5 +282,5 @@ def test_results_record_the_initialization_only_when_one_ran(tmp_path):
     record = ResultsRecord.read(write(tmp_path / "results.json", {VERSION_KEY: 1, **old, "initialization": ran}))
     assert record.initialization is not None and record.initialization.from_cache is True
     assert record.content()["initialization"] == ran and record.version() == 1
-    with pytest.raises(RecordError, match="initialization.from_cache"):
+    with pytest.raises(RecordError, match=r"initialization\.from_cache"):
         ResultsRecord.read(write(tmp_path / "bad.json", {**old, "initialization": {**ran, "from_cache": "maybe"}}))
