@@ -95,8 +95,9 @@ def prepare_trainer(
     selector: Selector | None = None,
 ) -> Prepared:
     """The SFTTrainer `train_adapter` runs: prompt/completion examples of the shots, the LoRA layers (and
-    an sft initializer) on `model`, and the batching of `training.batching`, for which the model is
-    switched to an attention implementation that takes padding-free rows (`sft.training.batching`)."""
+    an sft initializer, or PEFT's EVA or CorDA over the shots' token ids) on `model`, and the batching of
+    `training.batching`, for which the model is switched to an attention implementation that takes
+    padding-free rows (`sft.training.batching`)."""
     assert config.lora is not None and config.training is not None and data.shots is not None
     builder = PromptBuilder(tokenizer, config.prompting, target=lambda value: task.target_text(value, config.prompting))
     sampler = ICLSampler.of(data, seed, purpose="train")
