@@ -47,6 +47,8 @@ LORA_FIELDS = (
     "use_rslora",
     "use_dora",
     "modules_to_save",
+    "eva_config",
+    "corda_config",
 )
 
 

@@ -46,18 +46,27 @@ PEFT_INITIALIZATIONS = {
     "orthogonal": "orthogonal",
     "loftq": "loftq",
     "mica": "mica",
+    "eva": "eva",
+    "corda": "corda",
 }
-# PEFT initializations that need a pass over data before training, which sft does not run (yet).
-DATA_DRIVEN_INITIALIZATIONS = {
-    "eva": "peft.initialize_lora_eva_weights",
-    "corda": "peft.tuners.lora.corda.preprocess_corda",
-    "lora_ga": "peft.tuners.lora.lora_ga.preprocess_loraga",
-}
+# PEFT's data-driven initializations that sft runs over the experiment's own training inputs before training
+# (sft.model.initialization.data_driven): name -> the lora key that holds its settings (PEFT's sub-config).
+DATA_DRIVEN_INITIALIZATIONS = {"eva": "eva_config", "corda": "corda_config"}
+# PEFT initializations that need a pass over data before training which sft does not run (yet).
+UNRUN_INITIALIZATIONS = {"lora_ga": "peft.tuners.lora.lora_ga.preprocess_loraga"}
 
 
 def peft_initialization(name: str) -> bool:
     """Whether `name` is one of PEFT's own initializations (passed on to peft.LoraConfig)."""
     return name in PEFT_INITIALIZATIONS or re.fullmatch(r"pissa_niter_\d+", name) is not None
+
+
+def rewrites_base(peft_value: Any) -> bool:
+    """Whether PEFT's initialization `peft_value` (as peft.LoraConfig gets it) rewrites the base weights into a
+    residual the adapter is relative to (PiSSA, OLoRA, CorDA): the adapter is saved converted
+    (`sft.training.common.save_adapter`) and cannot carry a classification head."""
+    value = str(peft_value).lower()
+    return value.startswith("pissa") or value in ("olora", "corda")
 
 
 def seed_problem(seed: Any, where: str) -> str | None:
@@ -253,7 +262,8 @@ class LoraSection(BaseModel):
     init_lora_weights: bool | str = Field(
         True,
         description="true (PEFT's default), false, an sft initializer (pca, pissa, umap) or a PEFT initialization "
-        "(gaussian, pissa_residual, pissa_niter_<n>, olora, orthogonal, mica, loftq).",
+        "(gaussian, pissa_residual, pissa_niter_<n>, olora, orthogonal, mica, loftq, and eva or corda, which run "
+        "over the training inputs first: docs/adapters.md).",
     )
     init_args: dict[str, Any] = Field(
         default_factory=dict,
@@ -263,6 +273,17 @@ class LoraSection(BaseModel):
     use_rslora: bool = Field(False, description="Rank-stabilized LoRA: scale by lora_alpha / sqrt(r).")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved with the adapter.")
+    eva_config: dict[str, Any] | None = Field(
+        None,
+        description="With init_lora_weights 'eva': the arguments of peft.EvaConfig (rho, tau, use_label_mask, "
+        "label_mask_value, whiten, adjust_scaling_factors); PEFT's defaults when left out.",
+    )
+    corda_config: dict[str, Any] | None = Field(
+        None,
+        description="With init_lora_weights 'corda': the arguments of peft.CordaConfig (corda_method 'ipm' or "
+        "'kpm', use_float16_for_covariance, verbose); PEFT's defaults when left out. sft caches the decomposition "
+        "itself, so cache_file and covariance_file are refused.",
+    )
 
     @field_validator("method")
     @classmethod
@@ -302,10 +323,11 @@ class LoraSection(BaseModel):
     @field_validator("init_lora_weights")
     @classmethod
     def _runnable_initialization(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and value in DATA_DRIVEN_INITIALIZATIONS:
+        if isinstance(value, str) and value in UNRUN_INITIALIZATIONS:
             raise ValueError(
                 f"PEFT's {value!r} initialization needs a pass over training data "
-                f"({DATA_DRIVEN_INITIALIZATIONS[value]}) that sft does not run; choose another initialization"
+                f"({UNRUN_INITIALIZATIONS[value]}) that sft does not run; choose another initialization "
+                f"(eva and corda run over the training inputs)"
             )
         return value
 
@@ -315,7 +337,29 @@ class LoraSection(BaseModel):
             raise ValueError("init_args is only for sft initializers (pca, pissa, umap, ...), not PEFT's")
         if self.init_lora_weights == "loftq" and not (self.model_extra or {}).get("loftq_config"):
             raise ValueError('loftq needs lora.loftq_config, e.g. {"loftq_bits": 4, "loftq_iter": 1}')
+        for name, key in DATA_DRIVEN_INITIALIZATIONS.items():
+            if getattr(self, key) is not None and self.init_lora_weights != name:
+                raise ValueError(
+                    f"{key} configures init_lora_weights {name!r} (got {self.init_lora_weights!r}); remove {key} or "
+                    f"set init_lora_weights to {name!r}"
+                )
         return self
+
+    @property
+    def data_driven(self) -> str | None:
+        """The PEFT initialization that runs over the training inputs before training (eva, corda), or None."""
+        value = self.init_lora_weights
+        return value if isinstance(value, str) and value in DATA_DRIVEN_INITIALIZATIONS else None
+
+    @property
+    def rewrites_base(self) -> bool:
+        """Whether the initialization rewrites the base weights (PEFT's PiSSA, OLoRA, CorDA; not sft's pissa)."""
+        value = self.init_lora_weights
+        return (
+            isinstance(value, str)
+            and peft_initialization(value)
+            and rewrites_base(PEFT_INITIALIZATIONS.get(value, value))
+        )
 
     @property
     def custom_initializer(self) -> str | None:
@@ -343,6 +387,9 @@ class LoraSection(BaseModel):
             kwargs["init_lora_weights"] = True
         elif isinstance(value, str):
             kwargs["init_lora_weights"] = PEFT_INITIALIZATIONS.get(value, value)
+        if self.data_driven is not None:  # PEFT's defaults, without the warning it gives when the settings are left out
+            key = DATA_DRIVEN_INITIALIZATIONS[self.data_driven]
+            kwargs[key] = dict(kwargs[key] or {})
         return kwargs
 
 

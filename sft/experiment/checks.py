@@ -30,7 +30,7 @@ from sft.config import PEFT_INITIALIZATIONS, ConfigError, ExperimentConfig, Lora
 from sft.config.adapters import ADAPTERS, adapter_traits
 from sft.config.grid import load_experiments, load_single
 from sft.config.parsing import shown
-from sft.config.schema import StructuredConfig
+from sft.config.schema import DATA_DRIVEN_INITIALIZATIONS, StructuredConfig
 from sft.data.splits import data_problems, load_splits
 from sft.data.targets import with_target_fields
 from sft.evaluation.metrics import METRICS
@@ -105,8 +105,7 @@ def mode_problems(config: ExperimentConfig) -> list[str]:
         )
     if training is not None and training.class_weights is not None and not chosen.class_weights:
         problems.append("training.class_weights applies to model.head: 'classification' only; remove it")
-    init = str(lora.init_lora_weights).lower() if lora is not None else ""
-    if lora is not None and (init.startswith("pissa_") or init == "olora") and not chosen.rewritten_base:
+    if lora is not None and lora.rewrites_base and not chosen.rewritten_base:
         problems.append(
             f"lora.init_lora_weights: {lora.init_lora_weights!r} rewrites the base weights, which head mode "
             "cannot save reloadably; use sft's 'pissa' (base untouched), 'pca', 'umap' or 'gaussian'"
@@ -171,6 +170,11 @@ def method_problems(config: ExperimentConfig, chosen: Traits) -> list[str]:
         problems.append(
             f"lora.method: PEFT has no {traits.label} layers for quantized bases (model.quantization); choose one "
             f"of {', '.join(fits)} or load the model unquantized"
+        )
+    if config.model.quantization is not None and config.trains and config.lora.init_lora_weights == "corda":
+        problems.append(
+            "lora.init_lora_weights: CorDA rewrites the base weights in floating point, which PEFT refuses on a "
+            "quantized base (model.quantization); load the model unquantized, or choose eva, pca or pissa"
         )
     return problems
 
@@ -246,6 +250,10 @@ def adapter_problems(lora: LoraSection) -> list[str]:
     cls = ADAPTERS.get(method)
     kwargs = lora.peft_kwargs()
     hints = typing.get_type_hints(cls)
+    for key in DATA_DRIVEN_INITIALIZATIONS.values():
+        settings = getattr(lora, key)
+        if settings is not None:
+            problems += subconfig_problems(f"lora.{key}", settings, _subconfig_class(hints[key]))
     for key, value in (lora.model_extra or {}).items():
         try:
             TypeAdapter(hints[key]).validate_python(value, strict=True)
@@ -263,6 +271,49 @@ def adapter_problems(lora: LoraSection) -> list[str]:
     except Exception as error:  # PEFT raises ValueError, TypeError... from __post_init__
         text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         return [f"lora: peft.{cls.__name__} refuses these settings (method {method!r}): {text}"]
+    return []
+
+
+# CorDA's own cache files are pickles (torch.save); sft keeps the decomposition in its safetensors cache instead.
+SFT_CACHED = {"cache_file", "covariance_file"}
+
+
+def _subconfig_class(hint: Any) -> Any:
+    """The dataclass in a sub-config's type hint (`Optional[EvaConfig]` -> EvaConfig)."""
+    return next(arg for arg in typing.get_args(hint) if dataclasses.is_dataclass(arg))
+
+
+def subconfig_problems(where: str, settings: dict[str, Any], cls: Any) -> list[str]:
+    """A PEFT sub-config (EvaConfig, CordaConfig) given as a dict at key path `where`: unknown keys (with the
+    closest name), values of the wrong type, and values the class refuses when built."""
+    known = frozenset(field.name for field in dataclasses.fields(cls) if field.init)
+    problems = _unknown_keys(settings, known, where, f"peft.{cls.__name__}")
+    problems += [
+        f"{where}.{key}: sft caches the decomposition itself (safetensors, $SFT_INIT_CACHE) instead of PEFT's "
+        "pickled files; remove it"
+        for key in settings
+        if key in SFT_CACHED and key in known
+    ]
+    if problems:
+        return problems
+    hints = typing.get_type_hints(cls)
+    for key, value in settings.items():
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError:
+            choices = typing.get_args(hints[key]) if typing.get_origin(hints[key]) is typing.Literal else ()
+            wanted = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
+            fix = f"one of {', '.join(repr(choice) for choice in choices)}" if choices else f"a valid {wanted}"
+            problems.append(f"{where}.{key}: {value!r} is not {fix}")
+        except Exception:  # a field type pydantic cannot check; construction decides
+            continue
+    if problems:
+        return problems
+    try:
+        cls(**settings)
+    except Exception as error:  # __post_init__ raises ValueError
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        return [f"{where}: peft.{cls.__name__} refuses these settings: {text}"]
     return []
 
 

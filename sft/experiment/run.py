@@ -275,7 +275,9 @@ def results_record(
         labels=labels,
         thresholds=prediction.details.get("thresholds"),
         threshold_source=prediction.details.get("threshold_source"),
-        training=used.training,
+        training={key: value for key, value in used.training.items() if key != "initialization"}
+        if used.training is not None
+        else None,
         training_key=config.training_key(),
         adapter_source=used.source,
         adapter=_relative(used.path, run.results_path),
@@ -289,6 +291,7 @@ def results_record(
         trainable_parameters=(used.training or {}).get("trainable_parameters"),
         adapter_bytes=adapter_bytes(used.path),
         seconds_per_step=(used.training or {}).get("seconds_per_step"),
+        initialization=(used.training or {}).get("initialization"),
     )
 
 

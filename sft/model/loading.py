@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from sft.model.placement import balanced_device_map
 from sft.model.quantization import build_quantization_config
 
 log = logging.getLogger(__name__)
+
+# PEFT warns when a rank_pattern key names no adapted module (a LoRA typo). AdaLoRA's rank_pattern is another
+# thing: its keys name each layer's lora_E parameter and hold the mask of the ranks it kept, which AdaLoRA's own
+# loading applies; PEFT's check reads them as unmatched and warns that they "were ignored", which is false. Only a
+# warning whose keys are all AdaLoRA's is silenced.
+ADALORA_RANK_PATTERN = (
+    r"The following rank_pattern keys did not match any targeted module and were ignored: "
+    r"\['[^']*\.lora_E'(, '[^']*\.lora_E')*\]"
+)
 
 
 def resolve_device(config: ModelConfig) -> str:
@@ -113,7 +123,9 @@ def load_model(
         model.to(device)
     if adapter is not None:
         log.info("Loading adapter %s", adapter)
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=ADALORA_RANK_PATTERN, category=RuntimeWarning)
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     if not trainable:
         model.eval()
     return model

@@ -172,7 +172,7 @@ def lora_problems(meta_model: Any, lora: LoraSection, task_type: str | None = No
     default initialization: data-driven ones need weights), so unknown target modules are named before
     any weight loads."""
     if adapter_traits(lora.method).low_rank_pair:
-        lora = lora.model_copy(update={"init_lora_weights": True})
+        lora = lora.model_copy(update={"init_lora_weights": True, "eva_config": None, "corda_config": None})
     try:
         get_peft_model(meta_model, peft_config(lora, task_type or None))
     except (ValueError, TypeError, KeyError, RuntimeError) as error:

@@ -37,6 +37,26 @@ class Timings(BaseModel):
     )
 
 
+class InitializationRecord(BaseModel):
+    """How the adapter's LoRA layers were initialized before training, when sft ran an initialization: one of
+    its own (pca, pissa, umap: from the weights) or PEFT's data-driven ones (eva, corda: over the training
+    inputs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field(description="`lora.init_lora_weights`: the initialization that ran.")
+    examples: int | None = Field(
+        description="Training examples its pass read (the shots, never validation or test); null when it reads "
+        "the weights alone."
+    )
+    from_cache: bool = Field(
+        description="Whether its result came from the initialization cache (`$SFT_INIT_CACHE`) instead of being "
+        "computed by this training."
+    )
+    seconds: Number = Field(description="Wall-clock seconds it took (computing it, or reading the cache).")
+    layers: int = Field(description="Layers it initialized (EVA: those it gave a rank, possibly 0).")
+
+
 def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
     """Files written before results.json carried a version: the keys added over time may be missing
     (null, as the report always read them), `timings` may be missing or null."""
@@ -47,15 +67,22 @@ def _from_unversioned(data: dict[str, Any]) -> dict[str, Any]:
 class ResultsRecord(Record):
     """`RESULTS/<experiment>/seed-<n>/results.json`: one finished run (experiment and seed), written last,
     so its presence means the run finished. Every key is always present (null when it does not apply), except
-    the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs) and the
-    adapter-cost keys."""
+    the keys added later and left out when null (`OMIT_WHEN_NULL`): `output_schema` (structured runs), the
+    adapter-cost keys and `initialization`."""
 
     FILE: ClassVar[str] = "results.json"
     UPGRADES: ClassVar[dict[int, Any]] = {0: _from_unversioned}
     # keys added after the format was fixed, left out when null so a file written before them reads and writes
     # back unchanged
     OMIT_WHEN_NULL: ClassVar[frozenset[str]] = frozenset(
-        {"output_schema", "adapter_method", "trainable_parameters", "adapter_bytes", "seconds_per_step"}
+        {
+            "output_schema",
+            "adapter_method",
+            "trainable_parameters",
+            "adapter_bytes",
+            "seconds_per_step",
+            "initialization",
+        }
     )
 
     schema_version: Literal[1] = Field(default=1, description="The version of this file's format.")
@@ -131,4 +158,11 @@ class ResultsRecord(Record):
         default=None,
         description="The trainer's wall-clock seconds per optimizer step (evaluations during training included); "
         "absent without training statistics.",
+    )
+    # Added like the adapter's cost: a new key, absent when null, so the version stays (fields are only added).
+    initialization: InitializationRecord | None = Field(
+        default=None,
+        description="How the adapter's training initialized its LoRA layers, when sft ran an initialization (its "
+        "own, or PEFT's EVA and CorDA over the training inputs); absent otherwise, and for a reused adapter it is "
+        "the training run's.",
     )

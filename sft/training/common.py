@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
+from sft.config.schema import rewrites_base
 from sft.results.layout import TENSORBOARD_FOLDER
 from sft.training.batching import FASTEST, Batching, throughput_stats
 from sft.training.selection import evaluation_arguments
@@ -80,11 +81,13 @@ def run_trainer(
     initial_adapter: Path | None = None,
     selection: Any = None,
     batching: Batching | None = None,
+    initialization: dict[str, Any] | None = None,
 ) -> Trained:
     """Train; return the trained model in eval mode and the statistics results.json reports. With a
     model-selection callback (`sft.training.selection`), the model holds the best evaluation's adapter
     and the statistics its learning curve. A trainer of `counting_trainer` adds its tokens per second
-    and padding share, with the `batching` used."""
+    and padding share, with the `batching` used; `initialization` is what the adapter's initialization
+    recorded (`sft.model.initialization.apply.record`), kept with the statistics when there is one."""
     result = trainer.train()
     model = trainer.model
     model.eval()
@@ -103,15 +106,25 @@ def run_trainer(
     if batching is not None:
         seconds = float(result.metrics.get("train_runtime", 0.0))
         stats.update(throughput_stats(getattr(trainer, "token_counts", []), seconds, batching))
+    if initialization is not None:
+        stats["initialization"] = initialization
     return Trained(model, stats, initial_adapter)
+
+
+def training_batches(rows: Any, collator: Any, batch_size: int) -> list[dict[str, Any]]:
+    """The trainer's examples `rows` (a tokenized dataset) in their order, collated by its `collator` into
+    batches of `batch_size`: the inputs a data-driven initialization reads (`sft.model.initialization`)."""
+    columns = [name for name in rows.column_names if name in ("input_ids", "attention_mask", "labels")]
+    examples = [{name: row[name] for name in columns} for row in rows]
+    return [dict(collator(examples[start : start + batch_size])) for start in range(0, len(examples), batch_size)]
 
 
 def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
     """Save the untrained adapter when PEFT's initialization rewrote the base weights (pissa_residual,
-    pissa_niter_<n>, olora), so `save_adapter` can express the trained one on the original base model."""
-    value = str(getattr(model.peft_config["default"], "init_lora_weights", "")).lower()
+    pissa_niter_<n>, olora, corda), so `save_adapter` can express the trained one on the original base model."""
+    value = getattr(model.peft_config["default"], "init_lora_weights", "")
     # Only rank 0 saves (and so converts) the adapter; other data-parallel ranks must not write the folder.
-    if not (value.startswith("pissa") or value == "olora") or not is_main_process():
+    if not rewrites_base(value) or not is_main_process():
         return None
     folder = run_folder / "initial-adapter"
     model.save_pretrained(str(folder))
@@ -120,7 +133,7 @@ def keep_initial_adapter(model: Any, run_folder: Path) -> Path | None:
 
 def save_adapter(model: Any, tokenizer: Any, folder: Path, initial_adapter: Path | None = None) -> Path:
     """Save the adapter and the tokenizer (with its chat template) so `predict` can reload them."""
-    # PEFT's PiSSA / OLoRA adapters are relative to a rewritten base weight (W - W_r); PEFT converts them into
+    # PEFT's PiSSA / OLoRA / CorDA adapters are relative to a rewritten base weight (W - W_r); PEFT converts them into
     # a plain LoRA adapter (rank 2r) on the original weights, given the adapter as it was before training.
     # (Reloading the unconverted adapter would re-run the initialization, which randomized SVD doesn't repeat.)
     conversion = str(initial_adapter) if initial_adapter else None

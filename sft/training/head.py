@@ -20,10 +20,11 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 
 from sft.config import ConfigError, ExperimentConfig
 from sft.model.adapters import peft_config
-from sft.model.initialization.apply import apply_configured_initializer
+from sft.model.initialization.apply import apply_configured_initializer, checkpoint_key
+from sft.model.initialization.data_driven import eva
 from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
-from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments
+from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments, training_batches
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -130,7 +131,12 @@ def train_head(
     arguments = TrainingArguments(**argument_values)
     adapter = peft_config(config.lora, "SEQ_CLS", planned_steps(arguments, len(train_set)))
     model = get_peft_model(model, adapter)
-    apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
+    initialization = apply_configured_initializer(model, config)  # pca / pissa / umap, as in generative mode
+    collator = DataCollatorWithPadding(tokenizer)
+    if config.lora.data_driven == "eva":  # over the head's model inputs of the shots (their labels are classes)
+        inputs = train_set.remove_columns("labels")
+        batches = training_batches(inputs, collator, arguments.per_device_train_batch_size)
+        initialization = eva(model, batches, len(train_set), checkpoint_key(config.model))
     log.info("Training the head and the %s adapter on %d examples", config.lora.method, len(train_set))
     loss = objective.loss(None if weights is None else torch.tensor(weights, dtype=torch.float32))
     batching = head_batching(config, model.config._attn_implementation)
@@ -141,8 +147,8 @@ def train_head(
         args=arguments,
         train_dataset=train_set,
         eval_dataset=validation,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         loss_function=loss,
         callbacks=[*([selection] if selection is not None else []), *adapter_callbacks(config.lora)] or None,
     )
-    return run_trainer(trainer, len(train_set), selection=selection, batching=batching)
+    return run_trainer(trainer, len(train_set), selection=selection, batching=batching, initialization=initialization)

@@ -92,3 +92,50 @@ def test_traits_say_what_merges_and_what_uses_virtual_tokens():
     assert adapter_traits("loha").merges and not adapter_traits("loha").low_rank_pair
     assert adapter_traits("dora").fixed == {"use_dora": True}
     assert parse_config(config_with({"method": "dora"})).lora.peft_kwargs()["use_dora"] is True
+
+
+# -- PEFT's data-driven initializations (EVA, CorDA): their settings checked before any model loads --------------
+
+
+@pytest.mark.parametrize("init", ["eva", "corda"])
+def test_data_driven_initializations_reach_peft_with_their_settings(init):
+    key = f"{init}_config"
+    plain = parse_config(config_with({"init_lora_weights": init}))
+    assert config_problems(plain) + adapter_problems(plain.lora) == []
+    kwargs = plain.lora.peft_kwargs()
+    assert kwargs["init_lora_weights"] == init and kwargs[key] == {}  # PEFT's defaults, without its warning
+    assert plain.lora.data_driven == init and plain.lora.rewrites_base == (init == "corda")
+    settings = {"rho": 1.5, "tau": 0.9} if init == "eva" else {"corda_method": "kpm"}
+    tuned = parse_config(config_with({"init_lora_weights": init, key: settings}))
+    assert tuned.lora.peft_kwargs()[key] == settings and adapter_problems(tuned.lora) == []
+    assert tuned.training_key() != plain.training_key()  # the settings decide the adapter
+
+
+def test_eva_and_corda_settings_have_key_paths_and_fixes():
+    assert problems_of({"init_lora_weights": "eva", "eva_config": {"rh": 2.0}}) == [
+        "lora.eva_config.rh: not an argument of peft.EvaConfig (did you mean 'rho'?)"
+    ]
+    (wrong,) = problems_of({"init_lora_weights": "eva", "eva_config": {"whiten": "yes"}})
+    assert wrong == "lora.eva_config.whiten: 'yes' is not a valid bool"
+    (refused,) = problems_of({"init_lora_weights": "eva", "eva_config": {"rho": 0.5}})
+    assert refused.startswith("lora.eva_config: peft.EvaConfig refuses") and "rho" in refused
+    (method,) = problems_of({"init_lora_weights": "corda", "corda_config": {"corda_method": "xpm"}})
+    assert method == "lora.corda_config.corda_method: 'xpm' is not one of 'ipm', 'kpm'"
+    (pickled,) = problems_of({"init_lora_weights": "corda", "corda_config": {"cache_file": "c.pt"}})
+    assert pickled.startswith("lora.corda_config.cache_file: sft caches") and "remove it" in pickled
+    (orphan,) = problems_of({"eva_config": {"rho": 2.0}})
+    assert "eva_config configures init_lora_weights 'eva'" in orphan
+
+
+def test_corda_is_refused_where_peft_cannot_run_it_and_lora_ga_still_is():
+    (head,) = problems_of({"init_lora_weights": "corda"}, head="classification")
+    assert head.startswith("lora.init_lora_weights: 'corda' rewrites the base weights") and "head mode" in head
+    assert problems_of({"init_lora_weights": "eva"}, head="classification") == []
+    quantization = {"config_class": "BitsAndBytesConfig", "args": {"load_in_4bit": True}}
+    found = problems_of({"init_lora_weights": "corda"}, quantization=quantization)
+    (quantized,) = [problem for problem in found if "init_lora_weights" in problem]
+    assert quantized.startswith("lora.init_lora_weights: CorDA rewrites the base weights in floating point")
+    (other,) = problems_of({"method": "loha", "init_lora_weights": "eva"})
+    assert "low-rank A/B pair" in other
+    (later,) = problems_of({"init_lora_weights": "lora_ga"})
+    assert "needs a pass over training data" in later and "eva and corda" in later

@@ -58,6 +58,8 @@ INSIDE = {
     "lora.use_rslora": {"lora": {"use_rslora": True}},
     "lora.use_dora": {"lora": {"use_dora": True}},
     "lora.modules_to_save": {"lora": {"modules_to_save": ["lm_head"]}},
+    "lora.eva_config": {"lora": {"init_lora_weights": "eva", "eva_config": {"rho": 1.5}}},
+    "lora.corda_config": {"lora": {"init_lora_weights": "corda", "corda_config": {"corda_method": "kpm"}}},
     "lora.<a peft extra>": {"lora": {"layers_to_transform": [0]}},
     "prompting.instruction": {"prompting": {"instruction": "Sort it."}},
     "prompting.input_columns": {"prompting": {"input_columns": ["text", "title"]}},

@@ -194,3 +194,41 @@ def test_quantization_arguments_rejected_by_the_class():
 
 def test_no_quantization_by_default():
     assert quantization_config(ModelConfig(name="any")) is None
+
+
+def _adalora_adapter(model_path: Path, folder: Path) -> Path:
+    """An AdaLoRA adapter whose rank allocation kept ranks 0 and 2 of 4 in every layer, saved as PEFT saves it."""
+    import warnings
+
+    from peft import AdaLoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_path), config)
+    names = [name for name, _ in model.base_model.model.named_parameters() if "lora_E" in name]
+    model.peft_config["default"].rank_pattern = {name: [True, False, True, False] for name in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(str(folder))
+    return folder
+
+
+def test_an_adalora_adapter_loads_its_kept_ranks_without_peft_s_false_pattern_warning(tiny_llama, tmp_path, recwarn):
+    """PEFT's check of rank_pattern keys reads AdaLoRA's (lora_E parameter names holding masks) as unmatched and
+    "ignored"; they are applied: the loaded layers hold the two ranks kept. A LoRA-style typo still warns."""
+    import warnings
+
+    from sft.model.loading import ADALORA_RANK_PATTERN
+
+    folder = _adalora_adapter(tiny_llama, tmp_path / "adapter")
+    loaded = load_model(ModelConfig(name=str(tiny_llama)), adapter=str(folder))
+    assert not [warning for warning in recwarn if "rank_pattern keys" in str(warning.message)]
+    assert {tuple(value.shape) for name, value in loaded.named_parameters() if "lora_E" in name} == {(2, 1)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=ADALORA_RANK_PATTERN)
+        with pytest.warns(RuntimeWarning, match="rank_pattern keys did not match"):
+            warnings.warn(
+                "The following rank_pattern keys did not match any targeted module and were ignored: ['q_prj'].",
+                RuntimeWarning,
+                stacklevel=1,
+            )

@@ -271,3 +271,16 @@ def test_record_models_lists_every_record_once_each_field_described():
         assert all(version < model.version() for version in model.UPGRADES)
         undocumented = [name for name, field in model.model_fields.items() if not field.description]
         assert undocumented == [], f"{model.__name__}: {undocumented}"
+
+
+def test_results_record_the_initialization_only_when_one_ran(tmp_path):
+    """`initialization` is a key added without a version change: absent when null, so every file without it
+    reads and writes back unchanged; present, it is typed (method, examples, cache, seconds, layers)."""
+    old = UNVERSIONED["results.json"]
+    assert "initialization" not in ResultsRecord.read(write(tmp_path / "results.json", old)).content()
+    ran = {"method": "eva", "examples": 96, "from_cache": True, "seconds": 0.02, "layers": 14}
+    record = ResultsRecord.read(write(tmp_path / "results.json", {VERSION_KEY: 1, **old, "initialization": ran}))
+    assert record.initialization is not None and record.initialization.from_cache is True
+    assert record.content()["initialization"] == ran and record.version() == 1
+    with pytest.raises(RecordError, match=r"initialization\.from_cache"):
+        ResultsRecord.read(write(tmp_path / "bad.json", {**old, "initialization": {**ran, "from_cache": "maybe"}}))

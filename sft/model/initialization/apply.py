@@ -28,6 +28,11 @@ from sft.model.initialization.registry import get_initializer
 log = logging.getLogger(__name__)
 
 
+def record(method: str, examples: int | None, from_cache: bool, seconds: float, layers: int) -> dict[str, Any]:
+    """What results.json records of an initialization (`sft.results.run_record.InitializationRecord`)."""
+    return {"method": method, "examples": examples, "from_cache": from_cache, "seconds": seconds, "layers": layers}
+
+
 def checkpoint_key(config: ModelConfig) -> dict[str, Any]:
     """What identifies the weights an initializer reads: the checkpoint and how it was quantized."""
     quantization = config.quantization.model_dump() if config.quantization is not None else None
@@ -103,9 +108,13 @@ def apply_initializer(
     return {"layers": len(layers), "cache_hits": cache.hits, "computed": cache.misses, "seconds": seconds}
 
 
-def apply_configured_initializer(model: Any, config: Any) -> None:
+def apply_configured_initializer(model: Any, config: Any) -> dict[str, Any] | None:
     """Apply `config.lora.init_lora_weights` when it names an sft initializer (the LoRA layers were built
-    with PEFT's default init); call it before the optimizer exists. `config` is an ExperimentConfig."""
+    with PEFT's default init); call it before the optimizer exists. `config` is an ExperimentConfig. What
+    results.json records of it (`sft.results.run_record.InitializationRecord`), or None without one."""
     lora = config.lora
-    if lora is not None and lora.custom_initializer:
-        apply_initializer(model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
+    if lora is None or not lora.custom_initializer:
+        return None
+    stats = apply_initializer(model, lora.custom_initializer, lora.init_args, checkpoint_key(config.model))
+    # computed from the weights alone: no training example read
+    return record(lora.custom_initializer, None, stats["computed"] == 0, stats["seconds"], stats["layers"])
