@@ -1,5 +1,6 @@
-"""The MLflow client behind short timeouts, and the one module that imports mlflow (inside its functions: the
-runner and the experiment process import this package before they know whether the grid is tracked).
+"""The MLflow client behind short timeouts; with `sft.tracking.store`, the only module that imports mlflow (inside
+its functions: the runner and the experiment process import this package before they know whether the grid is
+tracked).
 
 A tracker must never fail or slow an experiment: HTTP requests time out after a few seconds and are not
 retried, and the first failure turns the `Tracker` off for the rest of the process with one warning. The
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,11 @@ def preload_modules(uri: str) -> tuple[str, ...]:
     if uri.startswith(("http:", "https:", "databricks")):
         return client
     return (*client, "mlflow.store.tracking.sqlalchemy_store")
+
+
+def preloaded(uri: str) -> bool:
+    """This process imported what logging to `uri` needs already (a fork server's child)."""
+    return all(module in sys.modules for module in preload_modules(uri))
 
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's nested-run convention: the UI shows the child under its parent
