@@ -60,10 +60,16 @@ PRELOAD = (
 
 
 def preload() -> None:
+    """Import what the experiments use, with the cyclic garbage collector off: what the imports make lives as long
+    as the server, and the collections they would trigger cost about a fifth of their time."""
     uri = os.environ.get(PRELOAD_ENV)
     tracking = preload_modules(uri) if uri else ()  # a tracked grid's experiments log to mlflow
-    for module in (*PRELOAD, *tracking):
-        importlib.import_module(module)
+    gc.disable()
+    try:
+        for module in (*PRELOAD, *tracking):
+            importlib.import_module(module)
+    finally:
+        gc.enable()
 
 
 def run_child(request: dict[str, Any]) -> int:
