@@ -48,6 +48,9 @@ class ChildRun:
             self._open()
 
     def _open(self) -> None:
+        _safely(self._open_child)
+
+    def _open_child(self) -> None:
         self.record = open_child(self.tracker, self.grid, self.config, self.run)
 
     def _opened(self) -> RunTrackingRecord | None:

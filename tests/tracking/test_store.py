@@ -1,14 +1,25 @@
 """A new SQLite store is a copy of the cached empty store MLflow migrated once (sft.tracking.store): MLflow opens
-the copy without migrating it, and it is the store MLflow makes itself, table for table."""
+the copy without migrating it, and it is the store MLflow makes itself, table for table. On such a local store
+a fork server's child (the client preloaded) opens its run at once, and a failed open never fails the run."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import classification_config
 
+from sft.config import parse_config
+from sft.results.layout import Run
+from sft.results.logs import RUNNER_LOG_ENV
+from sft.tracking.child import start_child, tracked
+from sft.tracking.client import preload_modules
+from sft.tracking.publish import open_grid
+from sft.tracking.records import RunTrackingRecord, read_run_record
+from sft.tracking.settings import TrackingOptions
 from sft.tracking.store import ENV_VAR, cache_folder, prepare_store, schema_revision, sqlite_file
 
 
@@ -99,3 +110,24 @@ def test_mlflow_opens_a_copied_store_without_migrating_and_it_is_the_store_mlflo
     run = client.create_run(client.create_experiment("grid"))
     client.log_metric(run.info.run_id, "accuracy", 0.5)
     assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.5}
+
+
+@pytest.mark.slow
+def test_a_preloaded_child_opens_at_once_and_a_failed_open_never_fails_its_run(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the tracking tests need mlflow (requirements.txt)")
+    for module in preload_modules(TrackingOptions().resolved_uri(tmp_path)):  # what a fork server imports ahead
+        importlib.import_module(module)
+    config = parse_config(classification_config("data", "model"))
+    assert open_grid(tmp_path, TrackingOptions(), {"zero": config}, active=True) is not None
+    monkeypatch.setenv(RUNNER_LOG_ENV, "1")  # a process the grid runner started
+    run = Run("zero", 1, tmp_path)
+    run.folder.mkdir(parents=True)
+    child = start_child(config, run)
+    assert child is not None and child.thread is None  # a local store and a preloaded client: opened at once
+    assert child.record is not None and read_run_record(run.folder) == child.record
+
+    broken = Run("zero", 2, tmp_path)
+    (broken.folder / RunTrackingRecord.FILE).mkdir(parents=True)  # the run's record cannot be written
+    with tracked(config, broken):
+        finished = True  # the run went on, and its end raised nothing
+    assert finished
