@@ -25,7 +25,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from sft.tracking.client import HTTP_ENVIRONMENT
+from sft.tracking.client import HTTP_ENVIRONMENT, collector_paused
 
 log = logging.getLogger(__name__)
 ENV_VAR = "SFT_TRACKING_CACHE"
@@ -54,8 +54,9 @@ def sqlite_file(uri: str) -> Path | None:
 def schema() -> tuple[str, str]:
     """The MLflow version and the schema revision its migrations end at: an empty store is the same file for
     both (a development install may change the migrations without changing the version)."""
-    import mlflow
-    from mlflow.store.db.utils import _get_latest_schema_revision  # what MLflow checks a store against on open
+    with collector_paused():
+        import mlflow
+        from mlflow.store.db.utils import _get_latest_schema_revision  # what MLflow checks a store against on open
 
     return str(mlflow.__version__), str(_get_latest_schema_revision())
 
