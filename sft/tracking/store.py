@@ -2,11 +2,11 @@
 that MLflow's own `mlflow db upgrade` built once per MLflow version and schema revision, kept in a cache folder.
 
 MLflow creates a SQLite store on its first open by running every schema migration since its first release
-(about 5 s of CPU and a few hundred synced writes: most of what tracking used to add to a short grid). The
+(1-7 s, mostly CPU and a few hundred synced writes: most of what tracking used to add to a short grid). The
 empty store those migrations leave is the same file every time, so a new store is a copy of it, written under
-a temporary name and renamed (no process ever sees half a store). MLflow then finds every table at the schema
-revision it expects, opens the copy as it opens any store it made, and adds its default experiment (whose
-artifact location is the store's own) on that first open, as it does after migrating.
+a temporary name and linked into place (no process ever sees half a store). MLflow then finds every table at
+the schema revision it expects, opens the copy as it opens any store it made, and adds its default experiment
+(whose artifact location is the store's own) on that first open, as it does after migrating.
 
 The folder is `$SFT_TRACKING_CACHE` when set (`off` disables the cache: MLflow migrates each new store), else
 ~/.cache/sft/tracking. Whatever goes wrong here (no cache folder, a failed build) leaves the store to MLflow.
@@ -14,6 +14,7 @@ The folder is `$SFT_TRACKING_CACHE` when set (`off` disables the cache: MLflow m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -64,7 +65,7 @@ def schema() -> tuple[str, str]:
 def schema_revision(path: Path) -> str | None:
     """The schema revision an MLflow store file is at (alembic's bookkeeping table), None when it has none."""
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
             row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         return None
@@ -108,9 +109,14 @@ def prepare_store(uri: str) -> bool:
         temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"  # created as any new file (umask)
         try:
             shutil.copyfile(source, temporary)
-            os.link(temporary, target)  # fails when the store was created meanwhile: a store is never replaced
-        except FileExistsError:
-            return False
+            try:
+                os.link(temporary, target)  # fails when the store was created meanwhile: a store is never replaced
+            except FileExistsError:
+                return False
+            except OSError:  # a file system without hard links: a rename, unless the store appeared meanwhile
+                if target.exists():
+                    return False
+                os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
     except Exception as error:  # the cache is an optimization: MLflow creates the store itself instead
