@@ -7,7 +7,8 @@ own `_plots/`) are ignored. A run is *done* when its `results.json` reads (`Resu
 from any older version); otherwise its `status.json` (`StatusRecord`) decides (`RunState`, the states
 the runner writes): a failure, or anything else (running, interrupted, a state this version does not
 know) meaning "not finished yet", listed as missing. A corrupt file never stops the report: it is named in
-`problems` and the run is left out.
+`problems` and the run is left out. A run folder's `tensorboard/` (the trainer's event files, when asked for)
+is listed for the report to link.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from sft.config.grid import evaluate_file, raw_experiments
 from sft.config.parsing import flatten
-from sft.results.layout import Run, run_folders
+from sft.results.layout import TENSORBOARD_FOLDER, Run, run_folders
 from sft.results.logs import tail
 from sft.results.records import RecordError
 from sft.results.run_record import ResultsRecord
@@ -34,6 +35,7 @@ class Collected:
     failures: list[dict[str, Any]] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    tensorboard: list[str] = field(default_factory=list)  # `<experiment>/seed-<n>/tensorboard` holding event files
 
 
 def is_number(value: Any) -> bool:
@@ -154,8 +156,12 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     """
     root = Path(results_path)
     collected = Collected()
+    boards: list[tuple[str, int, str]] = []
     for folder in run_folders(root):
-        relative = Run.from_folder(folder).relative
+        run = Run.from_folder(folder)
+        relative = run.relative
+        if has_events(root, folder / TENSORBOARD_FOLDER):
+            boards.append((run.name, run.seed, f"{relative}/{TENSORBOARD_FOLDER}"))
         if (folder / ResultsRecord.FILE).exists():
             try:
                 collected.rows.append(read_row(root, relative))
@@ -171,7 +177,16 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
             collected.missing.append({"experiment": name, "seed": seed, "folder": None, "state": "not started"})
     for records in (collected.rows, collected.failures, collected.missing):
         records.sort(key=lambda record: (record["experiment"], _seed_order(record["seed"])))
+    collected.tensorboard = [path for _, _, path in sorted(boards)]
     return collected
+
+
+def has_events(root: Path, folder: Path) -> bool:
+    """The folder holds TensorBoard event files (in it or below: TensorBoard reads both) and lies inside the
+    results folder (a link out of it would give the report a path that leaves the folder)."""
+    if not folder.is_dir() or not folder.resolve().is_relative_to(root.resolve()):
+        return False
+    return any(path.is_file() for path in folder.rglob("events.out.tfevents.*"))
 
 
 def _seed_order(seed: int | None) -> tuple[int, int]:

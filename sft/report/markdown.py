@@ -266,6 +266,14 @@ def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[st
         lines += ["", "## Per-experiment plots"]
         for experiment, plots in per_experiment.items():
             lines += ["", f"### {experiment}", "", " ".join(f"![{kind}]({path})" for kind, path in plots.items())]
+    if collected.tensorboard:
+        lines += ["", "## TensorBoard", ""]
+        lines.append(
+            f"The trainer's event files of {len(collected.tensorboard)} run(s) (`training.trainer_args.report_to`); "
+            "`tensorboard --logdir` on this folder shows them side by side."
+        )
+        # relative to the report, which sits in the results folder; run folder names need no escaping in a link
+        lines += ["", *(f"- [{path}]({path})" for path in collected.tensorboard)]
     if collected.failures:
         table = [
             [f["experiment"], str(f["seed"]), f["state"], setting_text(f.get("reason") or None),

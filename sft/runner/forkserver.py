@@ -42,7 +42,7 @@ from sft.results.logs import setup_logging
 from sft.runner.cpu_share import apply_in_child
 from sft.runner.executors import ExecutorContext, Job, ProcessHandle, child_command, note
 from sft.runner.processes import die_with_parent, signal_group, start_child
-from sft.tracking.client import PRELOAD_ENV, preload_modules
+from sft.tracking.client import PRELOAD_ENV, collector_paused, preload_modules
 
 PRELOAD = (
     "torch", "transformers", "trl", "peft", "datasets", "accelerate",
@@ -60,10 +60,13 @@ PRELOAD = (
 
 
 def preload() -> None:
+    """Import what the experiments use, with the cyclic garbage collector off (`collector_paused`): what the
+    imports make lives as long as the server."""
     uri = os.environ.get(PRELOAD_ENV)
     tracking = preload_modules(uri) if uri else ()  # a tracked grid's experiments log to mlflow
-    for module in (*PRELOAD, *tracking):
-        importlib.import_module(module)
+    with collector_paused():
+        for module in (*PRELOAD, *tracking):
+            importlib.import_module(module)
 
 
 def run_child(request: dict[str, Any]) -> int:

@@ -8,7 +8,8 @@ tracker that is down costs a warning, and `aggregate --track` publishes what it 
     settings    what `--track` / `--tracking-uri` ask for (`TrackingOptions`), the default store's names
     records     the run ids kept in the results folder (`GridTrackingRecord`, `RunTrackingRecord`)
     params      the settings, metrics and step metrics a run logs, from its config and results.json
-    client      the MLflow client behind short timeouts: the one module that imports mlflow
+    client      the MLflow client behind short timeouts (with `store`, the modules that import mlflow)
+    store       a new SQLite store: a copy of the empty store MLflow migrated once, not every migration again
     child       the experiment process's hook: open (or reopen) its child run, log its end
     publish     the grid's side: the parent run, finished folders published, the report on the parent
 """

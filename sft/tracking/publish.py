@@ -36,6 +36,7 @@ from sft.tracking.records import (
     read_run_record,
 )
 from sft.tracking.settings import TrackingOptions
+from sft.tracking.store import prepare_store
 
 log = logging.getLogger(__name__)
 PLOTS_ARTIFACTS = "plots"  # the artifact folder of the report's plots, on the parent and on each child
@@ -82,6 +83,7 @@ def open_grid(
     write the grid record: `active` for a grid that starts now (a new invocation), None to leave a running
     grid's state as it is (`aggregate --track`). None when the tracker fails (it warned)."""
     uri = options.resolved_uri(results_path)
+    prepare_store(uri)  # a new SQLite store: a copy of an empty one, not every schema migration again
     tracker = Tracker(uri)
     GridTrackingRecord.path(results_path).parent.mkdir(parents=True, exist_ok=True)
     name = options.experiment_name(results_path)

@@ -11,7 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-START_SECONDS = 120.0  # a loaded CI machine: the store's first creation runs every migration
+from sft.tracking.store import prepare_store
+
+START_SECONDS = 120.0  # a loaded CI machine, and one whose cache has no empty store yet (sft.tracking.store)
 
 
 class ServerUnavailable(RuntimeError):
@@ -30,12 +32,14 @@ class MlflowServer:
     def __init__(self, folder: Path):
         self.folder, self.port = folder, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.store_uri = f"sqlite:///{self.folder / 'mlflow.db'}"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        prepare_store(self.store_uri)  # a copy of the cached empty store: the server runs no migration
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--workers", "1", "--backend-store-uri", self.store_uri,
             "--artifacts-destination", str(self.folder / "artifacts"),
         ]  # fmt: skip
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}

@@ -118,6 +118,7 @@ def test_a_grid_killed_and_resumed_logs_each_run_once(server, tmp_path, sentimen
     events = list((Run("few", 42, results).folder / "tensorboard").glob("events.out.tfevents.*"))
     logged = client(server.uri).list_artifacts(few.info.run_id, "tensorboard")
     assert events and [Path(item.path).name for item in logged] == [events[0].name]
+    assert "- [few/seed-42/tensorboard](few/seed-42/tensorboard)" in (results / "aggregated_results.md").read_text()
     curve = client(server.uri).get_metric_history(few.info.run_id, "validation.f1_macro")
     assert [point.step for point in curve] == sorted({point.step for point in curve}) and len(curve) == 2
     assert len(client(server.uri).get_metric_history(icl.info.run_id, "accuracy")) == 1
