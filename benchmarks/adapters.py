@@ -112,17 +112,24 @@ def chosen_rate(base: Any, method: str, shots: int, args: argparse.Namespace) ->
     return float(best), validation
 
 
+# AdaLoRA's schedule needs the planned number of steps; the timing pass's steps stay inside its warm-up.
+ADALORA_TIMING_STEPS = 1000
+
+
 def step_seconds(base: Any, methods: list[str], shots: int, args: argparse.Namespace) -> dict[str, float]:
     """Each method's CPU seconds per optimizer step measured side by side in this process (one thread): the
-    method's model as a run loads it (sft's head predictor), the same first batch of training inputs, forward,
+    method's model as a run builds it (sft's head predictor's base model, the method's PEFT adapter over it, only
+    the adapter and the head trainable), the same first batch of training inputs, forward,
     backward and an AdamW step; `--timing-rounds` rounds over the methods in turn, each timing
     `--timing-steps` steps, and the median round kept. The runs' own seconds per step (results.json) are
     measured wherever the machine's load was at the time; these are comparable across methods."""
     import time
 
     import torch
+    from peft import get_peft_model
 
     from sft.data.prepare import prepare_data
+    from sft.model.adapters import peft_config
     from sft.predictors import predictor_for
     from sft.predictors.head import input_texts
     from sft.tasks import task_for
@@ -139,7 +146,8 @@ def step_seconds(base: Any, methods: list[str], shots: int, args: argparse.Names
         limit = args.max_input_length
         inputs = loaded.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         labels = torch.arange(batch_size) % len(data.labels or [1])
-        model = loaded.model.train()
+        # the method's adapter over the loaded base, as the head's training builds it (sft.training.head)
+        model = get_peft_model(loaded.model, peft_config(config.lora, "SEQ_CLS", ADALORA_TIMING_STEPS)).train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step(model: Any = model, optimizer: Any = optimizer, inputs: Any = inputs, labels: Any = labels) -> None:
