@@ -38,6 +38,7 @@ from sft.search.trial import Reporter, trial_marker
 from sft.tasks import task_for
 from sft.tasks.base import Prediction, Task, task_metrics
 from sft.tracking.child import tracked
+from sft.tracking.wandb_run import wandb_ended
 from sft.training.common import is_main_process, save_adapter, seed_everything
 from sft.training.selection import observed
 
@@ -188,7 +189,7 @@ def run_trial(config: ExperimentConfig, run: Run) -> dict[str, Any]:
     configuration's runs are tested."""
     marker = trial_marker(run.folder)
     assert marker is not None
-    with _run_log(run):
+    with _run_log(run), wandb_ended(config, run):
         experiment = _setup(config, run)
         seed_everything(run.seed)
         loaded = _load(experiment, None, trainable=True)

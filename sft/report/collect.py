@@ -8,7 +8,7 @@ from any older version); otherwise its `status.json` (`StatusRecord`) decides (`
 the runner writes): a failure, or anything else (running, interrupted, a state this version does not
 know) meaning "not finished yet", listed as missing. A corrupt file never stops the report: it is named in
 `problems` and the run is left out. A run folder's `tensorboard/` (the trainer's event files, when asked for)
-is listed for the report to link.
+and the W&B offline runs in its `wandb/` are listed for the report to link.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from sft.config.grid import evaluate_file, raw_experiments
 from sft.config.parsing import flatten
-from sft.results.layout import TENSORBOARD_FOLDER, Run, run_folders
+from sft.results.layout import TENSORBOARD_FOLDER, WANDB_FOLDER, Run, run_folders
 from sft.results.logs import tail
 from sft.results.records import RecordError
 from sft.results.run_record import ResultsRecord
@@ -36,6 +36,7 @@ class Collected:
     missing: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     tensorboard: list[str] = field(default_factory=list)  # `<experiment>/seed-<n>/tensorboard` holding event files
+    wandb: list[str] = field(default_factory=list)  # `<experiment>/seed-<n>/wandb/offline-run-*`: W&B's offline runs
 
 
 def is_number(value: Any) -> bool:
@@ -157,11 +158,13 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     root = Path(results_path)
     collected = Collected()
     boards: list[tuple[str, int, str]] = []
+    offline: list[tuple[str, int, str]] = []
     for folder in run_folders(root):
         run = Run.from_folder(folder)
         relative = run.relative
         if has_events(root, folder / TENSORBOARD_FOLDER):
             boards.append((run.name, run.seed, f"{relative}/{TENSORBOARD_FOLDER}"))
+        offline += [(run.name, run.seed, f"{relative}/{WANDB_FOLDER}/{name}") for name in offline_runs(root, folder)]
         if (folder / ResultsRecord.FILE).exists():
             try:
                 collected.rows.append(read_row(root, relative))
@@ -178,6 +181,7 @@ def collect(results_path: str | Path, expected: Iterable[tuple[str, int | None]]
     for records in (collected.rows, collected.failures, collected.missing):
         records.sort(key=lambda record: (record["experiment"], _seed_order(record["seed"])))
     collected.tensorboard = [path for _, _, path in sorted(boards)]
+    collected.wandb = [path for _, _, path in sorted(offline)]
     return collected
 
 
@@ -187,6 +191,15 @@ def has_events(root: Path, folder: Path) -> bool:
     if not folder.is_dir() or not folder.resolve().is_relative_to(root.resolve()):
         return False
     return any(path.is_file() for path in folder.rglob("events.out.tfevents.*"))
+
+
+def offline_runs(root: Path, folder: Path) -> list[str]:
+    """The names of the W&B offline runs in a run folder's `wandb/` (each `offline-run-<time>-<id>`, holding its
+    `.wandb` log), inside the results folder; what `wandb sync` uploads."""
+    runs = folder / WANDB_FOLDER
+    if not runs.is_dir() or not runs.resolve().is_relative_to(root.resolve()):
+        return []
+    return sorted(path.name for path in runs.glob("offline-run-*") if any(path.glob("*.wandb")))
 
 
 def _seed_order(seed: int | None) -> tuple[int, int]:

@@ -274,6 +274,14 @@ def _run_lines(collected: Collected, per_experiment: dict[str, dict]) -> list[st
         )
         # relative to the report, which sits in the results folder; run folder names need no escaping in a link
         lines += ["", *(f"- [{path}]({path})" for path in collected.tensorboard)]
+    if collected.wandb:
+        lines += ["", "## W&B", ""]
+        lines.append(
+            f"{len(collected.wandb)} offline W&B run(s) of the trainer (`training.trainer_args.report_to`), grouped "
+            "by this folder's name; `wandb sync <folder>` from this folder uploads one, `wandb sync */seed-*/wandb/"
+            "offline-run-*` all of them."
+        )
+        lines += ["", *(f"- [{path}]({path})" for path in collected.wandb)]
     if collected.failures:
         table = [
             [f["experiment"], str(f["seed"]), f["state"], setting_text(f.get("reason") or None),

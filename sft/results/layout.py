@@ -8,7 +8,8 @@ name is, for the shared adapter store's folders too.
 A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained without
 sharing; shared adapters live in `RESULTS/_adapters/`, see `sft.results.adapters`),
 `predictions.jsonl`, `results.json` (written last: its presence means the run finished), `run.log`,
-`tensorboard/` (TensorBoard event files, when `training.trainer_args.report_to` asks for them) and, under the
+`tensorboard/` and `wandb/` (TensorBoard event files and W&B's offline runs, when `training.trainer_args.report_to`
+asks for them) and, under the
 grid runner, `status.json` and `.lock` (and `tracking.json` under a tracked grid, see `sft.tracking.records`).
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from sft.results.files import atomic_write_text
 
 TENSORBOARD_FOLDER = "tensorboard"  # in a run folder: the trainer's TensorBoard event files
+WANDB_FOLDER = "wandb"  # in a run folder: W&B's own folder of the trainer's runs (offline: `offline-run-*`)
 
 # Experiment names become folder names: keep them to one portable path component.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+@-]{0,199}$")

@@ -28,6 +28,7 @@ from sft.tracking.children import open_child, publish_results, record_failure
 from sft.tracking.client import Tracker, preloaded
 from sft.tracking.records import GridTrackingRecord, RunTrackingRecord, read_grid_record
 from sft.tracking.store import sqlite_file
+from sft.tracking.wandb_run import wandb_ended
 
 log = logging.getLogger(__name__)
 OPEN_SECONDS = 60.0  # the longest the end of a run waits for its child to open (each request times out sooner)
@@ -93,20 +94,22 @@ def start_child(config: ExperimentConfig, run: Run) -> ChildRun | None:
 @contextmanager
 def tracked(config: ExperimentConfig, run: Run, enabled: bool = True) -> Iterator[None]:
     """Log the run as a child of the tracked grid that started it (nothing otherwise, or when not `enabled`:
-    the other ranks of a data-parallel run)."""
+    the other ranks of a data-parallel run), and end the W&B run its trainer opened, if any
+    (`sft.tracking.wandb_run`)."""
     child = start_child(config, run) if enabled else None
-    if child is None:
-        yield
-        return
-    try:
-        yield
-    except KeyboardInterrupt:
-        _safely(child.fail, "interrupted", True)
-        raise
-    except BaseException as error:
-        _safely(child.fail, f"{type(error).__name__}: {error}")
-        raise
-    _safely(child.finish)
+    with wandb_ended(config, run):
+        if child is None:
+            yield
+            return
+        try:
+            yield
+        except KeyboardInterrupt:
+            _safely(child.fail, "interrupted", True)
+            raise
+        except BaseException as error:
+            _safely(child.fail, f"{type(error).__name__}: {error}")
+            raise
+        _safely(child.finish)
 
 
 def _safely(step: Callable[..., None], *args: Any) -> None:

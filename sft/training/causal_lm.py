@@ -29,7 +29,7 @@ from sft.training.common import (
     Trained,
     keep_initial_adapter,
     run_trainer,
-    send_tensorboard_to,
+    send_reports_to,
     trainer_arguments,
     training_batches,
 )
@@ -110,7 +110,7 @@ def prepare_trainer(
             training_examples(builder, validation_sampler, selector.split, config.training.icl_examples, False)
         )
     argument_values = trainer_arguments(config, run_folder, seed)
-    send_tensorboard_to(argument_values, run_folder)
+    send_reports_to(argument_values, run_folder)
     arguments = SFTConfig(**argument_values)
     adapter = peft_config(config.lora, total_steps=planned_steps(arguments, len(examples)))
     initialization = None

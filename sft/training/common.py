@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from sft.config import ExperimentConfig
 from sft.config.schema import rewrites_base
-from sft.results.layout import TENSORBOARD_FOLDER
+from sft.results.layout import TENSORBOARD_FOLDER, Run
 from sft.training.batching import FASTEST, Batching, throughput_stats
 from sft.training.selection import evaluation_arguments
 
@@ -65,14 +65,36 @@ def trainer_arguments(config: ExperimentConfig, run_folder: Path, seed: int) -> 
     return {**defaults, **user}
 
 
-def send_tensorboard_to(arguments: dict[str, Any], run_folder: Path) -> None:
-    """When the trainer reports to TensorBoard, its event files go to the run folder's `tensorboard/` (which
-    a tracked run logs and `tensorboard --logdir RESULTS` finds) rather than a dated folder under output_dir:
-    transformers reads that folder from the environment of the process that trains."""
+def send_reports_to(arguments: dict[str, Any], run_folder: Path) -> None:
+    """Where the trainer's reporters write, set in the environment of the process that trains (transformers and
+    W&B read it there): TensorBoard's event files go to the run folder's `tensorboard/` (which a tracked run logs
+    and `tensorboard --logdir RESULTS` finds) rather than a dated folder under output_dir; W&B's runs go to the
+    run folder's `wandb/`, see `wandb_environment`."""
     value = arguments.get("report_to")
     names = [value] if isinstance(value, str) else list(value or [])
     if "tensorboard" in names or "all" in names:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_folder / TENSORBOARD_FOLDER)
+    if "wandb" in names or "all" in names:
+        os.environ.update(wandb_environment(run_folder, os.environ))
+
+
+# W&B's defaults for a run of a grid, unless the user's environment sets them: offline (clusters rarely reach
+# W&B, and `wandb sync` uploads the run folders' runs later) into one project for sft's runs.
+WANDB_DEFAULTS = {"WANDB_MODE": "offline", "WANDB_PROJECT": "sft", "WANDB_SILENT": "true"}
+
+
+def wandb_environment(run_folder: Path, environment: typing.Mapping[str, str]) -> dict[str, str]:
+    """The W&B variables of the run training in `run_folder`: its runs in the run folder (`wandb/`), grouped by
+    the grid (the results folder's name: W&B's `group`), named by the run folder (`<experiment>/seed-<n>`), the
+    experiment as the job type; offline into the `sft` project unless `environment` says otherwise. Set per
+    run, not by default: one process may run several experiments (the benchmarks do), each its own W&B run."""
+    try:
+        run = Run.from_folder(run_folder)
+        group, name, job = Path(run.results_path).name, run.relative, run.name
+    except ValueError:  # not a run folder of a results folder: named by its own folder
+        group, name, job = run_folder.parent.name, run_folder.name, run_folder.name
+    chosen = {"WANDB_DIR": str(run_folder), "WANDB_RUN_GROUP": group, "WANDB_NAME": name, "WANDB_JOB_TYPE": job}
+    return chosen | {key: value for key, value in WANDB_DEFAULTS.items() if key not in environment}
 
 
 def run_trainer(

@@ -24,7 +24,7 @@ from sft.model.initialization.apply import apply_configured_initializer, checkpo
 from sft.model.initialization.data_driven import eva
 from sft.training.adapters import adapter_callbacks, planned_steps
 from sft.training.batching import FASTEST, LENGTH_GROUPED, PADDED_BATCHES, Batching, counting_trainer
-from sft.training.common import Trained, run_trainer, send_tensorboard_to, trainer_arguments, training_batches
+from sft.training.common import Trained, run_trainer, send_reports_to, trainer_arguments, training_batches
 from sft.training.selection import Selector, selection_callback
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def train_head(
     # LoRA matrices and the new head are drawn from the global RNG.
     set_seed(seed)
     argument_values = training_arguments(config, run_folder, seed)
-    send_tensorboard_to(argument_values, run_folder)
+    send_reports_to(argument_values, run_folder)
     arguments = TrainingArguments(**argument_values)
     adapter = peft_config(config.lora, "SEQ_CLS", planned_steps(arguments, len(train_set)))
     model = get_peft_model(model, adapter)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from helpers import classification_config, merge, training_sections
 
 from sft.config import parse_config
-from sft.training.common import trainer_arguments
+from sft.training.common import send_reports_to, trainer_arguments, wandb_environment
 
 
 def few_shot_config(data: Path, model: Path, **sections):
@@ -69,3 +70,26 @@ def test_trainer_arguments_of_a_zero_shot_config(tiny_qwen, sentiment_data, tmp_
     args = trainer_arguments(config, tmp_path, seed=3)
     assert args["seed"] == 3
     assert args["bf16"] is False
+
+
+def test_wandb_environment_puts_each_run_in_its_folder_grouped_by_the_grid(tmp_path):
+    folder = tmp_path / "grid-7" / "lora-r8" / "seed-3"
+    chosen = wandb_environment(folder, {})
+    assert chosen == {
+        "WANDB_DIR": str(folder), "WANDB_RUN_GROUP": "grid-7", "WANDB_NAME": "lora-r8/seed-3",
+        "WANDB_JOB_TYPE": "lora-r8", "WANDB_MODE": "offline", "WANDB_PROJECT": "sft", "WANDB_SILENT": "true",
+    }  # fmt: skip
+    # the user's mode and project win (an online cluster, a team project); the run's place and names do not
+    user = wandb_environment(folder, {"WANDB_MODE": "online", "WANDB_PROJECT": "team", "WANDB_SILENT": "false"})
+    assert "WANDB_MODE" not in user and "WANDB_PROJECT" not in user and "WANDB_SILENT" not in user
+    assert user["WANDB_DIR"] == str(folder) and user["WANDB_RUN_GROUP"] == "grid-7"
+
+
+def test_send_reports_to_sets_wandb_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "environ", {})
+    folder = tmp_path / "results" / "few" / "seed-1"
+    send_reports_to({"report_to": "none"}, folder)
+    assert os.environ == {}
+    send_reports_to({"report_to": ["tensorboard", "wandb"]}, folder)
+    assert os.environ["WANDB_DIR"] == str(folder) and os.environ["WANDB_NAME"] == "few/seed-1"
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(folder / "tensorboard")
