@@ -63,8 +63,16 @@ class Messages(logging.Handler):
 
 
 def schema_of(path: Path) -> set[tuple]:
+    """Each table, index and trigger with its statement's clauses as a set: a migration that rebuilds a table
+    (alembic's batch mode) writes its named constraints in an order that changes from process to process
+    (string hashing), which says nothing about the schema."""
     with sqlite3.connect(path) as connection:
-        return set(connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        rows = connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+        return {(kind, name, table, clauses(sql)) for kind, name, table, sql in rows}
+
+
+def clauses(sql: str | None) -> frozenset[str] | None:
+    return None if sql is None else frozenset(line.strip().rstrip(",").strip() for line in sql.splitlines())
 
 
 def opened(path: Path, artifacts: Path) -> tuple[list[str], list]:
