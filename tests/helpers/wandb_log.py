@@ -1,20 +1,40 @@
-"""What a W&B offline run holds, read from its `run-<id>.wandb` file: the run record (project, group, name), the
-history rows and the summary. W&B ships no reader in Python; the file is a LevelDB-style log (a 7-byte header,
+"""The W&B tests' client (`wandb_client`: from `build/test-wandb`, see tests/wandb_requirements.txt), and what a W&B
+offline run holds, read from its `run-<id>.wandb` file: the run record (project, group, name), the history rows
+and the summary. W&B ships no reader in Python; the file is a LevelDB-style log (a 7-byte header,
 32 KiB blocks, each record a 7-byte header of checksum, length and type, then its bytes, split across blocks
 as FIRST, MIDDLE, LAST) of `wandb_internal_pb2.Record` messages."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from helpers import REPO
+
+WANDB_SITE = REPO / "build" / "test-wandb"  # README.md's test command installs the client there
+INSTALL = "pip install --target build/test-wandb -r tests/wandb_requirements.txt"
 
 BLOCK = 32 * 1024
 HEADER = b":W&B"
 RECORD_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def wandb_client() -> Any:
+    """The `wandb` module, its folder appended to this process's path (after the virtualenv's packages, which
+    keep their own versions of what wandb shares with them). Fails, saying how to install it, when neither the
+    folder nor the environment has it."""
+    if str(WANDB_SITE) not in sys.path:
+        sys.path.append(str(WANDB_SITE))
+    try:
+        return importlib.import_module("wandb")
+    except ImportError as error:
+        raise AssertionError(f"the W&B tests need wandb: {INSTALL} ({error})") from error
 
 
 @dataclass
