@@ -11,7 +11,10 @@ from pathlib import Path
 from helpers import REPO
 
 TESTS = REPO / "tests"
-TEST_COMMAND = "pip install -r dev_requirements.txt -e . && python -m pytest"
+TEST_COMMAND = (
+    "pip install -r dev_requirements.txt -e . && pip install --target build/test-wandb -r tests/wandb_requirements.txt "
+    "&& python -m pytest"
+)
 CHECKS = ["ruff check sft tests benchmarks", "ruff format --check sft tests benchmarks", "mypy"]
 
 

@@ -237,6 +237,8 @@ class GridRunner:
             self.locked.append(run)
             self.progress.skipped(run, "running in another runner")
             return
+        for partial in run.folder.glob(".*.tmp"):  # left by a killed writer (a runner killed while it recorded
+            partial.unlink(missing_ok=True)  # the run's status, too): we hold the lock, nobody writes there now
         decision = decide(run, config.config_hash(), self.options.force and attempt == 1)
         if not decision.run:
             self._mark_done_if_unrecorded(run, config)
@@ -245,8 +247,6 @@ class GridRunner:
             return
         if decision.set_aside:
             self.progress.set_aside(run, decision.reason, set_aside(run.folder))
-        for partial in run.folder.glob(".*.tmp"):  # left by a killed writer; we hold the lock, nobody writes
-            partial.unlink(missing_ok=True)
         try:
             config_file = write_config(config, run)
             with open(run.folder / "run.log", "a", encoding="utf-8") as log:

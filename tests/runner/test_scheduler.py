@@ -101,9 +101,12 @@ def test_resume_skips_finished_reruns_changed_configs_and_respects_locks(tmp_pat
     assert code == 0, output
     counts = {(name, seed): executions(tmp_path, name, seed) for name in "ab" for seed in (1, 2)}
     assert set(counts.values()) == {1}
+    stale = Run("a", 1, tmp_path / "results").folder / ".status.json.k1ll3d.tmp"  # a runner killed mid-write
+    stale.write_text("{")
 
     code, output = grid(tmp_path, configs(tmp_path), seeds=[1, 2], jobs=2)
     assert code == 0 and output.count("skipped (finished with the same config hash)") == 4, output
+    assert not stale.exists()  # the finished run is skipped, and its lock holder removed the killed write
     assert all(executions(tmp_path, name, seed) == 1 for name, seed in counts)
 
     changed = configs(tmp_path, b={"inference": {"batch_size": 2}})
