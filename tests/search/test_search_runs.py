@@ -73,7 +73,10 @@ def test_a_killed_search_resumes_exactly_once_and_tests_only_the_chosen_configur
     assert len(counted) == 3
     for stopped in interrupted:  # each retried once with its values, and finished
         (retry,) = [trial for trial in trials if trial.user_attrs.get("retry_of") == stopped.number]
-        assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == stopped.params
+        assert retry.state.name in ("COMPLETE", "PRUNED")
+        # a trial the kill cut before its values were drawn (trial 2, asked but not yet handed over) has none to
+        # repeat: its retry draws them
+        assert retry.params == stopped.params or (stopped.number != 1 and not stopped.params)
     failed = next(trial for trial in trials if trial.number == 0)  # failed on its own: recorded, counted
     assert failed.state.name == "FAIL" and failed.user_attrs["failure"] and failed in counted
     for trial in counted:  # each trial's process ran it once; none predicted the test split
