@@ -8,9 +8,9 @@ name is, for the shared adapter store's folders too.
 A run folder holds `config.json` (the resolved config and its hash), `adapter/` (when trained without
 sharing; shared adapters live in `RESULTS/_adapters/`, see `sft.results.adapters`),
 `predictions.jsonl`, `results.json` (written last: its presence means the run finished), `run.log`,
-`tensorboard/` and `wandb/` (TensorBoard event files and W&B's offline runs, when `training.trainer_args.report_to`
-asks for them) and, under the
-grid runner, `status.json` and `.lock` (and `tracking.json` under a tracked grid, see `sft.tracking.records`).
+`tensorboard/` and `wandb/` (TensorBoard event files and W&B's offline runs, when
+`training.trainer_args.report_to` asks for them) and, under the grid runner, `status.json` and `.lock` (and
+`tracking.json` under a tracked grid, see `sft.tracking.records`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ training curves; it never sees the test split's metrics, which come after traini
 the run's summary, with the run's identity (config hash, training key, seed), and ends it with the run's
 outcome, so that `wandb sync` uploads runs that compare in W&B's table as they do in the report.
 
-Nothing is imported: a process whose trainer did not report to W&B has no `wandb` module loaded and nothing to
-finish. A run that reused a shared adapter trained nothing here, so it has no W&B run of its own.
+Nothing is imported here: the module is looked up where the trainer (or TRL, which imports it whenever it is
+installed) loaded it, and a process whose trainer did not report to W&B has no active W&B run to finish. A run
+that reused a shared adapter trained nothing here, so it has no W&B run of its own.
 """
 
 from __future__ import annotations
