@@ -86,8 +86,10 @@ WANDB_DEFAULTS = {"WANDB_MODE": "offline", "WANDB_PROJECT": "sft", "WANDB_SILENT
 def wandb_environment(run_folder: Path, environment: typing.Mapping[str, str]) -> dict[str, str]:
     """The W&B variables of the run training in `run_folder`: its runs in the run folder (`wandb/`), grouped by
     the grid (the results folder's name: W&B's `group`), named by the run folder (`<experiment>/seed-<n>`), the
-    experiment as the job type; offline into the `sft` project unless `environment` says otherwise. Set per
-    run, not by default: one process may run several experiments (the benchmarks do), each its own W&B run."""
+    experiment as the job type; offline into the `sft` project unless `environment` says otherwise. Set for
+    each run rather than left to the user's values, because the names are the run's own; W&B reads them once per
+    process, which is one run under the grid runner (a process that runs several, as the benchmarks do, keeps
+    its first run's folder and names unless it tears W&B down between runs, as the W&B tests do)."""
     try:
         run = Run.from_folder(run_folder)
         group, name, job = Path(run.results_path).name, run.relative, run.name
